@@ -1,0 +1,110 @@
+"""Import batches: ``/v1/import/batches`` and each batch's results, errors and warnings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask import request
+from sqlalchemy.orm import Session
+
+from app.api import api
+from app.auth import current_org
+from app.errors import NotFound
+from app.extensions import db_session, services
+from app.pagination import InvalidParameter, int_arg, page_args, page_body
+from importer import outcomes
+from importer.models import BatchStatus, ImportBatch
+
+
+def _batch_or_404(batch_id: str) -> ImportBatch:
+    batch = (
+        db_session()
+        .scalars(
+            sa.select(ImportBatch).where(
+                ImportBatch.id == batch_id, ImportBatch.org_id == current_org().id
+            )
+        )
+        .one_or_none()
+    )
+    if batch is None:
+        raise NotFound(f"No import batch {batch_id!r} in this org.", code="batch_not_found")
+    return batch
+
+
+@api.get("/import/batches")
+def list_batches() -> dict[str, Any]:
+    limit, offset = page_args()
+    conditions = [ImportBatch.org_id == current_org().id]
+    status = request.args.get("status")
+    if status:
+        try:
+            conditions.append(ImportBatch.status == BatchStatus(status))
+        except ValueError:
+            raise InvalidParameter(
+                f"status must be one of {', '.join(s.value for s in BatchStatus)}; got {status!r}."
+            ) from None
+    slug = request.args.get("slug")
+    if slug:
+        conditions.append(ImportBatch.slug == slug)
+    session = db_session()
+    total = session.scalar(sa.select(sa.func.count()).select_from(ImportBatch).where(*conditions))
+    found = session.scalars(
+        sa.select(ImportBatch)
+        .where(*conditions)
+        .order_by(ImportBatch.seq.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    items = [outcomes.batch_summary(batch) for batch in found]
+    return page_body(items, total or 0, limit, offset)
+
+
+def wait_until_done(session: Session, batch: ImportBatch, seconds: float) -> None:
+    """Block until the workers finish ``batch`` or ``seconds`` pass; refresh it either way."""
+    if seconds <= 0 or BatchStatus(batch.status).is_done:
+        return
+    svc = services()
+
+    def is_done() -> bool:
+        # A short session per look, so each look sees the latest commit (SQLite
+        # would keep showing one snapshot inside a transaction).
+        with svc.db.session() as look:
+            status = look.scalar(sa.select(ImportBatch.status).where(ImportBatch.id == batch.id))
+        return status is not None and BatchStatus(status).is_done
+
+    svc.notifier.wait_done(batch.id, seconds, is_done)
+    session.commit()  # ends the request's read transaction, so the refresh sees the workers'
+    session.refresh(batch)
+
+
+@api.get("/import/batches/<batch_id>")
+def get_batch(batch_id: str) -> dict[str, Any]:
+    """The batch; ``?wait=N`` (seconds, at most the synchronous wait) long-polls until
+    it is done, so a client need not poll in a tight loop."""
+    batch = _batch_or_404(batch_id)
+    settings = services().settings
+    wait_until_done(db_session(), batch, int_arg("wait", 0, 0, int(settings.sync_wait_seconds)))
+    return outcomes.batch_body(db_session(), batch, settings.inline_items)
+
+
+def _outcome_page(batch_id: str, kind: outcomes.Kind) -> dict[str, Any]:
+    batch = _batch_or_404(batch_id)
+    limit, offset = page_args()
+    items = outcomes.page(db_session(), batch.id, kind, offset, limit)
+    return page_body(items, outcomes.total(batch, kind), limit, offset)
+
+
+@api.get("/import/batches/<batch_id>/results")
+def batch_results(batch_id: str) -> dict[str, Any]:
+    return _outcome_page(batch_id, "results")
+
+
+@api.get("/import/batches/<batch_id>/errors")
+def batch_errors(batch_id: str) -> dict[str, Any]:
+    return _outcome_page(batch_id, "errors")
+
+
+@api.get("/import/batches/<batch_id>/warnings")
+def batch_warnings(batch_id: str) -> dict[str, Any]:
+    return _outcome_page(batch_id, "warnings")

@@ -1,0 +1,95 @@
+"""The base-object read API: ``/v1/vendors``, ``/v1/services``, ``/v1/assessments``.
+
+Routes and bodies are generated from the field catalog, so a new field or base
+object appears here without a change to this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from flask import request
+
+from app.api import api
+from app.auth import current_org
+from app.errors import NotFound
+from app.extensions import db_session
+from app.pagination import int_arg, page_args, page_body
+from importer import catalog
+from importer.catalog import BaseObject, Kind
+from importer.db import unix
+from importer.models import OBJECT_TABLES
+
+
+def _date_seconds(value: dt.date | None) -> int | None:
+    """Dates leave the service as the Unix seconds of their midnight UTC."""
+    if value is None:
+        return None
+    return int(dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC).timestamp())
+
+
+def object_body(base: BaseObject, row: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": row.id}
+    for spec in base.fields:
+        value = getattr(row, spec.name)
+        body[spec.name] = _date_seconds(value) if spec.kind is Kind.DATE else value
+        if spec.reference_column:
+            body[spec.reference_column] = getattr(row, spec.reference_column)
+    body["created_at"] = unix(row.created_at)
+    body["updated_at"] = unix(row.updated_at)
+    return body
+
+
+def _list_view(base: BaseObject) -> Any:
+    table = OBJECT_TABLES[base.name]
+
+    def view() -> dict[str, Any]:
+        limit, offset = page_args()
+        conditions = [table.c.org_id == current_org().id]
+        external_id = request.args.get("external_id")
+        if external_id is not None:
+            conditions.append(table.c.external_id == external_id)
+        if request.args.get("updated_since"):
+            since = int_arg("updated_since", 0, 0, 253402300799)
+            conditions.append(table.c.updated_at >= dt.datetime.fromtimestamp(since, dt.UTC))
+        session = db_session()
+        total = session.scalar(sa.select(sa.func.count()).select_from(table).where(*conditions))
+        rows = session.execute(
+            sa.select(table)
+            .where(*conditions)
+            .order_by(table.c.created_at, table.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        return page_body([object_body(base, row) for row in rows], total or 0, limit, offset)
+
+    view.__name__ = f"list_{base.plural}"
+    return view
+
+
+def _detail_view(base: BaseObject) -> Any:
+    table = OBJECT_TABLES[base.name]
+
+    def view(object_id: str) -> dict[str, Any]:
+        row = (
+            db_session()
+            .execute(
+                sa.select(table).where(table.c.id == object_id, table.c.org_id == current_org().id)
+            )
+            .one_or_none()
+        )
+        if row is None:
+            raise NotFound(
+                f"No {base.name} {object_id!r} in this org.", code=f"{base.name}_not_found"
+            )
+        return object_body(base, row)
+
+    view.__name__ = f"get_{base.name}"
+    return view
+
+
+for _base in catalog.CATALOG.values():
+    api.add_url_rule(f"/{_base.plural}", view_func=_list_view(_base), methods=["GET"])
+    api.add_url_rule(f"/{_base.plural}/<object_id>", view_func=_detail_view(_base), methods=["GET"])

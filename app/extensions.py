@@ -1,0 +1,99 @@
+"""What a Flask app holds besides its views: settings, database, queue, notifier."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app, g
+from sqlalchemy.orm import Session
+
+from importer.config import Settings
+from importer.db import Database
+from importer.notify import Notifier, make_notifier
+from worker.dispatch import ChunkSender
+
+
+class BrokerCheck:
+    """Whether the broker answers, asked at most once per ``ttl`` seconds.
+
+    Used before accepting a batch: with the broker down the service answers 503 and
+    accepts nothing (work accepted while it was up and not yet queued is sent by
+    the relay when it is back).
+    """
+
+    def __init__(self, ping: Callable[[], Any] | None, ttl: float = 1.0) -> None:
+        self.ping = ping
+        self.ttl = ttl
+        self._checked_at = 0.0
+        self._error: Exception | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        if self.ping is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if now - self._checked_at >= self.ttl:
+                try:
+                    self.ping()
+                    self._error = None
+                except Exception as error:  # any failure to reach it
+                    self._error = error
+                self._checked_at = now
+            error = self._error
+        if error is not None:
+            raise error
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    send_chunks: ChunkSender
+    notifier: Notifier
+    check_broker: Callable[[], None]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_services(settings: Settings) -> Services:
+    from worker.celery_app import create_celery
+    from worker.dispatch import CelerySender
+
+    ping = None
+    if settings.redis_url:
+        import redis
+
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=2, socket_timeout=2
+        )
+        ping = client.ping
+    return Services(
+        settings=settings,
+        db=Database.from_settings(settings),
+        send_chunks=CelerySender(create_celery(settings)),
+        notifier=make_notifier(settings.redis_url),
+        check_broker=BrokerCheck(ping),
+    )
+
+
+def services() -> Services:
+    result: Services = current_app.extensions["importer"]
+    return result
+
+
+def db_session() -> Session:
+    """The request's session; the view commits, teardown closes (rolling back the rest)."""
+    if "db_session" not in g:
+        g.db_session = services().db.new_session()
+    session: Session = g.db_session
+    return session
+
+
+def close_db_session(_error: BaseException | None = None) -> None:
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        session.close()

@@ -1,0 +1,189 @@
+"""The ``importer`` command: run the service, migrate, create orgs.
+
+Configuration comes from ``DATABASE_URL``, ``REDIS_URL`` and ``IMPORTER_*``
+variables (see README), read once by :class:`importer.config.Settings`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import click
+import orjson
+
+from importer.config import PROJECT_ROOT, ConfigError, Settings
+from importer.logs import configure_logging
+
+
+def _settings() -> Settings:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        raise click.UsageError(str(error)) from None
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+@click.group()
+def main() -> None:
+    """Bulk-import service: validate records, upsert them by external_id."""
+
+
+# --- database ---------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+def upgrade_database(settings: Settings) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", settings.database_url.replace("%", "%%"))
+    command.upgrade(config, "head")
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the Alembic migrations up to the latest."""
+    settings = _settings()
+    configure_logging(settings)
+    upgrade_database(settings)
+    click.echo("database is up to date")
+
+
+# --- orgs -------------------------------------------------------------------------
+
+
+@main.command("create-org")
+@click.argument("name")
+def create_org(name: str) -> None:
+    """Create an org and its API key; prints one line of JSON."""
+    from importer.db import Database
+    from importer.orgs import create_org as make_org
+
+    database = Database.from_settings(_settings())
+    with database.session() as session:
+        org, api_key = make_org(session, name)
+        org_id = org.id
+    click.echo(orjson.dumps({"org_id": org_id, "api_key": api_key}).decode())
+
+
+# --- processes --------------------------------------------------------------------
+
+
+def _gunicorn(settings: Settings, host: str, port: int, workers: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    from app import create_app
+
+    class WebApplication(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options: dict[str, Any] = {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "worker_class": "gthread",
+                "threads": settings.web_threads,
+                # Longer than the synchronous wait, so a waiting import is never killed.
+                "timeout": int(settings.sync_wait_seconds) + 60,
+                "graceful_timeout": int(settings.sync_wait_seconds) + 5,
+                "accesslog": "-",
+                "errorlog": "-",
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return create_app(settings)
+
+    WebApplication().run()
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def web(host: str, port: int) -> None:
+    """Run the web front end (gunicorn)."""
+    settings = _settings()
+    configure_logging(settings)
+    _gunicorn(settings, host, port, settings.web_workers)
+
+
+@main.command()
+@click.option(
+    "--concurrency", type=int, default=None, help="Processes (IMPORTER_WORKER_CONCURRENCY)."
+)
+def worker(concurrency: int | None) -> None:
+    """Run one Celery worker process (with its pool of children)."""
+    settings = _settings()
+    configure_logging(settings)
+    from worker.app import celery
+
+    celery.worker_main(
+        [
+            "worker",
+            "--loglevel",
+            settings.log_level,
+            "--concurrency",
+            str(concurrency or settings.worker_concurrency),
+            "--queues",
+            "imports",
+        ]
+    )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Everything in one: migrate, set up the demo org, run a worker and the API."""
+    from importer.db import Database
+    from importer.demo import create_demo, demo_exists, sample_curl
+
+    settings = _settings()
+    configure_logging(settings)
+    upgrade_database(settings)
+    database = Database.from_settings(settings)
+    with database.session() as session:
+        if demo_exists(session):
+            api_key = None
+        else:
+            org, api_key = create_demo(session)
+            org_id = org.id
+    database.dispose()
+    base_url = f"http://{host}:{port}"
+    if api_key:
+        click.echo(
+            "\n".join(
+                [
+                    "",
+                    f"Demo org {org_id} created with reports 'vendors', 'services', 'assessments'.",
+                    f"Its API key (shown once, keep it): {api_key}",
+                    "",
+                    "Import sample vendors:",
+                    "",
+                    sample_curl(base_url, api_key),
+                    "",
+                ]
+            )
+        )
+    else:
+        click.echo(
+            "The demo org already exists; its API key was printed on the first start. "
+            "Make a new org and key with `importer create-org NAME`, or delete "
+            f"{settings.data_dir} to start over."
+        )
+    worker_process = subprocess.Popen([sys.executable, "-m", "importer", "worker"])
+    try:
+        _gunicorn(settings, host, port, workers=1)
+    finally:
+        worker_process.terminate()
+        try:
+            worker_process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker_process.kill()

@@ -1,0 +1,163 @@
+"""Typed settings read from the environment.
+
+This is the only module that reads ``os.environ``. Everything else receives a
+:class:`Settings` instance (the Flask app keeps it in ``app.config["SETTINGS"]``,
+the Celery app in ``celery.conf.importer_settings``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIB = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or default).strip().lower()
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def normalize_database_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL whatever spelling of the URL the operator gave."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every knob of the service. Field names map to ``IMPORTER_<NAME>`` variables,
+    except ``database_url`` and ``redis_url`` (``DATABASE_URL``, ``REDIS_URL``)."""
+
+    data_dir: Path
+    database_url: str
+    redis_url: str | None
+    # Import call limits and modes.
+    sync_max_records: int = 1000
+    sync_wait_seconds: float = 25.0
+    max_records: int = 100_000
+    max_body_bytes: int = 64 * MIB
+    chunk_size: int = 5000
+    inline_items: int = 1000
+    # Delivery and recovery.
+    relay_interval_seconds: float = 2.0
+    relay_grace_seconds: float = 5.0
+    redispatch_after_seconds: float = 120.0
+    stuck_after_seconds: float = 60.0
+    visibility_timeout_seconds: int = 1800
+    chunk_max_retries: int = 5
+    worker_concurrency: int = 2
+    # Idempotency-Key retention.
+    idempotency_ttl_seconds: int = 24 * 3600
+    # Processes.
+    web_workers: int = 2
+    web_threads: int = 8
+    # Logging.
+    log_format: str = "text"
+    log_level: str = "INFO"
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when no Redis is configured: the broker is a folder of message files."""
+        return self.redis_url is None
+
+    @property
+    def dialect(self) -> str:
+        return self.database_url.split(":", 1)[0].split("+", 1)[0]
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        """Where the embedded deployment's broker keeps its messages."""
+        return self.data_dir / "broker"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("IMPORTER_DATA_DIR") or PROJECT_ROOT / "var").resolve()
+        database_url = normalize_database_url(
+            env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'importer.sqlite'}"
+        )
+        values: dict[str, Any] = dict(
+            data_dir=data_dir,
+            database_url=database_url,
+            redis_url=(env.get("REDIS_URL") or "").strip() or None,
+            sync_max_records=_int(env, "IMPORTER_SYNC_MAX_RECORDS", 1000),
+            sync_wait_seconds=_float(env, "IMPORTER_SYNC_WAIT_SECONDS", 25.0),
+            max_records=_int(env, "IMPORTER_MAX_RECORDS", 100_000, minimum=1),
+            max_body_bytes=_int(env, "IMPORTER_MAX_BODY_BYTES", 64 * MIB, minimum=1024),
+            chunk_size=_int(env, "IMPORTER_CHUNK_SIZE", 5000, minimum=1),
+            inline_items=_int(env, "IMPORTER_INLINE_ITEMS", 1000, minimum=1),
+            relay_interval_seconds=_float(env, "IMPORTER_RELAY_INTERVAL_SECONDS", 2.0, 0.05),
+            relay_grace_seconds=_float(env, "IMPORTER_RELAY_GRACE_SECONDS", 5.0),
+            redispatch_after_seconds=_float(env, "IMPORTER_REDISPATCH_AFTER_SECONDS", 120.0, 1),
+            stuck_after_seconds=_float(env, "IMPORTER_STUCK_AFTER_SECONDS", 60.0, 1),
+            visibility_timeout_seconds=_int(env, "IMPORTER_VISIBILITY_TIMEOUT_SECONDS", 1800, 1),
+            chunk_max_retries=_int(env, "IMPORTER_CHUNK_MAX_RETRIES", 5),
+            worker_concurrency=_int(env, "IMPORTER_WORKER_CONCURRENCY", 2, minimum=1),
+            idempotency_ttl_seconds=_int(env, "IMPORTER_IDEMPOTENCY_TTL_SECONDS", 86400, 1),
+            web_workers=_int(env, "IMPORTER_WEB_WORKERS", 2, minimum=1),
+            web_threads=_int(env, "IMPORTER_WEB_THREADS", 8, minimum=1),
+            log_format=_choice(env, "IMPORTER_LOG_FORMAT", "text", ("text", "json")),
+            log_level=_choice(
+                env, "IMPORTER_LOG_LEVEL", "info", ("debug", "info", "warning", "error")
+            ).upper(),
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,270 @@
+"""Tables.
+
+The service's own records (orgs, keys, reports, batches, chunks) are ORM classes.
+The base-object tables (vendors, services, assessments) are generated from the
+field catalog as Core tables, because they are only ever written in bulk by
+``importer.upsert`` and read by ``app.api.objects``, both through Core.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Mapped, mapped_column
+
+from importer import catalog, ids
+from importer.catalog import BaseObject, FieldSpec, Kind
+from importer.db import Base, UTCDateTime, utcnow
+
+#: JSON on every backend, JSONB on PostgreSQL.
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+#: A 64-bit auto-incrementing key (SQLite only auto-increments INTEGER PRIMARY KEY).
+BigSerial = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _enum(enum_class: type[enum.Enum]) -> sa.Enum:
+    """Store an enum by its value, as a VARCHAR (no database enum type to migrate)."""
+    return sa.Enum(
+        enum_class,
+        native_enum=False,
+        create_constraint=False,
+        length=20,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+class BatchStatus(enum.StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    #: At least one chunk could not be written after all its retries.
+    FAILED = "failed"
+
+    @property
+    def is_done(self) -> bool:
+        return self in (BatchStatus.COMPLETED, BatchStatus.FAILED)
+
+
+class ChunkStatus(enum.StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Org(Base):
+    __tablename__ = "orgs"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    vendor_statuses: Mapped[list[str]] = mapped_column(
+        JSONType, default=lambda: list(catalog.DEFAULT_VENDOR_STATUSES)
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def choices(self) -> dict[str, list[str]]:
+        """The org's settings that CHOICE fields with ``org_choices`` draw from."""
+        return {"vendor_statuses": list(self.vendor_statuses)}
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigSerial, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(sa.ForeignKey("orgs.id"), index=True)
+    #: SHA-256 of the key; the key itself is shown once and never stored.
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    #: The first characters of the key, to tell keys apart in listings.
+    key_prefix: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class ImportReport(Base):
+    __tablename__ = "import_reports"
+    __table_args__ = (
+        # A slug is unique among the org's live reports; archiving frees it.
+        sa.Index(
+            "uq_import_reports_org_id_slug_live",
+            "org_id",
+            "slug",
+            unique=True,
+            postgresql_where=sa.text("archived_at IS NULL"),
+            sqlite_where=sa.text("archived_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(sa.ForeignKey("orgs.id"), index=True)
+    slug: Mapped[str] = mapped_column(sa.String(100))
+    report_name: Mapped[str] = mapped_column(sa.String(255))
+    base_object: Mapped[str] = mapped_column(sa.String(40))
+    #: service field name -> incoming field name
+    mapping: Mapped[dict[str, str]] = mapped_column(JSONType)
+    required: Mapped[list[str]] = mapped_column(JSONType)
+    version: Mapped[int] = mapped_column(sa.Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    archived_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class ImportBatch(Base):
+    """One import request, from acceptance to completion.
+
+    ``seq`` is assigned when the batch is accepted; it orders batches for the
+    "later wins" rule (an upsert never overwrites a row written by a later batch).
+    """
+
+    __tablename__ = "import_batches"
+    __table_args__ = (
+        sa.Index("ix_import_batches_org_id_seq", "org_id", "seq"),
+        sa.Index("ix_import_batches_status_received_at", "status", "received_at"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigSerial, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    org_id: Mapped[str] = mapped_column(sa.ForeignKey("orgs.id"))
+    report_id: Mapped[str] = mapped_column(sa.ForeignKey("import_reports.id"), index=True)
+    report_version: Mapped[int] = mapped_column(sa.Integer)
+    # The report as used by this batch (it may change or be archived later).
+    slug: Mapped[str] = mapped_column(sa.String(100))
+    report_name: Mapped[str] = mapped_column(sa.String(255))
+    base_object: Mapped[str] = mapped_column(sa.String(40))
+    mapping: Mapped[dict[str, str]] = mapped_column(JSONType)
+
+    status: Mapped[BatchStatus] = mapped_column(_enum(BatchStatus), default=BatchStatus.QUEUED)
+    received_count: Mapped[int] = mapped_column(sa.Integer)
+    created_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    updated_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    failed_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    #: Records whose outcome is known (rejected at validation or in a finished chunk).
+    processed_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    error_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    warning_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    chunk_count: Mapped[int] = mapped_column(sa.Integer)
+    chunks_finished: Mapped[int] = mapped_column(sa.Integer, default=0)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    request_id: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class ImportChunk(Base):
+    """A contiguous slice ``[start_index, end_index)`` of a batch's records.
+
+    The chunk is the unit of work of the workers and also the outbox row: it is
+    committed with the batch, and ``dispatched_at`` records when it was handed to
+    the broker. ``payload`` holds the slice's valid records until they are written;
+    ``results``, ``errors`` and ``warnings`` hold the slice's outcome, so a batch's
+    outcome can be paginated without a row per record.
+    """
+
+    __tablename__ = "import_chunks"
+    __table_args__ = (
+        sa.UniqueConstraint("batch_id", "position"),
+        sa.Index("ix_import_chunks_status_dispatched_at", "status", "dispatched_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigSerial, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(sa.ForeignKey("import_batches.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(sa.Integer)
+    start_index: Mapped[int] = mapped_column(sa.Integer)
+    end_index: Mapped[int] = mapped_column(sa.Integer)
+    status: Mapped[ChunkStatus] = mapped_column(_enum(ChunkStatus), default=ChunkStatus.PENDING)
+    #: Valid records still to write.
+    record_count: Mapped[int] = mapped_column(sa.Integer)
+    payload: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    results: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    errors: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    warnings: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    created_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    updated_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    #: Records of the slice rejected by validation.
+    invalid_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    #: Records of the slice rejected when written (unknown reference, write failure).
+    rejected_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    error_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    warning_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def result_count(self) -> int:
+        return self.created_count + self.updated_count
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (sa.UniqueConstraint("org_id", "key"),)
+
+    id: Mapped[int] = mapped_column(BigSerial, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(sa.ForeignKey("orgs.id"))
+    key: Mapped[str] = mapped_column(sa.String(255))
+    #: SHA-256 of what makes two requests "the same": slug, query, content type, body.
+    request_hash: Mapped[str] = mapped_column(sa.String(64))
+    batch_id: Mapped[str | None] = mapped_column(sa.String(40))
+    status_code: Mapped[int | None] = mapped_column(sa.Integer)
+    response_body: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+
+# --- base objects, generated from the catalog -------------------------------------
+
+
+def column_type(spec: FieldSpec) -> sa.types.TypeEngine[Any]:
+    match spec.kind:
+        case Kind.NUMBER:
+            return sa.Float()
+        case Kind.BOOLEAN:
+            return sa.Boolean()
+        case Kind.DATE:
+            return sa.Date()
+        case Kind.STRING_LIST:
+            return JSONType
+        case _:
+            return sa.String(spec.max_length) if spec.max_length <= 2048 else sa.Text()
+
+
+def _object_table(base: BaseObject) -> sa.Table:
+    columns: list[sa.Column[Any]] = [
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("org_id", sa.ForeignKey("orgs.id"), nullable=False),
+    ]
+    for spec in base.fields:
+        columns.append(sa.Column(spec.name, column_type(spec), nullable=not spec.required))
+        if spec.references:
+            target = catalog.CATALOG[spec.references]
+            columns.append(
+                sa.Column(spec.reference_column, sa.ForeignKey(f"{target.plural}.id"), index=True)
+            )
+    columns += [
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("updated_at", UTCDateTime, nullable=False),
+        # Later wins: the seq of the batch that created the row, and of the last
+        # batch whose values the row holds.
+        sa.Column("created_seq", sa.BigInteger, nullable=False),
+        sa.Column("written_seq", sa.BigInteger, nullable=False),
+    ]
+    return sa.Table(
+        base.plural,
+        Base.metadata,
+        *columns,
+        sa.UniqueConstraint("org_id", "external_id"),
+        sa.Index(f"ix_{base.plural}_org_id_updated_at", "org_id", "updated_at"),
+    )
+
+
+OBJECT_TABLES: dict[str, sa.Table] = {
+    name: _object_table(base) for name, base in catalog.CATALOG.items()
+}
+
+ID_PREFIXES = {ids.VENDOR: "vendor", ids.SERVICE: "service", ids.ASSESSMENT: "assessment"}

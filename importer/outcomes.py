@@ -1,0 +1,142 @@
+"""Reading a batch's outcome: the response body and pages of results, errors, warnings.
+
+A batch's per-record outcome is stored per chunk (see ``ImportChunk``); since
+chunks cover contiguous, ordered index ranges, a page is read by skipping whole
+chunks by their counts and decoding only the chunks the page overlaps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from importer.db import unix
+from importer.models import BatchStatus, ImportBatch, ImportChunk
+
+Kind = Literal["results", "errors", "warnings"]
+KINDS: tuple[Kind, ...] = ("results", "errors", "warnings")
+
+_COUNT_COLUMNS = {
+    "results": ImportChunk.created_count + ImportChunk.updated_count,
+    "errors": ImportChunk.error_count,
+    "warnings": ImportChunk.warning_count,
+}
+_BLOB_COLUMNS = {
+    "results": ImportChunk.results,
+    "errors": ImportChunk.errors,
+    "warnings": ImportChunk.warnings,
+}
+
+
+def _result_item(stored: list[Any]) -> dict[str, Any]:
+    index, external_id, coverbase_id, action = stored
+    return {
+        "index": index,
+        "external_id": external_id,
+        "coverbase_id": coverbase_id,
+        "action": action,
+        "status": "success",
+    }
+
+
+def total(batch: ImportBatch, kind: Kind) -> int:
+    if kind == "results":
+        return batch.created_count + batch.updated_count
+    if kind == "errors":
+        return batch.error_count
+    return batch.warning_count
+
+
+def page(
+    session: Session, batch_id: str, kind: Kind, offset: int, limit: int
+) -> list[dict[str, Any]]:
+    """Items ``[offset, offset + limit)`` of a batch's results, errors or warnings, by index."""
+    if limit <= 0:
+        return []
+    counts = session.execute(
+        sa.select(ImportChunk.id, _COUNT_COLUMNS[kind])
+        .where(ImportChunk.batch_id == batch_id)
+        .order_by(ImportChunk.position)
+    ).all()
+    wanted: list[tuple[int, int]] = []  # (chunk id, offset of the page's start within it)
+    seen = 0
+    for chunk_id, count in counts:
+        if count and seen + count > offset and seen < offset + limit:
+            wanted.append((chunk_id, max(offset - seen, 0)))
+        seen += count
+        if seen >= offset + limit:
+            break
+    if not wanted:
+        return []
+    blobs = dict(
+        session.execute(
+            sa.select(ImportChunk.id, _BLOB_COLUMNS[kind]).where(
+                ImportChunk.id.in_([chunk_id for chunk_id, _ in wanted])
+            )
+        ).all()
+    )
+    items: list[Any] = []
+    for chunk_id, skip in wanted:
+        stored = orjson.loads(blobs[chunk_id] or b"[]")
+        items.extend(stored[skip : skip + limit - len(items)])
+    if kind == "results":
+        return [_result_item(item) for item in items]
+    return items
+
+
+def batch_summary(batch: ImportBatch) -> dict[str, Any]:
+    """A batch without its per-record lists (the items of the batch list)."""
+    body = _head(batch)
+    body.update(_tail(batch))
+    return body
+
+
+def batch_body(session: Session, batch: ImportBatch, inline_items: int) -> dict[str, Any]:
+    """The import response body: also the body of ``GET /v1/import/batches/{id}``.
+
+    ``results``, ``errors`` and ``warnings`` hold at most ``inline_items`` entries
+    each; ``*_total`` and ``links`` say where the rest is.
+    """
+    body = _head(batch)
+    for kind in KINDS:
+        body[kind] = page(session, batch.id, kind, 0, min(inline_items, total(batch, kind)))
+    body.update(_tail(batch))
+    return body
+
+
+def _head(batch: ImportBatch) -> dict[str, Any]:
+    return {
+        "id": batch.report_id,
+        "slug": batch.slug,
+        "report_name": batch.report_name,
+        "base_object": batch.base_object,
+        "mapping": batch.mapping,
+        "report_version": batch.report_version,
+        "batch_id": batch.id,
+        "status": BatchStatus(batch.status).value,
+        "received_count": batch.received_count,
+        "created_count": batch.created_count,
+        "updated_count": batch.updated_count,
+        "failed_count": batch.failed_count,
+    }
+
+
+def _tail(batch: ImportBatch) -> dict[str, Any]:
+    base = f"/v1/import/batches/{batch.id}"
+    return {
+        "received_at": unix(batch.received_at),
+        "completed_at": unix(batch.completed_at),
+        "progress": {"processed": batch.processed_count, "total": batch.received_count},
+        **{f"{kind}_total": total(batch, kind) for kind in KINDS},
+        "links": {"self": base, **{kind: f"{base}/{kind}" for kind in KINDS}},
+    }
+
+
+def http_status(batch: ImportBatch) -> int:
+    """200 done with something written, 400 done with nothing written, 202 running."""
+    if not BatchStatus(batch.status).is_done:
+        return 202
+    return 200 if batch.created_count + batch.updated_count > 0 else 400

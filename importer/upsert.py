@@ -1,0 +1,220 @@
+"""Where a record is written.
+
+A chunk of validated records is written with ONE statement,
+``INSERT ... SELECT ... ON CONFLICT (org_id, external_id) DO UPDATE``, whose rows
+come from a single JSON parameter (``jsonb_to_recordset`` on PostgreSQL,
+``json_each`` on SQLite). There is no round trip per record.
+
+The statement carries three guarantees:
+
+* **One object per external_id**: the unique constraint on ``(org_id, external_id)``
+  decides; two batches racing on a new external_id end in one insert and one update.
+* **Later wins**: a row is only overwritten by a batch whose ``seq`` is not lower
+  than the one that last wrote it (``WHERE written_seq <= excluded.written_seq``).
+* **Absent means unchanged**: a field the record did not carry keeps its stored
+  value (``COALESCE(excluded.f, f)``).
+
+``action`` and ``coverbase_id`` come from the statement's ``RETURNING``: a row
+whose ``created_seq`` is this batch's seq was created by it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from importer import catalog, ids
+from importer.catalog import BaseObject
+from importer.db import UTCDateTime, utcnow
+from importer.models import OBJECT_TABLES
+from importer.problems import ErrorCode, Problem, problem
+
+#: Lookups by external_id are sliced so no statement exceeds a driver's parameter limit.
+_LOOKUP_SLICE = 1000
+
+
+@dataclass
+class WriteOutcome:
+    #: ``[index, external_id, coverbase_id, action]`` per written record, by index.
+    results: list[list[Any]] = field(default_factory=list)
+    #: Records rejected at write time (unknown references).
+    errors: list[Problem] = field(default_factory=list)
+    created: int = 0
+    updated: int = 0
+
+    @property
+    def rejected(self) -> int:
+        return len({error["index"] for error in self.errors})
+
+
+def _written_columns(base: BaseObject) -> list[str]:
+    names: list[str] = []
+    for spec in base.fields:
+        names.append(spec.name)
+        if spec.reference_column:
+            names.append(spec.reference_column)
+    return names
+
+
+@functools.lru_cache(maxsize=16)
+def upsert_statement(base_name: str, dialect: str) -> sa.Insert:
+    """The chunk upsert for one base object, built once per process."""
+    base = catalog.CATALOG[base_name]
+    table = OBJECT_TABLES[base_name]
+    columns = ["id", *_written_columns(base)]
+    rows_param = sa.bindparam("rows", type_=sa.Text)
+    constants = [
+        sa.bindparam("org_id", type_=sa.String).label("org_id"),
+        sa.bindparam("now", type_=UTCDateTime).label("created_at"),
+        sa.bindparam("now", type_=UTCDateTime).label("updated_at"),
+        sa.bindparam("seq", type_=sa.BigInteger).label("created_seq"),
+        sa.bindparam("seq", type_=sa.BigInteger).label("written_seq"),
+    ]
+    if dialect == "postgresql":
+        recordset = (
+            sa.func.jsonb_to_recordset(sa.cast(rows_param, postgresql.JSONB))
+            .table_valued(*[sa.column(name, table.c[name].type) for name in columns])
+            .render_derived(name="r", with_types=True)
+        )
+        source = sa.select(*[recordset.c[name] for name in columns], *constants).order_by(
+            recordset.c.external_id
+        )
+        insert = postgresql.insert(table)
+    elif dialect == "sqlite":
+        each = sa.func.json_each(rows_param).table_valued("value").alias("r")
+
+        def extract(name: str) -> sa.ColumnElement[Any]:
+            value = sa.func.json_extract(each.c.value, f"$.{name}")
+            if isinstance(table.c[name].type, sa.JSON):
+                # Keep lists as JSON text, not SQLite's internal representation.
+                value = sa.func.json(value)
+            return value.label(name)
+
+        # "WHERE true" tells SQLite's parser the ON of ON CONFLICT is not a join's.
+        source = (
+            sa.select(*[extract(name) for name in columns], *constants)
+            .where(sa.true())
+            .order_by(sa.literal_column("external_id"))
+        )
+        insert = sqlite.insert(table)
+    else:  # pragma: no cover - guarded by configuration
+        raise RuntimeError(f"unsupported database dialect {dialect!r}")
+
+    names = [*columns, "org_id", "created_at", "updated_at", "created_seq", "written_seq"]
+    statement = insert.from_select(names, source)
+    excluded = statement.excluded
+    updates: dict[str, Any] = {
+        name: sa.func.coalesce(excluded[name], table.c[name])
+        for name in _written_columns(base)
+        if name != "external_id"
+    }
+    updates["updated_at"] = excluded.updated_at
+    updates["written_seq"] = excluded.written_seq
+    return statement.on_conflict_do_update(
+        index_elements=["org_id", "external_id"],
+        set_=updates,
+        where=table.c.written_seq <= excluded.written_seq,
+    ).returning(table.c.id, table.c.external_id, table.c.created_seq)
+
+
+def lookup_ids(
+    session: Session, base_name: str, org_id: str, external_ids: Iterable[str]
+) -> dict[str, str]:
+    """``{external_id: id}`` of the org's objects among ``external_ids``."""
+    table = OBJECT_TABLES[base_name]
+    wanted = sorted(set(external_ids))
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), _LOOKUP_SLICE):
+        rows = session.execute(
+            sa.select(table.c.external_id, table.c.id).where(
+                table.c.org_id == org_id,
+                table.c.external_id.in_(wanted[start : start + _LOOKUP_SLICE]),
+            )
+        )
+        found.update({external_id: object_id for external_id, object_id in rows})
+    return found
+
+
+def write_records(
+    session: Session,
+    *,
+    org_id: str,
+    base_object: str,
+    mapping: Mapping[str, str],
+    seq: int,
+    records: Sequence[tuple[int, dict[str, Any]]],
+) -> WriteOutcome:
+    """Upsert validated records (``(index, values)`` pairs) in one statement.
+
+    Only adds and flushes: the caller owns the transaction.
+    """
+    outcome = WriteOutcome()
+    base = catalog.CATALOG[base_object]
+    rows: list[dict[str, Any]] = []
+    index_of: dict[str, int] = {}
+    references: dict[str, dict[str, str]] = {}
+    for spec in base.references:
+        references[spec.name] = lookup_ids(
+            session,
+            spec.references or "",
+            org_id,
+            (values[spec.name] for _, values in records if spec.name in values),
+        )
+    for index, values in records:
+        row = dict(values)
+        rejected = False
+        for spec in base.references:
+            target = references[spec.name].get(values[spec.name])
+            if target is None:
+                rejected = True
+                incoming = mapping.get(spec.name, spec.name)
+                outcome.errors.append(
+                    problem(
+                        index,
+                        values["external_id"],
+                        incoming,
+                        ErrorCode.INVALID_FIELD_VALUE,
+                        f"Field {incoming!r} ({spec.name}) names {spec.references} "
+                        f"{values[spec.name]!r}, which does not exist in this org; "
+                        f"import the {spec.references} first.",
+                    )
+                )
+            else:
+                row[spec.reference_column or ""] = target
+        if rejected:
+            continue
+        row["id"] = ids.new_id(base.id_prefix)
+        rows.append(row)
+        index_of[row["external_id"]] = index
+
+    if rows:
+        statement = upsert_statement(base.name, session.get_bind().dialect.name)
+        returned = session.execute(
+            statement,
+            {"rows": orjson.dumps(rows).decode(), "org_id": org_id, "now": utcnow(), "seq": seq},
+        ).all()
+        written: dict[str, tuple[str, str]] = {}
+        for object_id, external_id, created_seq in returned:
+            written[external_id] = (object_id, "created" if created_seq == seq else "updated")
+        # Rows a later batch already wrote are left as they are (later wins) and
+        # not returned; for this batch they still count as updated.
+        lost = [external_id for external_id in index_of if external_id not in written]
+        if lost:
+            for external_id, object_id in lookup_ids(session, base.name, org_id, lost).items():
+                written[external_id] = (object_id, "updated")
+        for external_id, index in index_of.items():
+            object_id, action = written[external_id]
+            outcome.results.append([index, external_id, object_id, action])
+            if action == "created":
+                outcome.created += 1
+            else:
+                outcome.updated += 1
+    outcome.results.sort(key=lambda result: result[0])
+    return outcome

@@ -1,0 +1,243 @@
+"""Where a record is validated.
+
+A report's mapping and required list are compiled once into a marshmallow schema
+(cached by their content, so every report version has exactly one compiled schema
+per process). :func:`validate_records` runs a whole batch through it in one
+``load(many=True)`` call and turns what marshmallow reports into the API's
+per-record problems.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, validates_schema
+
+from importer import catalog
+from importer.catalog import BaseObject, FieldSpec, Kind
+from importer.fields import (
+    REQUIRED_MESSAGE,
+    Boolean,
+    CatalogField,
+    Choice,
+    Date,
+    Email,
+    Number,
+    Text,
+    TextList,
+    Url,
+)
+from importer.problems import ErrorCode, Problem, problem
+
+
+@dataclass
+class ValidationOutcome:
+    """What validation found in a batch, in record order."""
+
+    #: ``(index, values)`` for every record that passed, values keyed by service field name.
+    valid: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    failed_count: int = 0
+
+
+class RecordSchema(Schema):
+    """Base of the compiled per-report schemas."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    base: BaseObject
+
+    @validates_schema(skip_on_field_errors=False)
+    def _dates_in_order(self, data: dict[str, Any], **kwargs: Any) -> None:
+        for later, earlier in self.base.not_before:
+            if later in data and earlier in data and data[later] < data[earlier]:
+                raise ValidationError(
+                    f"must not be before {earlier} ({data[earlier].isoformat()}), "
+                    f"got {data[later].isoformat()}",
+                    field_name=self.fields[later].data_key or later,
+                )
+
+
+def _make_field(spec: FieldSpec, incoming: str, required: bool, org_choices: Any) -> CatalogField:
+    options: dict[str, Any] = {"data_key": incoming, "required": required}
+    match spec.kind:
+        case Kind.STRING:
+            return Text(max_length=spec.max_length, **options)
+        case Kind.URL:
+            return Url(max_length=spec.max_length, **options)
+        case Kind.EMAIL:
+            return Email(max_length=spec.max_length, **options)
+        case Kind.NUMBER:
+            return Number(minimum=spec.minimum, maximum=spec.maximum, **options)
+        case Kind.BOOLEAN:
+            return Boolean(**options)
+        case Kind.DATE:
+            return Date(**options)
+        case Kind.STRING_LIST:
+            return TextList(max_length=spec.max_length, **options)
+        case Kind.CHOICE:
+            choices = dict(org_choices).get(spec.org_choices, ()) if spec.org_choices else ()
+            return Choice(choices=tuple(choices) or spec.choices, **options)
+    raise AssertionError(f"no field for kind {spec.kind}")
+
+
+@functools.lru_cache(maxsize=512)
+def compiled_schema(
+    base_name: str,
+    mapping: tuple[tuple[str, str], ...],
+    required: tuple[str, ...],
+    org_choices: tuple[tuple[str, tuple[str, ...]], ...],
+) -> RecordSchema:
+    """The schema of one report version: built once per process, then reused.
+
+    Building a schema per request (or worse, per record) costs more than the
+    validation itself, so every argument is hashable and the result is cached.
+    """
+    base = catalog.CATALOG[base_name]
+    incoming_by_field = dict(mapping)
+    attrs: dict[str, Any] = {}
+    for spec in base.fields:
+        incoming = incoming_by_field.get(spec.name)
+        if incoming is not None:
+            attrs[spec.name] = _make_field(
+                spec, incoming, spec.name in required or spec.required, org_choices
+            )
+    attrs["base"] = base
+    schema_class = type(f"{base.name.title()}RecordSchema", (RecordSchema,), attrs)
+    return schema_class(many=True)
+
+
+def _freeze(
+    mapping: Mapping[str, str], required: Sequence[str], org_choices: Mapping[str, Sequence[str]]
+) -> tuple[Any, ...]:
+    return (
+        tuple(sorted(mapping.items())),
+        tuple(sorted(set(required))),
+        tuple(sorted((key, tuple(values)) for key, values in org_choices.items())),
+    )
+
+
+def _raw_external_id(record: Any, incoming: str | None) -> str | None:
+    """The external_id as sent, trimmed, for error reports and duplicate detection."""
+    if incoming is None or not isinstance(record, dict):
+        return None
+    value = record.get(incoming)
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return None
+
+
+def validate_records(
+    records: Sequence[dict[str, Any]],
+    *,
+    base_object: str,
+    mapping: Mapping[str, str],
+    required: Sequence[str] = (),
+    org_choices: Mapping[str, Sequence[str]] | None = None,
+    first_index: int = 0,
+) -> ValidationOutcome:
+    """Validate a batch (or a slice of one starting at ``first_index``).
+
+    Records are dicts keyed by the report's *incoming* names. Every problem of a
+    record is reported, so a sender can fix everything in one pass.
+    """
+    outcome = ValidationOutcome()
+    base = catalog.get(base_object)
+    ext_incoming = mapping.get("external_id")
+    if base is None:
+        for offset, record in enumerate(records):
+            outcome.errors.append(
+                problem(
+                    first_index + offset,
+                    _raw_external_id(record, ext_incoming),
+                    None,
+                    ErrorCode.UNKNOWN_BASE_OBJECT,
+                    f"The report's base object {base_object!r} is no longer supported; "
+                    f"supported: {', '.join(catalog.CATALOG)}.",
+                )
+            )
+        outcome.failed_count = len(records)
+        return outcome
+
+    schema = compiled_schema(base.name, *_freeze(mapping, required, org_choices or {}))
+    try:
+        loaded: list[dict[str, Any]] = schema.load(records)
+        messages: dict[int, dict[str, list[str]]] = {}
+    except ValidationError as err:
+        loaded = err.valid_data  # type: ignore[assignment]
+        messages = err.messages  # type: ignore[assignment]
+
+    field_of_incoming = {incoming: name for name, incoming in mapping.items()}
+    mapped = set(field_of_incoming)
+    raw_ids = [_raw_external_id(record, ext_incoming) for record in records]
+    duplicates = {key for key, count in Counter(raw_ids).items() if key is not None and count > 1}
+    ordered_incoming = [mapping[spec.name] for spec in base.fields if spec.name in mapping]
+
+    for offset, record in enumerate(records):
+        index = first_index + offset
+        external_id = raw_ids[offset]
+        record_messages = messages.get(offset)
+        failed = False
+        if record_messages:
+            failed = True
+            for incoming in ordered_incoming:
+                for message in record_messages.get(incoming, ()):
+                    name = field_of_incoming[incoming]
+                    if message == REQUIRED_MESSAGE:
+                        outcome.errors.append(
+                            problem(
+                                index,
+                                external_id,
+                                incoming,
+                                ErrorCode.MISSING_REQUIRED_FIELD,
+                                f"Required field {incoming!r} ({name}) is absent or empty.",
+                            )
+                        )
+                    else:
+                        outcome.errors.append(
+                            problem(
+                                index,
+                                external_id,
+                                incoming,
+                                ErrorCode.INVALID_FIELD_VALUE,
+                                f"Field {incoming!r} ({name}) {message}.",
+                            )
+                        )
+        if external_id in duplicates:
+            failed = True
+            outcome.errors.append(
+                problem(
+                    index,
+                    external_id,
+                    ext_incoming,
+                    ErrorCode.DUPLICATE_EXTERNAL_ID,
+                    f"external_id {external_id!r} occurs more than once in this batch; "
+                    "every occurrence is rejected. Send each external_id once.",
+                )
+            )
+        for key in record:
+            if key not in mapped:
+                outcome.warnings.append(
+                    problem(
+                        index,
+                        external_id,
+                        key,
+                        ErrorCode.UNMAPPED_FIELD,
+                        f"Field {key!r} is not in the report's mapping; its value was ignored.",
+                    )
+                )
+        if failed:
+            outcome.failed_count += 1
+        else:
+            outcome.valid.append((index, loaded[offset]))
+    return outcome

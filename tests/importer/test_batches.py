@@ -1,0 +1,100 @@
+"""The batch lifecycle: accept, claim, write, fail; counted exactly once."""
+
+from __future__ import annotations
+
+import orjson
+import sqlalchemy as sa
+
+from importer import batches
+from importer.models import BatchStatus, ChunkStatus, ImportBatch, ImportChunk
+from importer.notify import PollingNotifier
+from importer.outcomes import page
+from importer.validation import validate_records
+from worker.tasks import give_up_chunk, run_chunk
+
+
+def accept(db, org, report, records, chunk_size=2):
+    outcome = validate_records(records, base_object="vendor", mapping=report.mapping)
+    with db.session() as session:
+        batch = batches.accept_batch(
+            session,
+            org=session.merge(org),
+            report=session.merge(report),
+            received_count=len(records),
+            outcome=outcome,
+            chunk_size=chunk_size,
+        )
+        return batch.id, batches.pending_chunk_ids(session, batch.id)
+
+
+def load(db, batch_id):
+    with db.session() as session:
+        return session.scalars(sa.select(ImportBatch).where(ImportBatch.id == batch_id)).one()
+
+
+def records(n, bad=()):
+    return [
+        {"Supplier ID": f"V{i}"} if i in bad else {"Supplier ID": f"V{i}", "Supplier Name": "n"}
+        for i in range(n)
+    ]
+
+
+def test_accept_splits_into_chunks_and_finishes_the_empty_ones(db, org_and_key, make_report):
+    org, _ = org_and_key
+    report = make_report()
+    batch_id, pending = accept(db, org, report, records(6, bad={2, 3}), chunk_size=2)
+    batch = load(db, batch_id)
+    assert (batch.chunk_count, batch.chunks_finished, len(pending)) == (3, 1, 2)
+    assert (batch.status, batch.failed_count, batch.processed_count) == (BatchStatus.QUEUED, 2, 2)
+
+
+def test_running_a_chunk_twice_counts_it_once(db, org_and_key, make_report):
+    org, _ = org_and_key
+    report = make_report()
+    batch_id, pending = accept(db, org, report, records(4), chunk_size=2)
+    notifier = PollingNotifier()
+    for chunk_id in pending + pending:  # every task delivered twice
+        run_chunk(db, notifier, chunk_id)
+    batch = load(db, batch_id)
+    assert (batch.status, batch.created_count, batch.updated_count) == (BatchStatus.COMPLETED, 4, 0)
+    assert batch.processed_count == batch.received_count == 4
+    with db.session() as session:
+        attempts = session.scalars(sa.select(ImportChunk.attempts).where(ImportChunk.batch_id == batch_id))
+        assert list(attempts) == [1, 1]
+
+
+def test_a_chunk_that_gives_up_fails_its_records_and_the_batch(db, org_and_key, make_report):
+    org, _ = org_and_key
+    report = make_report()
+    batch_id, (first, second) = accept(db, org, report, records(4, bad={3}), chunk_size=2)
+    notifier = PollingNotifier()
+    run_chunk(db, notifier, first)
+    give_up_chunk(db, notifier, second, "OperationalError: server closed the connection")
+    batch = load(db, batch_id)
+    assert batch.status == BatchStatus.FAILED
+    assert (batch.created_count, batch.failed_count) == (2, 2)
+    assert batch.received_count == batch.created_count + batch.updated_count + batch.failed_count
+    with db.session() as session:
+        errors = page(session, batch_id, "errors", 0, 10)
+        chunk = session.get(ImportChunk, second)
+        assert chunk.status == ChunkStatus.FAILED and chunk.payload is not None
+    assert [(e["index"], e["error_code"]) for e in errors] == [
+        (2, "write_failed"),
+        (3, "missing_required_field"),
+    ]
+
+
+def test_outcome_pages_cross_chunk_boundaries(db, org_and_key, make_report):
+    org, _ = org_and_key
+    report = make_report()
+    batch_id, pending = accept(db, org, report, records(9, bad={0, 4}), chunk_size=3)
+    for chunk_id in pending:
+        run_chunk(db, PollingNotifier(), chunk_id)
+    with db.session() as session:
+        everything = page(session, batch_id, "results", 0, 100)
+        pieces = [page(session, batch_id, "results", offset, 2) for offset in range(0, 8, 2)]
+        assert [r["index"] for r in everything] == [1, 2, 3, 5, 6, 7, 8]
+        assert [r for piece in pieces for r in piece] == everything
+        assert page(session, batch_id, "results", 7, 5) == []
+        stored = session.scalars(sa.select(ImportChunk.results).where(ImportChunk.batch_id == batch_id))
+        assert all(orjson.loads(blob) is not None for blob in stored if blob)

@@ -1,0 +1,101 @@
+"""Fixtures of the integration layer: this machine's PostgreSQL and Redis, a fresh
+database per test session, real web and worker processes.
+
+Without PostgreSQL or Redis the tests skip, saying why, unless
+``IMPORTER_REQUIRE_SERVICES=1`` (set by ``.ci/run``): then they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import orjson
+import psycopg
+import pytest
+import redis
+
+from tests.integration.stack import Api, Stack
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "IMPORTER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_BASE_URL = os.environ.get("IMPORTER_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+#: The Redis database the tests own (they flush it).
+REDIS_DB = int(os.environ.get("IMPORTER_TEST_REDIS_DB", "9"))
+
+
+def _unreachable() -> list[str]:
+    problems = []
+    try:
+        psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=3).close()
+    except Exception as error:
+        problems.append(f"PostgreSQL at {POSTGRES_ADMIN_URL}: {error}")
+    try:
+        redis.Redis.from_url(REDIS_BASE_URL, socket_connect_timeout=3).ping()
+    except Exception as error:
+        problems.append(f"Redis at {REDIS_BASE_URL}: {error}")
+    return problems
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.fspath).startswith(here):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def backing_services() -> None:
+    problems = _unreachable()
+    if not problems:
+        return
+    reason = "integration services unavailable: " + "; ".join(problems)
+    if os.environ.get("IMPORTER_REQUIRE_SERVICES") == "1":
+        pytest.fail(reason + " (IMPORTER_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+def create_database() -> str:
+    name = f"importer_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url(backing_services: None) -> Iterator[str]:
+    url = f"{REDIS_BASE_URL}/{REDIS_DB}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def stack(backing_services: None, redis_url: str) -> Iterator[Stack]:
+    """One migrated database, one web process, one worker (2 processes)."""
+    database_url = create_database()
+    running = Stack(database_url, redis_url)
+    try:
+        running.run("db", "upgrade")
+        running.start_worker()
+        running.start_web()
+        yield running
+    finally:
+        running.stop()
+        drop_database(database_url)
+
+
+@pytest.fixture
+def api(stack: Stack) -> Api:
+    """A client holding the key of a new org (so tests never see each other's data)."""
+    created = orjson.loads(stack.run("create-org", f"org-{uuid.uuid4().hex[:6]}"))
+    return Api(stack.base_url, created["api_key"])

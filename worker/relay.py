@@ -1,0 +1,149 @@
+"""The outbox relay and the sweep of abandoned chunks.
+
+Every worker runs both on a timer (see :class:`MaintenanceStep`); ``FOR UPDATE
+SKIP LOCKED`` lets any number of them run at once without handing a chunk over
+twice in one pass.
+
+* **relay**: a chunk is committed with its batch before the client hears 200 or
+  202; the web then hands it to the broker at once. Whatever the web could not
+  hand over (broker down, web process died) is sent from here. And when the
+  broker lost its queues (a Redis restarted without persistence: its marker key
+  is gone), every chunk still waiting is sent again.
+* **sweep**: a chunk left "processing" by a worker that died is put back to
+  pending. Its row lock tells a dead worker from a slow one: a live worker holds
+  the lock for as long as it writes the chunk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from celery import bootsteps
+
+from importer.config import Settings
+from importer.db import Database, utcnow
+from importer.models import ChunkStatus, ImportChunk
+from worker.dispatch import ChunkSender, mark_dispatched
+
+log = logging.getLogger(__name__)
+
+BROKER_MARKER_KEY = "importer:broker-marker"
+RELAY_BATCH = 500
+
+
+def relay_once(
+    db: Database, send: ChunkSender, settings: Settings, *, broker_lost_queues: bool = False
+) -> int:
+    """Send pending chunks the broker does not have; returns how many were sent."""
+    now = utcnow()
+    waiting = sa.and_(
+        ImportChunk.dispatched_at.is_(None),
+        ImportChunk.created_at < now - dt.timedelta(seconds=settings.relay_grace_seconds),
+    )
+    resend = ImportChunk.dispatched_at < now - dt.timedelta(
+        seconds=settings.redispatch_after_seconds
+    )
+    if broker_lost_queues:
+        resend = ImportChunk.dispatched_at.is_not(None)
+    with db.session() as session:
+        chunk_ids = list(
+            session.scalars(
+                sa.select(ImportChunk.id)
+                .where(ImportChunk.status == ChunkStatus.PENDING, sa.or_(waiting, resend))
+                .order_by(ImportChunk.id)
+                .limit(RELAY_BATCH)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        if chunk_ids:
+            send(chunk_ids)
+            mark_dispatched(session, chunk_ids)
+    if chunk_ids:
+        log.info("relay sent %d chunk(s): %s", len(chunk_ids), chunk_ids[:10])
+    return len(chunk_ids)
+
+
+def sweep_once(db: Database, settings: Settings) -> int:
+    """Put chunks abandoned mid-write back to pending; returns how many."""
+    cutoff = utcnow() - dt.timedelta(seconds=settings.stuck_after_seconds)
+    with db.session() as session:
+        chunk_ids = list(
+            session.scalars(
+                sa.select(ImportChunk.id)
+                .where(
+                    ImportChunk.status == ChunkStatus.PROCESSING, ImportChunk.started_at < cutoff
+                )
+                .with_for_update(skip_locked=True)
+            )
+        )
+        if chunk_ids:
+            session.execute(
+                sa.update(ImportChunk)
+                .where(ImportChunk.id.in_(chunk_ids))
+                .values(status=ChunkStatus.PENDING, dispatched_at=None)
+            )
+    if chunk_ids:
+        log.warning("sweep re-queued %d abandoned chunk(s): %s", len(chunk_ids), chunk_ids[:10])
+    return len(chunk_ids)
+
+
+def broker_lost_queues(redis_client: Any) -> bool:
+    """True once after the broker came back empty (the marker lives as long as its queues)."""
+    return bool(redis_client.set(BROKER_MARKER_KEY, uuid.uuid4().hex, nx=True))
+
+
+class Maintenance:
+    """One pass of sweep + relay; called on the worker's timer."""
+
+    def __init__(self, settings: Settings, send: ChunkSender, redis_client: Any = None) -> None:
+        self.settings = settings
+        self.send = send
+        self.redis = redis_client
+        self.db = Database.from_settings(settings)
+
+    def run(self) -> None:
+        try:
+            sweep_once(self.db, self.settings)
+            lost = broker_lost_queues(self.redis) if self.redis is not None else False
+            if lost:
+                log.warning("the broker came back without its queues; re-sending waiting chunks")
+            relay_once(self.db, self.send, self.settings, broker_lost_queues=lost)
+        except Exception:
+            # The database or the broker is down: try again on the next tick.
+            log.warning("relay/sweep pass failed", exc_info=True)
+
+
+class MaintenanceStep(bootsteps.StartStopStep):
+    """Runs :class:`Maintenance` every ``IMPORTER_RELAY_INTERVAL_SECONDS`` in the
+    worker's main process, on the consumer's own timer (no extra thread or process)."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.timer_entry: Any = None
+
+    def start(self, consumer: Any) -> None:
+        from worker.celery_app import settings_of
+        from worker.dispatch import CelerySender
+
+        settings = settings_of(consumer.app)
+        redis_client = None
+        if settings.redis_url:
+            import redis
+
+            redis_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+        maintenance = Maintenance(settings, CelerySender(consumer.app), redis_client)
+        maintenance.run()
+        self.timer_entry = consumer.timer.call_repeatedly(
+            settings.relay_interval_seconds, maintenance.run
+        )
+
+    def stop(self, consumer: Any) -> None:
+        if self.timer_entry is not None:
+            self.timer_entry.cancel()
+            self.timer_entry = None
