@@ -148,12 +148,17 @@ def pending_chunk_ids(session: Session, batch_id: str) -> list[int]:
 
 
 def _lock_chunk(session: Session, chunk_id: int) -> ImportChunk | None:
-    """The chunk, row-locked for this transaction, or None if another transaction
-    holds it (a worker is writing it) or it no longer needs work."""
+    """The chunk, row-locked for this transaction, or None if it needs no more work.
+
+    The lock is waited for, never skipped: it may be held for a moment by the
+    request or relay that is marking the chunk as dispatched, or for a whole write
+    by another worker that got the same message; in that case the chunk is found
+    finished once the lock is ours.
+    """
     chunk = session.scalars(
         sa.select(ImportChunk)
         .where(ImportChunk.id == chunk_id)
-        .with_for_update(skip_locked=True)
+        .with_for_update()
         .execution_options(populate_existing=True)
     ).one_or_none()
     if chunk is None or chunk.status in (ChunkStatus.DONE, ChunkStatus.FAILED):
@@ -164,9 +169,8 @@ def _lock_chunk(session: Session, chunk_id: int) -> ImportChunk | None:
 def claim_chunk(session: Session, chunk_id: int) -> bool:
     """Mark a chunk (and its batch, if still queued) as processing.
 
-    Returns False when there is nothing to do: the chunk is finished, or another
-    worker holds it right now. Committed on its own so the status is visible
-    while the chunk is written.
+    Returns False when the chunk needs no more work. Committed on its own, so the
+    status is visible while the chunk is written.
     """
     chunk = _lock_chunk(session, chunk_id)
     if chunk is None:
@@ -248,7 +252,7 @@ def write_chunk(session: Session, chunk_id: int) -> ChunkFinished | None:
     """Write a chunk's records and record the outcome, all in the caller's transaction.
 
     The chunk row stays locked until the caller commits, so a duplicate delivery
-    of the same task either skips (lock held) or finds the chunk done.
+    of the same task waits, then finds the chunk done.
     """
     chunk = _lock_chunk(session, chunk_id)
     if chunk is None:

@@ -367,7 +367,7 @@ def test_dockerfile_image_holds_the_migrations_where_the_cli_reads_them():
     installs = [
         args for keyword, args in instructions if keyword == "RUN" and "pip install" in args
     ]
-    assert any(re.search(r"(\s-e|--editable)\s+["']?\.", args) for args in installs), (
+    assert any(re.search(r"(\s-e|--editable)\s+['\"]?\.", args) for args in installs), (
         "a non-editable install puts importer/ in site-packages, away from alembic.ini"
     )
 

@@ -28,11 +28,12 @@ def run_chunk(db: Database, notifier: Notifier, chunk_id: int) -> batches.ChunkF
     """Claim a chunk, write it, and wake whoever waits for its batch.
 
     Safe to run any number of times for the same chunk: a finished chunk is
-    skipped, and a chunk another worker is writing right now is left to it.
+    skipped, and a duplicate that arrives while another worker writes the chunk
+    waits for that write, then finds the chunk finished.
     """
     with db.session() as session:
         if not batches.claim_chunk(session, chunk_id):
-            log.info("chunk %s needs no work (finished, or held by another worker)", chunk_id)
+            log.info("chunk %s is already finished; nothing to do", chunk_id)
             return None
     with db.session() as session:
         finished = batches.write_chunk(session, chunk_id)

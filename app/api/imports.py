@@ -77,6 +77,7 @@ def _dispatch(batch_id: str) -> None:
         return
     mark_dispatched(session, chunk_ids)
     session.commit()
+    log.info("queued chunk(s) %s of batch %s", chunk_ids, batch_id)
 
 
 @api.post("/import/<slug>")

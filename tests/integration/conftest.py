@@ -8,14 +8,16 @@ Without PostgreSQL or Redis the tests skip, saying why, unless
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import orjson
 import psycopg
 import pytest
 import redis
 
+from importer.db import Database
 from tests.integration.stack import Api, Stack
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -99,3 +101,35 @@ def api(stack: Stack) -> Api:
     """A client holding the key of a new org (so tests never see each other's data)."""
     created = orjson.loads(stack.run("create-org", f"org-{uuid.uuid4().hex[:6]}"))
     return Api(stack.base_url, created["api_key"])
+
+
+@pytest.fixture(scope="session")
+def pg_database_url(backing_services: None) -> Iterator[str]:
+    """A migrated PostgreSQL database for tests that call the domain code directly."""
+    url = create_database()
+    try:
+        from importer.cli import upgrade_database
+        from importer.config import Settings
+
+        upgrade_database(Settings.from_env({"DATABASE_URL": url}))
+        yield url
+    finally:
+        drop_database(url)
+
+
+@pytest.fixture
+def pg(pg_database_url: str) -> Iterator[Database]:
+    from importer.config import normalize_database_url
+
+    database = Database(normalize_database_url(pg_database_url))
+    yield database
+    database.dispose()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
+    """Poll an observable condition (a lock wait, a row count) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.01)

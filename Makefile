@@ -1,0 +1,36 @@
+# `make run` and `make test` set everything up first (a virtualenv in .venv/ with the
+# project installed in it), so a fresh clone needs nothing else by hand.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-fast lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --editable '.[dev,ops]'
+	@touch $(STAMP)
+
+## The embedded deployment: SQLite, a local broker folder, one worker, the API on :8000.
+run: install
+	$(BIN)/importer serve
+
+## The whole suite; the integration layer needs PostgreSQL and Redis (else it skips).
+test: install
+	$(BIN)/pytest
+
+## The fast layer only (SQLite, fakeredis).
+test-fast: install
+	$(BIN)/pytest -m "not integration"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,87 @@
+"""Row locks on PostgreSQL: a chunk is written exactly once whoever else holds it."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import sqlalchemy as sa
+
+from importer import batches, orgs, reports
+from importer.models import BatchStatus, ImportBatch, ImportChunk, OBJECT_TABLES
+from importer.notify import PollingNotifier
+from importer.validation import validate_records
+from tests.conftest import VENDOR_MAPPING, vendor
+from tests.integration.conftest import wait_until
+from worker.tasks import run_chunk
+
+
+def accept(db, n=3):
+    with db.session() as session:
+        org, _ = orgs.create_org(session, "locks")
+        report = reports.create_report(
+            session, org, slug=f"v-{uuid.uuid4().hex[:6]}", report_name="v",
+            base_object="vendor", mapping=VENDOR_MAPPING,
+        )
+        records = [vendor(i) for i in range(n)]
+        outcome = validate_records(records, base_object="vendor", mapping=VENDOR_MAPPING)
+        batch = batches.accept_batch(
+            session, org=org, report=report, received_count=n, outcome=outcome, chunk_size=n
+        )
+        return org.id, batch.id, batches.pending_chunk_ids(session, batch.id)[0]
+
+
+def waiting_on_a_lock(db) -> bool:
+    with db.engine.connect() as conn:
+        return bool(conn.scalar(sa.text(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )))
+
+
+def batch(db, batch_id):
+    with db.session() as session:
+        return session.scalars(sa.select(ImportBatch).where(ImportBatch.id == batch_id)).one()
+
+
+def test_a_message_arriving_while_the_web_still_holds_the_chunk_is_not_dropped(pg):
+    """The web marks a chunk dispatched right after sending it; a fast worker must wait
+    for that update, not skip the chunk."""
+    _, batch_id, chunk_id = accept(pg)
+    holder = pg.new_session()
+    holder.execute(sa.update(ImportChunk).where(ImportChunk.id == chunk_id).values(attempts=0))
+    worker = threading.Thread(target=run_chunk, args=(pg, PollingNotifier(), chunk_id))
+    worker.start()
+    wait_until(lambda: waiting_on_a_lock(pg), what="the worker to wait for the row lock")
+    holder.commit()
+    holder.close()
+    worker.join(30)
+    done = batch(pg, batch_id)
+    assert (done.status, done.created_count) == (BatchStatus.COMPLETED, 3)
+
+
+def test_the_same_chunk_delivered_twice_at_once_is_written_once(pg):
+    org_id, batch_id, chunk_id = accept(pg, n=50)
+    # Injected fault: two workers get the same message at the same moment.
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def deliver():
+        barrier.wait()
+        outcomes.append(run_chunk(pg, PollingNotifier(), chunk_id))
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    done = batch(pg, batch_id)
+    assert (done.created_count, done.updated_count, done.failed_count) == (50, 0, 0)
+    assert done.processed_count == done.received_count == 50
+    assert sum(1 for outcome in outcomes if outcome is not None) == 1
+    table = OBJECT_TABLES["vendor"]
+    with pg.session() as session:
+        rows = session.scalar(
+            sa.select(sa.func.count()).select_from(table).where(table.c.org_id == org_id)
+        )
+    assert rows == 50
