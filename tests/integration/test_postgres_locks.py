@@ -52,7 +52,10 @@ def test_a_message_arriving_while_the_web_still_holds_the_chunk_is_not_dropped(p
     holder.execute(sa.update(ImportChunk).where(ImportChunk.id == chunk_id).values(attempts=0))
     worker = threading.Thread(target=run_chunk, args=(pg, PollingNotifier(), chunk_id))
     worker.start()
-    wait_until(lambda: waiting_on_a_lock(pg), what="the worker to wait for the row lock")
+    wait_until(
+        lambda: waiting_on_a_lock(pg) or not worker.is_alive(),
+        what="the worker to wait for the row lock",
+    )
     holder.commit()
     holder.close()
     worker.join(30)
