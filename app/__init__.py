@@ -28,7 +28,7 @@ class OrjsonProvider(JSONProvider):
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
         obj = self._prepare_response_obj(args, kwargs)
-        return self._app.response_class(
+        return Response(
             orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS), mimetype="application/json"
         )
 

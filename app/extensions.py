@@ -41,8 +41,8 @@ class BrokerCheck:
                 try:
                     self.ping()
                     self._error = None
-                except Exception as error:  # any failure to reach it
-                    self._error = error
+                except Exception as failure:  # any failure to reach it
+                    self._error = failure
                 self._checked_at = now
             error = self._error
         if error is not None:

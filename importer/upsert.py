@@ -77,6 +77,7 @@ def upsert_statement(base_name: str, dialect: str) -> sa.Insert:
         sa.bindparam("seq", type_=sa.BigInteger).label("created_seq"),
         sa.bindparam("seq", type_=sa.BigInteger).label("written_seq"),
     ]
+    insert: postgresql.Insert | sqlite.Insert
     if dialect == "postgresql":
         recordset = (
             sa.func.jsonb_to_recordset(sa.cast(rows_param, postgresql.JSONB))

@@ -21,12 +21,18 @@ def test_list_is_newest_first_and_filterable(client, auth, make_report, worker):
     make_report()
     make_report("service")
     first = post(client, auth, [vendor(1)]).json["batch_id"]
-    failed = post(client, auth, [{"Service ID": "S", "Service Name": "n", "Supplier ID": "none"}], "services")
+    failed = post(
+        client, auth, [{"Service ID": "S", "Service Name": "n", "Supplier ID": "none"}], "services"
+    )
     worker.hold = True
     queued = post(client, auth, [vendor(2)], Prefer="respond-async").json["batch_id"]
 
     listed = client.get("/v1/import/batches", headers=auth).json
-    assert [item["batch_id"] for item in listed["items"]] == [queued, failed.json["batch_id"], first]
+    assert [item["batch_id"] for item in listed["items"]] == [
+        queued,
+        failed.json["batch_id"],
+        first,
+    ]
     assert listed["total"] == 3
     assert "results" not in listed["items"][0]
 

@@ -22,7 +22,9 @@ def batch_count(db):
         return session.scalar(sa.select(sa.func.count()).select_from(ImportBatch))
 
 
-def test_a_repeat_returns_the_original_answer_without_importing_again(client, auth, make_report, db):
+def test_a_repeat_returns_the_original_answer_without_importing_again(
+    client, auth, make_report, db
+):
     make_report()
     first = post(client, auth, [vendor(1), {"Supplier ID": "bad"}], "order-42")
     second = post(client, auth, [vendor(1), {"Supplier ID": "bad"}], "order-42")
@@ -62,7 +64,9 @@ def test_keys_are_per_org(client, auth, make_report, make_org, db):
     assert batch_count(db) == 2
 
 
-def test_a_repeat_while_the_first_is_being_accepted_is_409(client, auth, make_report, org_and_key, db):
+def test_a_repeat_while_the_first_is_being_accepted_is_409(
+    client, auth, make_report, org_and_key, db
+):
     make_report()
     body = client.application.json.dumps({"data": [vendor(1)]}).encode()
     request_hash = idempotency.fingerprint("vendors", b"", "application/json", body)

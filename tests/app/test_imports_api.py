@@ -73,7 +73,9 @@ def test_mixed_batch_writes_the_valid_and_reports_every_problem(client, auth, ma
         (1, "IRQ Score", "invalid_field_value"),
     ]
     assert all(e["external_id"] == "V-2" for e in body["errors"])
-    assert "IRQ Score" in body["errors"][2]["message"] and "0 to 100" in body["errors"][2]["message"]
+    assert (
+        "IRQ Score" in body["errors"][2]["message"] and "0 to 100" in body["errors"][2]["message"]
+    )
     assert body["warnings"] == [
         {
             "index": 2,
@@ -101,7 +103,12 @@ def test_every_record_failing_is_a_400_with_the_same_body(client, auth, make_rep
 
 def test_duplicate_external_ids_fail_every_occurrence(client, auth, make_report):
     make_report()
-    records = [vendor(1), vendor(2), vendor(1, **{"Supplier Name": "Other"}), {"Supplier ID": " V-00002 "}]
+    records = [
+        vendor(1),
+        vendor(2),
+        vendor(1, **{"Supplier Name": "Other"}),
+        {"Supplier ID": " V-00002 "},
+    ]
     body = post(client, auth, records).json
     codes = [(e["index"], e["error_code"]) for e in body["errors"]]
     assert codes == [
@@ -121,7 +128,9 @@ def test_a_report_whose_base_object_left_the_catalog_fails_every_record(
     report = make_report()
     with db.session() as session:
         session.execute(
-            sa.update(ImportReport).where(ImportReport.id == report.id).values(base_object="contract")
+            sa.update(ImportReport)
+            .where(ImportReport.id == report.id)
+            .values(base_object="contract")
         )
     response = post(client, auth, [vendor(1), vendor(2)])
     assert response.status_code == 400
@@ -139,7 +148,12 @@ def test_services_and_assessments_refer_to_vendors_at_write_time(client, auth, m
     make_report("assessment")
     vendor_id = post(client, auth, [vendor(1)]).json["results"][0]["coverbase_id"]
     services = [
-        {"Service ID": "S-1", "Service Name": "Payroll", "Supplier ID": "V-00001", "Tier": "Tier 1"},
+        {
+            "Service ID": "S-1",
+            "Service Name": "Payroll",
+            "Supplier ID": "V-00001",
+            "Tier": "Tier 1",
+        },
         {"Service ID": "S-2", "Service Name": "Ghost", "Supplier ID": "V-404"},
     ]
     body = post(client, auth, services, slug="services").json
@@ -151,15 +165,28 @@ def test_services_and_assessments_refer_to_vendors_at_write_time(client, auth, m
     assert (service["vendor_id"], service["criticality_tier"]) == (vendor_id, "tier_1")
 
     assessments = [
-        {"Assessment ID": "A-1", "Supplier ID": "V-00001", "Start": "2026-01-01", "End": "2026-03-31",
-         "Score": "0.85", "Status": "In Progress"},
-        {"Assessment ID": "A-2", "Supplier ID": "V-00001", "Start": "2026-05-01", "End": "2026-04-01"},
+        {
+            "Assessment ID": "A-1",
+            "Supplier ID": "V-00001",
+            "Start": "2026-01-01",
+            "End": "2026-03-31",
+            "Score": "0.85",
+            "Status": "In Progress",
+        },
+        {
+            "Assessment ID": "A-2",
+            "Supplier ID": "V-00001",
+            "Start": "2026-05-01",
+            "End": "2026-04-01",
+        },
     ]
     response = post(client, auth, assessments, slug="assessments")
     body = response.json
     assert response.status_code == 200
     assert [(e["index"], e["field"]) for e in body["errors"]] == [(1, "End")]
-    assessment = client.get(f"/v1/assessments/{body['results'][0]['coverbase_id']}", headers=auth).json
+    assessment = client.get(
+        f"/v1/assessments/{body['results'][0]['coverbase_id']}", headers=auth
+    ).json
     assert assessment["period_start"] == 1767225600  # 2026-01-01T00:00:00Z
     assert assessment["score_percent"] == 0.85 and assessment["status"] == "in_progress"
     assert assessment["vendor_id"] == vendor_id
@@ -168,7 +195,10 @@ def test_services_and_assessments_refer_to_vendors_at_write_time(client, auth, m
 def test_every_reference_failing_is_a_400(client, auth, make_report):
     make_report("service")
     response = post(
-        client, auth, [{"Service ID": "S-1", "Service Name": "x", "Supplier ID": "nope"}], slug="services"
+        client,
+        auth,
+        [{"Service ID": "S-1", "Service Name": "x", "Supplier ID": "nope"}],
+        slug="services",
     )
     assert response.status_code == 400
     assert response.json["failed_count"] == 1
@@ -188,7 +218,9 @@ def test_more_than_the_sync_limit_is_a_202_with_location(client, auth, make_repo
     assert body["status"] == "queued"
     assert body["progress"] == {"processed": 1, "total": 6}
     # The validation errors are known at once.
-    assert [(e["index"], e["error_code"]) for e in body["errors"]] == [(5, "missing_required_field")]
+    assert [(e["index"], e["error_code"]) for e in body["errors"]] == [
+        (5, "missing_required_field")
+    ]
     worker.run_held()
     done = client.get(location, headers=auth).json
     assert (done["status"], done["created_count"], done["failed_count"]) == ("completed", 5, 1)

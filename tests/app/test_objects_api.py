@@ -18,8 +18,11 @@ def test_objects_read_back_with_catalog_types(client, auth, make_report):
         Status="Active",
         Tags=["pii", " hosting ", ""],
         Enterprise="yes",
-        **{"IRQ Score": " 85.5 ", "Next Assessment": "2026-07-01T23:30:00-05:00",
-           "Contact Email": "sec@acme.example.com"},
+        **{
+            "IRQ Score": " 85.5 ",
+            "Next Assessment": "2026-07-01T23:30:00-05:00",
+            "Contact Email": "sec@acme.example.com",
+        },
     )
     body = client.post("/v1/import/vendors", json={"data": [record]}, headers=auth).json
     stored = client.get(f"/v1/vendors/{body['results'][0]['coverbase_id']}", headers=auth).json
@@ -56,11 +59,17 @@ def test_filters_and_pagination(client, auth, make_report, db):
     old = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
     with db.session() as session:
         session.execute(
-            sa.update(table).where(table.c.external_id.in_(["V-00000", "V-00001"])).values(updated_at=old)
+            sa.update(table)
+            .where(table.c.external_id.in_(["V-00000", "V-00001"]))
+            .values(updated_at=old)
         )
     since = int(old.timestamp()) + 1
     recent = client.get(f"/v1/vendors?updated_since={since}", headers=auth).json
-    assert sorted(item["external_id"] for item in recent["items"]) == ["V-00002", "V-00003", "V-00004"]
+    assert sorted(item["external_id"] for item in recent["items"]) == [
+        "V-00002",
+        "V-00003",
+        "V-00004",
+    ]
     one = client.get("/v1/vendors?external_id=V-00003", headers=auth).json
     assert [item["external_id"] for item in one["items"]] == ["V-00003"]
     page = client.get("/v1/vendors?limit=2&offset=4", headers=auth).json
@@ -71,9 +80,9 @@ def test_filters_and_pagination(client, auth, make_report, db):
 
 def test_objects_of_another_org_are_invisible(client, auth, make_report, make_org):
     make_report()
-    vendor_id = client.post(
-        "/v1/import/vendors", json={"data": [vendor(1)]}, headers=auth
-    ).json["results"][0]["coverbase_id"]
+    vendor_id = client.post("/v1/import/vendors", json={"data": [vendor(1)]}, headers=auth).json[
+        "results"
+    ][0]["coverbase_id"]
     _, other_key = make_org("Other")
     other = {"Authorization": f"Bearer {other_key}"}
     response = client.get(f"/v1/vendors/{vendor_id}", headers=other)

@@ -47,7 +47,10 @@ def test_patch_bumps_the_version_only_when_mapping_or_required_change(client, au
     assert remapped["mapping"] == {"external_id": "ID", "name": "Supplier"}
     required = client.patch(
         "/v1/import-reports/supplier-feed",
-        json={"mapping": {"external_id": "ID", "name": "Supplier", "status": "S"}, "required": ["status"]},
+        json={
+            "mapping": {"external_id": "ID", "name": "Supplier", "status": "S"},
+            "required": ["status"],
+        },
         headers=auth,
     ).json
     assert (required["version"], required["required"]) == (3, ["external_id", "name", "status"])
@@ -72,7 +75,11 @@ def test_duplicate_slug_is_409(client, auth):
 @pytest.mark.parametrize(
     "overrides, field, message_part",
     [
-        ({"mapping": {"external_id": "ID", "name": "N", "colour": "C"}}, "mapping.colour", "not a field of vendor"),
+        (
+            {"mapping": {"external_id": "ID", "name": "N", "colour": "C"}},
+            "mapping.colour",
+            "not a field of vendor",
+        ),
         ({"mapping": {"external_id": "ID", "name": "ID"}}, "mapping.name", "used for both"),
         ({"mapping": {"external_id": "ID"}}, "mapping.name", "has no mapping"),
         ({"required": ["status"]}, "mapping.status", "has no mapping"),
@@ -80,7 +87,11 @@ def test_duplicate_slug_is_409(client, auth):
         ({"base_object": "contract"}, "base_object", "must be one of vendor, service, assessment"),
         ({"slug": "Not A Slug"}, "slug", "a-z, 0-9"),
         ({"slug": "batches"}, "slug", "reserved"),
-        ({"mapping": {"external_id": " ID", "name": "N"}}, "mapping.external_id", "leading or trailing"),
+        (
+            {"mapping": {"external_id": " ID", "name": "N"}},
+            "mapping.external_id",
+            "leading or trailing",
+        ),
     ],
 )
 def test_mapping_problems_are_422_naming_the_problem(client, auth, overrides, field, message_part):
@@ -105,8 +116,14 @@ def test_a_service_report_must_map_the_vendor_reference(client, auth):
     [
         ({"slug": "x"}, "report_name"),
         ({"slug": "x", "report_name": "X", "base_object": "vendor", "mapping": "ID"}, "mapping"),
-        ({"slug": "x", "report_name": "X", "base_object": "vendor", "mapping": {"name": 1}}, "mapping"),
-        ({"slug": "x", "report_name": "X", "base_object": "vendor", "mapping": {}, "id": "y"}, "id"),
+        (
+            {"slug": "x", "report_name": "X", "base_object": "vendor", "mapping": {"name": 1}},
+            "mapping",
+        ),
+        (
+            {"slug": "x", "report_name": "X", "base_object": "vendor", "mapping": {}, "id": "y"},
+            "id",
+        ),
     ],
 )
 def test_malformed_bodies_are_422_invalid_body(client, auth, body, message_part):
@@ -140,7 +157,10 @@ def test_list_pagination_bounds(client, auth):
         create(client, auth, slug=f"feed-{n}")
     page = client.get("/v1/import-reports?limit=2&offset=1", headers=auth).json
     assert ([r["slug"] for r in page["items"]], page["total"], page["limit"], page["offset"]) == (
-        ["feed-1", "feed-2"], 3, 2, 1,
+        ["feed-1", "feed-2"],
+        3,
+        2,
+        1,
     )
     for bad in ("limit=0", "limit=201", "limit=x", "offset=-1"):
         response = client.get(f"/v1/import-reports?{bad}", headers=auth)

@@ -107,7 +107,9 @@ def test_too_many_records_is_413_with_its_own_code(client, auth, make_report, ap
     services = app.extensions["importer"]
     services.settings = services.settings.replace(max_records=3)
     make_report()
-    response = client.post("/v1/import/vendors", json={"data": [vendor(n) for n in range(4)]}, headers=auth)
+    response = client.post(
+        "/v1/import/vendors", json={"data": [vendor(n) for n in range(4)]}, headers=auth
+    )
     assert response.status_code == 413
     body = detail(response)
     assert body["code"] == "too_many_records"
@@ -171,9 +173,21 @@ def test_a_database_outage_is_503_not_500(client, auth, app):
 )
 def test_hostile_values_fail_the_record_not_the_request(client, auth, make_report, value):
     make_report()
-    fields = ["Supplier ID", "Supplier Name", "Website", "Status", "Tags", "Enterprise", "IRQ Score",
-              "Next Assessment", "Contact Email"]
-    records = [{"Supplier ID": f"H-{i}", "Supplier Name": "ok", name: value} for i, name in enumerate(fields)]
+    fields = [
+        "Supplier ID",
+        "Supplier Name",
+        "Website",
+        "Status",
+        "Tags",
+        "Enterprise",
+        "IRQ Score",
+        "Next Assessment",
+        "Contact Email",
+    ]
+    records = [
+        {"Supplier ID": f"H-{i}", "Supplier Name": "ok", name: value}
+        for i, name in enumerate(fields)
+    ]
     response = client.post(
         "/v1/import/vendors",
         data=json.dumps({"data": records}),

@@ -59,7 +59,9 @@ def test_running_a_chunk_twice_counts_it_once(db, org_and_key, make_report):
     assert (batch.status, batch.created_count, batch.updated_count) == (BatchStatus.COMPLETED, 4, 0)
     assert batch.processed_count == batch.received_count == 4
     with db.session() as session:
-        attempts = session.scalars(sa.select(ImportChunk.attempts).where(ImportChunk.batch_id == batch_id))
+        attempts = session.scalars(
+            sa.select(ImportChunk.attempts).where(ImportChunk.batch_id == batch_id)
+        )
         assert list(attempts) == [1, 1]
 
 
@@ -96,5 +98,7 @@ def test_outcome_pages_cross_chunk_boundaries(db, org_and_key, make_report):
         assert [r["index"] for r in everything] == [1, 2, 3, 5, 6, 7, 8]
         assert [r for piece in pieces for r in piece] == everything
         assert page(session, batch_id, "results", 7, 5) == []
-        stored = session.scalars(sa.select(ImportChunk.results).where(ImportChunk.batch_id == batch_id))
+        stored = session.scalars(
+            sa.select(ImportChunk.results).where(ImportChunk.batch_id == batch_id)
+        )
         assert all(orjson.loads(blob) is not None for blob in stored if blob)

@@ -40,7 +40,9 @@ def test_one_insert_statement_per_chunk_whatever_its_size(db, org_and_key):
 
     event.listen(db.engine, "before_cursor_execute", count)
     try:
-        outcome = write(db, org, 1, [{"external_id": f"e{n}", "name": f"n{n}"} for n in range(2500)])
+        outcome = write(
+            db, org, 1, [{"external_id": f"e{n}", "name": f"n{n}"} for n in range(2500)]
+        )
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
     assert outcome.created == 2500
@@ -50,8 +52,12 @@ def test_one_insert_statement_per_chunk_whatever_its_size(db, org_and_key):
 
 def test_action_and_id_come_from_the_write(db, org_and_key):
     org, _ = org_and_key
-    first = write(db, org, 1, [{"external_id": "a", "name": "A"}, {"external_id": "b", "name": "B"}])
-    second = write(db, org, 2, [{"external_id": "b", "name": "B2"}, {"external_id": "c", "name": "C"}])
+    first = write(
+        db, org, 1, [{"external_id": "a", "name": "A"}, {"external_id": "b", "name": "B"}]
+    )
+    second = write(
+        db, org, 2, [{"external_id": "b", "name": "B2"}, {"external_id": "c", "name": "C"}]
+    )
     assert [r[3] for r in first.results] == ["created", "created"]
     assert [(r[1], r[3]) for r in second.results] == [("b", "updated"), ("c", "created")]
     assert second.results[0][2] == first.results[1][2]
@@ -60,7 +66,9 @@ def test_action_and_id_come_from_the_write(db, org_and_key):
 
 def test_later_batch_wins_whatever_order_the_workers_run_in(db, org_and_key):
     org, _ = org_and_key
-    later = write(db, org, 7, [{"external_id": "a", "name": "from batch 7", "website": "https://b7"}])
+    later = write(
+        db, org, 7, [{"external_id": "a", "name": "from batch 7", "website": "https://b7"}]
+    )
     earlier = write(db, org, 5, [{"external_id": "a", "name": "from batch 5", "category": "c5"}])
     row = stored(db, org)["a"]
     assert (row.name, row.website, row.category) == ("from batch 7", "https://b7", None)
@@ -78,7 +86,10 @@ def test_running_the_same_write_twice_changes_nothing(db, org_and_key):
     after = stored(db, org)["a"]
     assert len(stored(db, org)) == 1
     assert (after.id, after.name, after.tags, after.written_seq) == (
-        before.id, before.name, before.tags, before.written_seq,
+        before.id,
+        before.name,
+        before.tags,
+        before.written_seq,
     )
     assert again.results[0][2] == before.id
 

@@ -112,7 +112,9 @@ def test_rejected_values_are_invalid_field_value(field, value):
 
 def test_messages_name_the_field_and_the_expected_form():
     outcome = validate_records(
-        [{"id": "v1", "name": "n", "irq": "high", "next": "soon"}], base_object="vendor", mapping=MAPPING
+        [{"id": "v1", "name": "n", "irq": "high", "next": "soon"}],
+        base_object="vendor",
+        mapping=MAPPING,
     )
     messages = [e["message"] for e in outcome.errors]
     assert messages[0] == "Field 'irq' (raw_irq_score) must be a number from 0 to 100, got 'high'."
@@ -137,7 +139,9 @@ def test_report_level_required_fields_are_enforced():
     outcome = validate_records(
         [{"id": "v1", "name": "n"}], base_object="vendor", mapping=MAPPING, required=["website"]
     )
-    assert [(e["field"], e["error_code"]) for e in outcome.errors] == [("web", "missing_required_field")]
+    assert [(e["field"], e["error_code"]) for e in outcome.errors] == [
+        ("web", "missing_required_field")
+    ]
 
 
 def test_vendor_statuses_come_from_the_org():
@@ -166,6 +170,8 @@ def test_one_compiled_schema_per_report_version():
     compiled_schema.cache_clear()
     for _ in range(3):
         validate_records([{"id": "a", "name": "n"}], base_object="vendor", mapping=MAPPING)
-    validate_records([{"id": "a", "name": "n"}], base_object="vendor", mapping={**MAPPING, "category": "c"})
+    validate_records(
+        [{"id": "a", "name": "n"}], base_object="vendor", mapping={**MAPPING, "category": "c"}
+    )
     assert compiled_schema.cache_info().misses == 2
     assert compiled_schema.cache_info().hits == 2

@@ -75,7 +75,9 @@ class Process:
                         return match
                 seen = len(self.lines)
                 if self.popen.poll() is not None and not self._reader.is_alive():
-                    raise RuntimeError(f"{self.name} exited ({self.popen.returncode}):\n{self.tail()}")
+                    raise RuntimeError(
+                        f"{self.name} exited ({self.popen.returncode}):\n{self.tail()}"
+                    )
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(f"{self.name}: no line matching {pattern!r}:\n{self.tail()}")
@@ -144,7 +146,12 @@ class Stack:
     def run(self, *args: str) -> str:
         result = subprocess.run(
             [sys.executable, "-m", "importer", *args],
-            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120, check=True,
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
         )
         return result.stdout
 
@@ -172,11 +179,18 @@ class Api:
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         return self.request("POST", path, **kwargs)
 
-    def create_report(self, base_object: str, mapping: dict[str, str], slug: str | None = None) -> str:
+    def create_report(
+        self, base_object: str, mapping: dict[str, str], slug: str | None = None
+    ) -> str:
         slug = slug or f"{base_object}-{uuid.uuid4().hex[:8]}"
         response = self.post(
             "/v1/import-reports",
-            json={"slug": slug, "report_name": slug, "base_object": base_object, "mapping": mapping},
+            json={
+                "slug": slug,
+                "report_name": slug,
+                "base_object": base_object,
+                "mapping": mapping,
+            },
         )
         response.raise_for_status()
         return slug

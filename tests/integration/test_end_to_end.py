@@ -9,7 +9,9 @@ from tests.conftest import ASSESSMENT_MAPPING, SERVICE_MAPPING, VENDOR_MAPPING, 
 
 def test_a_1000_record_batch_is_answered_synchronously(api):
     slug = api.create_report("vendor", VENDOR_MAPPING)
-    records = [vendor(n, Status="active", Tags="a,b", **{"IRQ Score": n % 100}) for n in range(1000)]
+    records = [
+        vendor(n, Status="active", Tags="a,b", **{"IRQ Score": n % 100}) for n in range(1000)
+    ]
     response = api.post(f"/v1/import/{slug}", json={"data": records})
     assert response.status_code == 200, response.text[:500]
     body = response.json()
@@ -39,7 +41,9 @@ def test_a_20000_record_batch_runs_asynchronously_to_completion(api):
     assert (done["created_count"], done["updated_count"], done["failed_count"]) == (19_999, 0, 1)
     assert done["progress"] == {"processed": 20_000, "total": 20_000}
     assert done["results_total"] == 19_999 and len(done["results"]) == 1000
-    last_page = api.get(f"/v1/import/batches/{accepted['batch_id']}/results?limit=200&offset=19900").json()
+    last_page = api.get(
+        f"/v1/import/batches/{accepted['batch_id']}/results?limit=200&offset=19900"
+    ).json()
     assert [r["index"] for r in last_page["items"]][-1] == 19_999
     assert api.get("/v1/vendors?limit=1").json()["total"] == 19_999
 
@@ -54,9 +58,13 @@ def test_mixed_batches_and_reimport_as_updates(api):
     body = first.json()
     assert (body["created_count"], body["failed_count"]) == (1, 3)
     assert {e["error_code"] for e in body["errors"]} == {
-        "duplicate_external_id", "missing_required_field", "invalid_field_value",
+        "duplicate_external_id",
+        "missing_required_field",
+        "invalid_field_value",
     }
-    again = api.post(f"/v1/import/{slug}", json={"data": [vendor(1), vendor(2, Category="x")]}).json()
+    again = api.post(
+        f"/v1/import/{slug}", json={"data": [vendor(1), vendor(2, Category="x")]}
+    ).json()
     assert [r["action"] for r in again["results"]] == ["created", "updated"]
     assert again["results"][1]["coverbase_id"] == body["results"][0]["coverbase_id"]
     everything_failed = api.post(f"/v1/import/{slug}", json={"data": [{"Supplier Name": "no id"}]})
@@ -67,15 +75,25 @@ def test_services_and_assessments_refer_to_vendors(api):
     vendors = api.create_report("vendor", VENDOR_MAPPING)
     services = api.create_report("service", SERVICE_MAPPING)
     assessments = api.create_report("assessment", ASSESSMENT_MAPPING)
-    vendor_ids = [r["coverbase_id"] for r in api.post(
-        f"/v1/import/{vendors}", json={"data": [vendor(1), vendor(2)]}
-    ).json()["results"]]
+    vendor_ids = [
+        r["coverbase_id"]
+        for r in api.post(f"/v1/import/{vendors}", json={"data": [vendor(1), vendor(2)]}).json()[
+            "results"
+        ]
+    ]
     service_body = api.post(
         f"/v1/import/{services}",
-        json={"data": [
-            {"Service ID": "S-1", "Service Name": "Payroll", "Supplier ID": "V-00001", "Hosting": "SaaS"},
-            {"Service ID": "S-2", "Service Name": "Ghost", "Supplier ID": "V-99999"},
-        ]},
+        json={
+            "data": [
+                {
+                    "Service ID": "S-1",
+                    "Service Name": "Payroll",
+                    "Supplier ID": "V-00001",
+                    "Hosting": "SaaS",
+                },
+                {"Service ID": "S-2", "Service Name": "Ghost", "Supplier ID": "V-99999"},
+            ]
+        },
     ).json()
     assert (service_body["created_count"], service_body["failed_count"]) == (1, 1)
     assert service_body["errors"][0]["index"] == 1
@@ -84,8 +102,18 @@ def test_services_and_assessments_refer_to_vendors(api):
 
     assessment_body = api.post(
         f"/v1/import/{assessments}",
-        json={"data": [{"Assessment ID": "A-1", "Supplier ID": "V-00002", "Score": 0.5,
-                        "Start": "2026-01-01", "End": "2026-02-01", "Status": "complete"}]},
+        json={
+            "data": [
+                {
+                    "Assessment ID": "A-1",
+                    "Supplier ID": "V-00002",
+                    "Score": 0.5,
+                    "Start": "2026-01-01",
+                    "End": "2026-02-01",
+                    "Status": "complete",
+                }
+            ]
+        },
     ).json()
     assert assessment_body["created_count"] == 1
     listed = api.get("/v1/assessments?external_id=A-1").json()["items"]

@@ -8,7 +8,7 @@ import uuid
 import sqlalchemy as sa
 
 from importer import batches, orgs, reports
-from importer.models import BatchStatus, ImportBatch, ImportChunk, OBJECT_TABLES
+from importer.models import OBJECT_TABLES, BatchStatus, ImportBatch, ImportChunk
 from importer.notify import PollingNotifier
 from importer.validation import validate_records
 from tests.conftest import VENDOR_MAPPING, vendor
@@ -20,8 +20,12 @@ def accept(db, n=3):
     with db.session() as session:
         org, _ = orgs.create_org(session, "locks")
         report = reports.create_report(
-            session, org, slug=f"v-{uuid.uuid4().hex[:6]}", report_name="v",
-            base_object="vendor", mapping=VENDOR_MAPPING,
+            session,
+            org,
+            slug=f"v-{uuid.uuid4().hex[:6]}",
+            report_name="v",
+            base_object="vendor",
+            mapping=VENDOR_MAPPING,
         )
         records = [vendor(i) for i in range(n)]
         outcome = validate_records(records, base_object="vendor", mapping=VENDOR_MAPPING)
@@ -33,10 +37,14 @@ def accept(db, n=3):
 
 def waiting_on_a_lock(db) -> bool:
     with db.engine.connect() as conn:
-        return bool(conn.scalar(sa.text(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )))
+        return bool(
+            conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        )
 
 
 def batch(db, batch_id):
@@ -88,3 +96,9 @@ def test_the_same_chunk_delivered_twice_at_once_is_written_once(pg):
             sa.select(sa.func.count()).select_from(table).where(table.c.org_id == org_id)
         )
     assert rows == 50
+
+
+def test_migrations_match_the_models_on_postgresql(pg):
+    from tests.test_migrations import schema_drift
+
+    assert schema_drift(pg.url) == []

@@ -18,8 +18,12 @@ def accept(db, org, report, n=4, chunk_size=2):
     outcome = validate_records(records, base_object="vendor", mapping=report.mapping)
     with db.session() as session:
         batch = batches.accept_batch(
-            session, org=session.merge(org), report=session.merge(report),
-            received_count=n, outcome=outcome, chunk_size=chunk_size,
+            session,
+            org=session.merge(org),
+            report=session.merge(report),
+            received_count=n,
+            outcome=outcome,
+            chunk_size=chunk_size,
         )
         return batches.pending_chunk_ids(session, batch.id)
 
@@ -29,9 +33,9 @@ def age(db, chunk_ids, **columns):
     past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     with db.session() as session:
         session.execute(
-            sa.update(ImportChunk).where(ImportChunk.id.in_(chunk_ids)).values(
-                **{name: (past if value is None else value) for name, value in columns.items()}
-            )
+            sa.update(ImportChunk)
+            .where(ImportChunk.id.in_(chunk_ids))
+            .values(**{name: (past if value is None else value) for name, value in columns.items()})
         )
 
 

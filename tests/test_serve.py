@@ -1,0 +1,48 @@
+"""The embedded deployment as a user meets it: ``importer serve``, then the printed curl."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+
+import orjson
+
+from tests.integration.stack import Process, free_port
+
+
+def test_serve_prints_a_curl_that_imports_the_sample_vendors(tmp_path):
+    port = free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL") and not key.startswith("IMPORTER_")
+    }
+    env.update(IMPORTER_DATA_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    serve = Process("serve", [sys.executable, "-m", "importer", "serve", "--port", str(port)], env)
+    try:
+        key = serve.wait_for(r"API key \(shown once, keep it\): (ak_[0-9a-f]+)").group(1)
+        curl = serve.wait_for(r"^curl .*").group(0)
+        serve.wait_for(r"celery@\S+ ready\.")
+        serve.wait_for(rf"Listening at: http://127\.0\.0\.1:{port}")
+        assert key in curl
+        result = subprocess.run(
+            [*shlex.split(curl), "--write-out", "\n%{http_code}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        body, status = result.stdout.rsplit("\n", 1)
+        assert status == "200"
+        answer = orjson.loads(body)
+        assert (answer["status"], answer["created_count"], answer["failed_count"]) == (
+            "completed",
+            3,
+            0,
+        )
+        assert [r["action"] for r in answer["results"]] == ["created"] * 3
+    finally:
+        serve.stop()
+    assert (tmp_path / "importer.sqlite").exists()
