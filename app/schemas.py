@@ -1,38 +1,95 @@
 """marshmallow schemas of the API's request and response bodies (other than records,
-whose schemas are compiled per report by ``importer.validation``)."""
+whose schemas are compiled per report by ``importer.validation``).
+
+Only the report bodies are loaded and dumped with them; every other body is built
+by hand in its view (for speed), and the schemas here describe it for the OpenAPI
+document (``app.openapi``), whose conformance test checks that the two agree.
+Response schemas declare every key they always send as ``required`` (present, maybe
+``null``); a key that is only sometimes there is not required.
+"""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from app.errors import InvalidBody
+from app.idempotency import MAX_KEY_LENGTH
+from app.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from importer import catalog, ids
+from importer.catalog import BaseObject, FieldSpec, Kind
+from importer.config import Settings
 from importer.db import unix
-from importer.models import ImportReport
+from importer.models import BatchStatus, ImportReport
+from importer.problems import ErrorCode
+from importer.reports import SLUG_RE
+
+_SLUG_DESCRIPTION = (
+    "1 to 100 characters of a-z, 0-9 and '-', not starting or ending with '-' "
+    "('batches' is reserved)."
+)
+
+
+def _id_field(prefix: str, **kwargs: Any) -> fields.String:
+    """An id of the form ``<prefix>_<32 hex>`` (``prefix`` may be a regex fragment)."""
+    return fields.String(validate=validate.Regexp(rf"^{prefix}_[0-9a-f]{{32}}$"), **kwargs)
+
+
+class UnixTime(fields.Integer):
+    """A timestamp, dumped as integer Unix seconds."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> int | None:
+        return unix(value)
+
+
+# --- report bodies (loaded and dumped) ------------------------------------------
 
 
 class ReportCreateSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    slug = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    slug = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": _SLUG_DESCRIPTION, "pattern": SLUG_RE.pattern},
+    )
     report_name = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    base_object = fields.String(required=True)
+    base_object = fields.String(
+        required=True,
+        metadata={
+            "description": "A base object of the field catalog.",
+            "enum": list(catalog.CATALOG),
+        },
+    )
     mapping = fields.Dict(
         keys=fields.String(),
         values=fields.String(),
         required=True,
         validate=validate.Length(min=1),
+        metadata={
+            "description": "Catalog field name -> the name the source system sends it as.",
+        },
     )
-    required = fields.List(fields.String(), load_default=list)
+    required = fields.List(
+        fields.String(),
+        load_default=list,
+        metadata={
+            "description": "Catalog fields a record must carry, on top of the base object's own."
+        },
+    )
 
 
 class ReportUpdateSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    slug = fields.String(validate=validate.Length(min=1, max=100))
+    slug = fields.String(
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": _SLUG_DESCRIPTION, "pattern": SLUG_RE.pattern},
+    )
     report_name = fields.String(validate=validate.Length(min=1, max=255))
     mapping = fields.Dict(
         keys=fields.String(), values=fields.String(), validate=validate.Length(min=1)
@@ -41,15 +98,335 @@ class ReportUpdateSchema(Schema):
 
 
 class ReportSchema(Schema):
-    id = fields.String(dump_only=True)
-    slug = fields.String()
-    report_name = fields.String()
-    base_object = fields.String()
-    mapping = fields.Dict(keys=fields.String(), values=fields.String())
-    required = fields.List(fields.String())
-    version = fields.Integer(dump_only=True)
-    created_at = fields.Function(lambda report: unix(report.created_at), dump_only=True)
-    updated_at = fields.Function(lambda report: unix(report.updated_at), dump_only=True)
+    id = _id_field(ids.IMPORT_REPORT, dump_only=True, required=True)
+    slug = fields.String(required=True)
+    report_name = fields.String(required=True)
+    base_object = fields.String(required=True)
+    mapping = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    required = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "Always includes the base object's own required fields."},
+    )
+    version = fields.Integer(
+        dump_only=True,
+        required=True,
+        validate=validate.Range(min=1),
+        metadata={"description": "Goes up on every change of mapping or required."},
+    )
+    created_at = UnixTime(dump_only=True, required=True)
+    updated_at = UnixTime(dump_only=True, required=True)
+
+
+# --- documentation-only schemas: bodies the views build by hand -----------------
+
+
+class FieldProblemSchema(Schema):
+    field = fields.String(required=True)
+    message = fields.String(required=True)
+
+
+class ErrorDetailSchema(Schema):
+    code = fields.String(
+        required=True,
+        metadata={"description": "snake_case, stable", "example": "invalid_api_key"},
+    )
+    message = fields.String(required=True, metadata={"description": "A sentence for people."})
+    errors = fields.List(
+        fields.Nested(FieldProblemSchema),
+        metadata={"description": "Each problem of an invalid_body or invalid_mapping."},
+    )
+
+
+class ErrorSchema(Schema):
+    """The envelope of every request-level error."""
+
+    detail = fields.Nested(ErrorDetailSchema, required=True)
+
+
+@functools.cache
+def import_request_schema(max_records: int) -> type[Schema]:
+    """``{"data": [record, ...]}``; records are free-form objects keyed by incoming names."""
+    return Schema.from_dict(
+        {
+            "data": fields.List(
+                fields.Dict(),
+                required=True,
+                validate=validate.Length(min=1, max=max_records),
+                metadata={"description": "The records, each keyed by the report's incoming names."},
+            )
+        },
+        name="ImportRequestSchema",
+    )
+
+
+ImportRequestSchema = import_request_schema(Settings.max_records)
+
+
+class ResultItemSchema(Schema):
+    index = fields.Integer(required=True, validate=validate.Range(min=0))
+    external_id = fields.String(required=True)
+    coverbase_id = _id_field("cb[a-z]+", required=True)
+    action = fields.String(required=True, validate=validate.OneOf(["created", "updated"]))
+    status = fields.String(required=True, validate=validate.OneOf(["success"]))
+
+
+class ProblemItemSchema(Schema):
+    """An entry of a batch's errors or warnings."""
+
+    index = fields.Integer(required=True, validate=validate.Range(min=0))
+    external_id = fields.String(required=True, allow_none=True)
+    field = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The incoming field name, or null."},
+    )
+    error_code = fields.String(
+        required=True, validate=validate.OneOf([code.value for code in ErrorCode])
+    )
+    message = fields.String(required=True)
+
+
+class ProgressSchema(Schema):
+    processed = fields.Integer(required=True, validate=validate.Range(min=0))
+    total = fields.Integer(required=True, validate=validate.Range(min=0))
+
+
+class BatchLinksSchema(Schema):
+    self_ = fields.String(required=True, data_key="self")
+    results = fields.String(required=True)
+    errors = fields.String(required=True)
+    warnings = fields.String(required=True)
+
+
+_COUNT = {"required": True, "validate": validate.Range(min=0)}
+
+
+class BatchSummarySchema(Schema):
+    """A batch without its per-record lists (the items of the batch list)."""
+
+    id = _id_field(ids.IMPORT_REPORT, required=True, metadata={"description": "The report's id."})
+    slug = fields.String(required=True)
+    report_name = fields.String(required=True)
+    base_object = fields.String(required=True)
+    mapping = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    report_version = fields.Integer(required=True, validate=validate.Range(min=1))
+    batch_id = _id_field(ids.BATCH, required=True)
+    status = fields.String(
+        required=True, validate=validate.OneOf([status.value for status in BatchStatus])
+    )
+    received_count = fields.Integer(**_COUNT)
+    created_count = fields.Integer(**_COUNT)
+    updated_count = fields.Integer(**_COUNT)
+    failed_count = fields.Integer(**_COUNT)
+    received_at = fields.Integer(required=True)
+    completed_at = fields.Integer(required=True, allow_none=True)
+    progress = fields.Nested(ProgressSchema, required=True)
+    results_total = fields.Integer(**_COUNT)
+    errors_total = fields.Integer(**_COUNT)
+    warnings_total = fields.Integer(**_COUNT)
+    links = fields.Nested(BatchLinksSchema, required=True)
+
+
+class BatchSchema(BatchSummarySchema):
+    """The import response body, and the body of ``GET /v1/import/batches/{id}``:
+    ``results``, ``errors`` and ``warnings`` hold the first ``IMPORTER_INLINE_ITEMS``
+    entries each; ``*_total`` and ``links`` say where the rest is."""
+
+    results = fields.List(fields.Nested(ResultItemSchema), required=True)
+    errors = fields.List(fields.Nested(ProblemItemSchema), required=True)
+    warnings = fields.List(fields.Nested(ProblemItemSchema), required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["ok"]))
+
+
+class ReadinessSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["ready", "unavailable"]))
+    checks = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={"description": "'ok', or why the database or the broker is unavailable."},
+    )
+
+
+class OpenApiDocumentSchema(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    openapi = fields.String(required=True)
+    info = fields.Dict(required=True)
+    paths = fields.Dict(required=True)
+
+
+# --- base objects, generated from the catalog -----------------------------------
+
+
+def _catalog_field(spec: FieldSpec) -> fields.Field:
+    """The response field of one catalog field: present always, null when absent
+    (unless the field is required)."""
+    options: dict[str, Any] = {"required": True, "allow_none": not spec.required}
+    match spec.kind:
+        case Kind.NUMBER:
+            return fields.Float(
+                validate=validate.Range(min=spec.minimum, max=spec.maximum), **options
+            )
+        case Kind.BOOLEAN:
+            return fields.Boolean(**options)
+        case Kind.DATE:
+            return fields.Integer(
+                metadata={"description": "A date, as the Unix seconds of its midnight UTC."},
+                **options,
+            )
+        case Kind.STRING_LIST:
+            return fields.List(fields.String(), **options)
+        case Kind.CHOICE if spec.choices:
+            return fields.String(validate=validate.OneOf(spec.choices), **options)
+        case Kind.CHOICE:
+            return fields.String(
+                metadata={"description": f"One of the org's {spec.org_choices}."}, **options
+            )
+        case _:
+            return fields.String(validate=validate.Length(max=spec.max_length), **options)
+
+
+def object_schema(base: BaseObject) -> type[Schema]:
+    """The body of one ``base`` object: ``id``, every catalog field (and, for a
+    reference, its ``<object>_id``), ``created_at`` and ``updated_at``."""
+    declared: dict[str, fields.Field] = {"id": _id_field(base.id_prefix, required=True)}
+    for spec in base.fields:
+        declared[spec.name] = _catalog_field(spec)
+        if spec.references and spec.reference_column:
+            target = catalog.CATALOG[spec.references]
+            declared[spec.reference_column] = _id_field(
+                target.id_prefix, required=True, allow_none=not spec.required
+            )
+    declared["created_at"] = fields.Integer(required=True)
+    declared["updated_at"] = fields.Integer(required=True)
+    return Schema.from_dict(declared, name=f"{base.name.title()}Schema")
+
+
+def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:
+    """``{items, total, limit, offset}``: one page of a list."""
+    return Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item_schema), required=True),
+            "total": fields.Integer(required=True, validate=validate.Range(min=0)),
+            "limit": fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_LIMIT)),
+            "offset": fields.Integer(required=True, validate=validate.Range(min=0)),
+        },
+        name=name,
+    )
+
+
+ReportPageSchema = page_schema(ReportSchema, "ReportPageSchema")
+BatchSummaryPageSchema = page_schema(BatchSummarySchema, "BatchSummaryPageSchema")
+ResultItemPageSchema = page_schema(ResultItemSchema, "ResultItemPageSchema")
+ProblemItemPageSchema = page_schema(ProblemItemSchema, "ProblemItemPageSchema")
+
+#: Base object name -> the schema of its body, and of a page of them.
+OBJECT_SCHEMAS: dict[str, type[Schema]] = {
+    base.name: object_schema(base) for base in catalog.CATALOG.values()
+}
+OBJECT_PAGE_SCHEMAS: dict[str, type[Schema]] = {
+    name: page_schema(schema, f"{name.title()}PageSchema")
+    for name, schema in OBJECT_SCHEMAS.items()
+}
+
+
+# --- parameters (query, header, path) -------------------------------------------
+
+
+class PageQuerySchema(Schema):
+    limit = fields.Integer(
+        load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT)
+    )
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**62))
+
+
+class BatchListQuerySchema(PageQuerySchema):
+    status = fields.String(validate=validate.OneOf([status.value for status in BatchStatus]))
+    slug = fields.String(metadata={"description": "Only the batches of this report slug."})
+
+
+@functools.cache
+def batch_wait_query_schema(max_wait: int) -> type[Schema]:
+    return Schema.from_dict(
+        {
+            "wait": fields.Integer(
+                load_default=0,
+                validate=validate.Range(min=0, max=max_wait),
+                metadata={
+                    "description": "Seconds to long-poll until the batch is done "
+                    "(at most IMPORTER_SYNC_WAIT_SECONDS)."
+                },
+            )
+        },
+        name="BatchWaitQuerySchema",
+    )
+
+
+class ObjectListQuerySchema(PageQuerySchema):
+    external_id = fields.String(metadata={"description": "Only the object with this external_id."})
+    updated_since = fields.Integer(
+        validate=validate.Range(min=0, max=253402300799),
+        metadata={"description": "Only objects updated at or after these Unix seconds."},
+    )
+
+
+class RequestHeadersSchema(Schema):
+    request_id = fields.String(
+        data_key="X-Request-ID",
+        validate=validate.Regexp(r"^[A-Za-z0-9._:\-]{1,128}$"),
+        metadata={"description": "Echoed on the response (one is generated when absent)."},
+    )
+
+
+class ImportHeadersSchema(RequestHeadersSchema):
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key",
+        validate=[
+            validate.Length(min=1, max=MAX_KEY_LENGTH),
+            validate.Regexp(r"^[ -~]+$"),
+        ],
+        metadata={
+            "description": "Makes a retry safe: a repeat of the same request within the "
+            "retention period gets the original answer (Idempotent-Replayed: true).",
+            "example": "import-2026-01-31-0001",
+        },
+    )
+    prefer = fields.String(
+        data_key="Prefer",
+        metadata={
+            "description": "'respond-async' answers 202 at once (Preference-Applied).",
+            "example": "respond-async",
+        },
+    )
+
+
+class SlugPathSchema(Schema):
+    slug = fields.String(
+        required=True,
+        validate=validate.Regexp(SLUG_RE.pattern),
+        metadata={"description": "The report's slug.", "example": "vendors"},
+    )
+
+
+class BatchPathSchema(Schema):
+    batch_id = _id_field(
+        ids.BATCH,
+        required=True,
+        metadata={"example": "cbbatch_84fb5309885f4995af608779bdf08e81"},
+    )
+
+
+def object_path_schema(base: BaseObject) -> type[Schema]:
+    return Schema.from_dict(
+        {"object_id": _id_field(base.id_prefix, required=True)},
+        name=f"{base.name.title()}PathSchema",
+    )
 
 
 def load_body(schema: Schema, document: Any) -> dict[str, Any]:

@@ -40,6 +40,7 @@ def first_org(client, auth, make_report):
 
 def concrete(rule: str, ids: dict[str, str]) -> str:
     """The rule's URL filled in with the first org's ids."""
+
     def fill(match: re.Match[str]) -> str:
         name = match.group(1).split(":")[-1]
         if name == "object_id":
@@ -93,8 +94,12 @@ def test_a_second_org_sees_and_changes_nothing_of_the_first(app, client, auth, f
     # A report of one's own may take the first org's slug: slugs are per org.
     mine = client.post(
         "/v1/import-reports",
-        json={"slug": "vendors", "report_name": "mine", "base_object": "vendor",
-              "mapping": {"external_id": "ID", "name": "N"}},
+        json={
+            "slug": "vendors",
+            "report_name": "mine",
+            "base_object": "vendor",
+            "mapping": {"external_id": "ID", "name": "N"},
+        },
         headers=other,
     )
     assert mine.status_code == 201
@@ -106,6 +111,7 @@ def test_a_second_org_sees_and_changes_nothing_of_the_first(app, client, auth, f
     assert after == before
     # Filters cannot reach across orgs either.
     assert client.get("/v1/vendors?external_id=V-00001", headers=other).json["items"] == []
-    replay = client.post("/v1/import/vendors", json={"data": [vendor(1)]},
-                         headers={**other, "Idempotency-Key": "k"})
+    replay = client.post(
+        "/v1/import/vendors", json={"data": [vendor(1)]}, headers={**other, "Idempotency-Key": "k"}
+    )
     assert "Idempotent-Replayed" not in replay.headers

@@ -15,16 +15,21 @@ from hypothesis import strategies as st
 
 from app import create_app
 from importer.catalog import VENDOR
-from importer.db import Database
 from importer.notify import PollingNotifier
 from importer.orgs import create_org
 from tests.conftest import InlineWorker, make_settings
 
 OPTIONAL_FIELDS = [name for name in VENDOR.field_names if name not in ("external_id", "name")]
 
-incoming_names = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=20
-).map(str.strip).filter(bool)
+incoming_names = (
+    st.text(
+        alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")),
+        min_size=1,
+        max_size=20,
+    )
+    .map(str.strip)
+    .filter(bool)
+)
 
 json_values = st.recursive(
     st.none()
@@ -33,14 +38,20 @@ json_values = st.recursive(
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=30)
     | st.sampled_from(["", " ", "2026-01-31", "85", "yes", "acme.com", "a@b.co", "a, b", "active"]),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=5,
 )
 
 
 @st.composite
 def mappings(draw):
-    fields = ["external_id", "name", *draw(st.lists(st.sampled_from(OPTIONAL_FIELDS), unique=True, max_size=6))]
+    fields = [
+        "external_id",
+        "name",
+        *draw(st.lists(st.sampled_from(OPTIONAL_FIELDS), unique=True, max_size=6)),
+    ]
     names = draw(st.lists(incoming_names, min_size=len(fields), max_size=len(fields), unique=True))
     return dict(zip(fields, names, strict=True))
 
@@ -48,7 +59,11 @@ def mappings(draw):
 @st.composite
 def batches(draw, mapping):
     keys = list(mapping.values())
-    ids = draw(st.lists(st.sampled_from([f"ext-{n}" for n in range(8)]) | json_values, min_size=1, max_size=12))
+    ids = draw(
+        st.lists(
+            st.sampled_from([f"ext-{n}" for n in range(8)]) | json_values, min_size=1, max_size=12
+        )
+    )
     records = []
     for external_id in ids:
         record = {mapping["external_id"]: external_id}
@@ -98,7 +113,10 @@ def test_any_batch_is_accounted_for_record_by_record(world, data):
     body = response.json
     assert body["status"] == "completed"
     assert body["received_count"] == len(records)
-    assert body["received_count"] == body["created_count"] + body["updated_count"] + body["failed_count"]
+    assert (
+        body["received_count"]
+        == body["created_count"] + body["updated_count"] + body["failed_count"]
+    )
     assert (response.status_code == 200) == (body["created_count"] + body["updated_count"] > 0)
     written = {result["index"] for result in body["results"]}
     with_errors = {error["index"] for error in body["errors"]}
@@ -107,7 +125,9 @@ def test_any_batch_is_accounted_for_record_by_record(world, data):
     assert len(with_errors) == body["failed_count"]
     for error in body["errors"]:
         assert error["error_code"] in {
-            "missing_required_field", "invalid_field_value", "duplicate_external_id",
+            "missing_required_field",
+            "invalid_field_value",
+            "duplicate_external_id",
         }
         assert error["message"]
 
@@ -118,8 +138,12 @@ def test_any_body_gets_an_answer_in_the_documented_shape(world, raw):
     client, auth = world
     client.post(
         "/v1/import-reports",
-        json={"slug": "raw", "report_name": "raw", "base_object": "vendor",
-              "mapping": {"external_id": "id", "name": "name"}},
+        json={
+            "slug": "raw",
+            "report_name": "raw",
+            "base_object": "vendor",
+            "mapping": {"external_id": "id", "name": "name"},
+        },
         headers=auth,
     )
     response = client.post(

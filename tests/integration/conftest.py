@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from importer.db import Database
+from tests.integration.private_services import PrivateRedis
 from tests.integration.stack import Api, Stack
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -99,8 +100,7 @@ def stack(backing_services: None, redis_url: str) -> Iterator[Stack]:
 @pytest.fixture
 def api(stack: Stack) -> Api:
     """A client holding the key of a new org (so tests never see each other's data)."""
-    created = orjson.loads(stack.run("create-org", f"org-{uuid.uuid4().hex[:6]}"))
-    return Api(stack.base_url, created["api_key"])
+    return new_org(stack)
 
 
 @pytest.fixture(scope="session")
@@ -126,10 +126,74 @@ def pg(pg_database_url: str) -> Iterator[Database]:
     database.dispose()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
-    """Poll an observable condition (a lock wait, a row count) until it holds."""
+def wait_until(
+    predicate: Callable[[], bool], timeout: float = 30, what: str = "condition", every: float = 0.01
+) -> None:
+    """Poll an observable condition (a lock wait, a row count, a batch's progress)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+        time.sleep(every)
+
+
+# --- fault tests -------------------------------------------------------------------
+
+#: Recovery timings shortened so a fault test sees recovery within seconds.
+FAST_RECOVERY = {
+    "IMPORTER_RELAY_INTERVAL_SECONDS": "0.5",
+    "IMPORTER_RELAY_GRACE_SECONDS": "1",
+    "IMPORTER_STUCK_AFTER_SECONDS": "3",
+    "IMPORTER_VISIBILITY_TIMEOUT_SECONDS": "15",
+    "IMPORTER_REDISPATCH_AFTER_SECONDS": "20",
+    # One web process, so what /readyz saw is what the next request sees.
+    "IMPORTER_WEB_WORKERS": "1",
+}
+
+
+@pytest.fixture
+def private_redis(backing_services: None) -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def fault_stack(backing_services: None, private_redis: PrivateRedis) -> Iterator[Stack]:
+    """Web and worker processes of their own, on a private Redis and a fresh database."""
+    database_url = create_database()
+    running = Stack(database_url, private_redis.url, **FAST_RECOVERY)
+    try:
+        running.run("db", "upgrade")
+        yield running
+    finally:
+        running.stop()
+        drop_database(database_url)
+
+
+def new_org(stack: Stack) -> Api:
+    created = orjson.loads(stack.run("create-org", f"org-{uuid.uuid4().hex[:6]}"))
+    return Api(stack.base_url, created["api_key"], created["org_id"])
+
+
+@pytest.fixture
+def fault_log(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Record what a fault test injected and counted; printed in the run's summary."""
+    lines: list[str] = request.config.stash.setdefault(FAULT_LINES, [])
+
+    def log(text: str) -> None:
+        lines.append(f"{request.node.name}: {text}")
+
+    return log
+
+
+FAULT_LINES = pytest.StashKey[list[str]]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = terminalreporter.config.stash.get(FAULT_LINES, [])
+    if lines:
+        terminalreporter.section("faults injected and what was counted")
+        for line in lines:
+            terminalreporter.write_line(line)

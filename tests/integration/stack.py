@@ -164,8 +164,9 @@ class Stack:
 class Api:
     """A client of the running web process, as an integration would hold it."""
 
-    def __init__(self, base_url: str, api_key: str) -> None:
+    def __init__(self, base_url: str, api_key: str, org_id: str = "") -> None:
         self.base_url = base_url
+        self.org_id = org_id
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {api_key}"
 
