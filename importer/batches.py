@@ -15,7 +15,7 @@ its task runs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +34,8 @@ from importer.models import (
     Org,
 )
 from importer.problems import ErrorCode, Problem, problem
-from importer.upsert import write_records
-from importer.validation import ValidationOutcome
+from importer.upsert import plan_records, write_records
+from importer.validation import ValidationOutcome, validate_records
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,23 @@ def _dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
-def _slice_by_index(items: Sequence[Any], start: int, end: int, key: Any) -> tuple[list[Any], int]:
-    """Items (sorted by index) whose index is in ``[start, end)``, and where they stop."""
-    result = []
-    position = 0
-    while position < len(items) and key(items[position]) < end:
-        if key(items[position]) >= start:
-            result.append(items[position])
-        position += 1
-    return result, position
+class _Cursor:
+    """Hands out consecutive runs of a list sorted by index: the items below ``end``."""
+
+    def __init__(self, items: list[Any], key: Callable[[Any], int], release: bool = False):
+        self.items, self.key, self.release = items, key, release
+        self.position = 0
+
+    def take(self, end: int) -> list[Any]:
+        start = self.position
+        while self.position < len(self.items) and self.key(self.items[self.position]) < end:
+            self.position += 1
+        run = self.items[start : self.position]
+        if self.release:
+            # Drop the list's references as we go, so a large batch's records are
+            # freed chunk by chunk instead of all at the end.
+            self.items[start : self.position] = [None] * (self.position - start)
+        return run
 
 
 def accept_batch(
@@ -63,12 +71,19 @@ def accept_batch(
     received_count: int,
     outcome: ValidationOutcome,
     chunk_size: int,
+    validated: bool = True,
+    dry_run: bool = False,
     request_id: str | None = None,
 ) -> ImportBatch:
     """Record an accepted batch and its chunks (the outbox), ready to be dispatched.
 
-    Chunks cover contiguous index ranges; a chunk with nothing valid to write is
-    finished at once. A batch with nothing valid at all is completed at once.
+    ``outcome`` is what the web found: with ``validated``, every record validated
+    (``valid`` holds values to write); without, only the batch-wide checks
+    (``valid`` holds every record as sent, for the workers to validate). Its
+    ``valid`` list is consumed: each chunk's records are released once stored.
+
+    Chunks cover contiguous index ranges; a chunk with nothing to do is finished at
+    once, and a batch with nothing to do is completed at once.
     """
     now = utcnow()
     batch = ImportBatch(
@@ -80,6 +95,8 @@ def accept_batch(
         report_name=report.report_name,
         base_object=report.base_object,
         mapping=dict(report.mapping),
+        required=list(report.required),
+        dry_run=dry_run,
         status=BatchStatus.QUEUED,
         received_count=received_count,
         created_count=0,
@@ -96,40 +113,42 @@ def accept_batch(
     session.add(batch)
     session.flush()  # assigns batch.seq
 
-    valid, errors, warnings = outcome.valid, outcome.errors, outcome.warnings
-    chunks: list[dict[str, Any]] = []
+    records = _Cursor(outcome.valid, lambda item: item[0], release=True)
+    errors = _Cursor(outcome.errors, lambda item: item["index"])
+    warnings = _Cursor(outcome.warnings, lambda item: item["index"])
+    batch.chunk_count = -(-received_count // chunk_size)
+    finished = 0
     for position, start in enumerate(range(0, received_count, chunk_size)):
         end = min(start + chunk_size, received_count)
-        chunk_valid, used = _slice_by_index(valid, start, end, lambda item: item[0])
-        valid = valid[used:]
-        chunk_errors, used = _slice_by_index(errors, start, end, lambda item: item["index"])
-        errors = errors[used:]
-        chunk_warnings, used = _slice_by_index(warnings, start, end, lambda item: item["index"])
-        warnings = warnings[used:]
-        has_work = bool(chunk_valid)
-        chunks.append(
-            dict(
-                batch_id=batch.id,
-                position=position,
-                start_index=start,
-                end_index=end,
-                status=ChunkStatus.PENDING if has_work else ChunkStatus.DONE,
-                record_count=len(chunk_valid),
-                payload=_dumps(chunk_valid) if has_work else None,
-                results=None,
-                errors=_dumps(chunk_errors) if chunk_errors else None,
-                warnings=_dumps(chunk_warnings) if chunk_warnings else None,
-                invalid_count=len({error["index"] for error in chunk_errors}),
-                error_count=len(chunk_errors),
-                warning_count=len(chunk_warnings),
-                created_at=now,
-                finished_at=None if has_work else now,
-            )
+        chunk_records = records.take(end)
+        chunk_errors = errors.take(end)
+        chunk_warnings = warnings.take(end)
+        has_work = bool(chunk_records)
+        finished += not has_work
+        session.execute(
+            sa.insert(ImportChunk),
+            [
+                dict(
+                    batch_id=batch.id,
+                    position=position,
+                    start_index=start,
+                    end_index=end,
+                    status=ChunkStatus.PENDING if has_work else ChunkStatus.DONE,
+                    record_count=len(chunk_records),
+                    payload=_dumps(chunk_records) if has_work else None,
+                    validated=validated,
+                    errors=_dumps(chunk_errors) if chunk_errors else None,
+                    warnings=_dumps(chunk_warnings) if chunk_warnings else None,
+                    invalid_count=len({error["index"] for error in chunk_errors}),
+                    error_count=len(chunk_errors),
+                    warning_count=len(chunk_warnings),
+                    created_at=now,
+                    finished_at=None if has_work else now,
+                )
+            ],
         )
-    if chunks:
-        session.execute(sa.insert(ImportChunk), chunks)
-    batch.chunk_count = len(chunks)
-    batch.chunks_finished = sum(1 for chunk in chunks if chunk["status"] is ChunkStatus.DONE)
+        del chunk_records
+    batch.chunks_finished = finished
     if batch.chunks_finished == batch.chunk_count:
         batch.status = BatchStatus.COMPLETED
         batch.completed_at = now
@@ -195,15 +214,21 @@ class ChunkFinished:
     batch_done: bool
 
 
-def _finish_in_batch(
-    session: Session,
-    chunk: ImportChunk,
-    *,
-    created: int,
-    updated: int,
-    rejected: int,
-    errors_added: int,
-) -> ChunkFinished:
+@dataclass
+class _ChunkOutcome:
+    """What finishing a chunk adds to its batch."""
+
+    created: int = 0
+    updated: int = 0
+    #: Records newly known to have failed (validation by the worker, or write time).
+    rejected: int = 0
+    #: Records whose outcome became known.
+    processed: int = 0
+    errors_added: int = 0
+    warnings_added: int = 0
+
+
+def _finish_in_batch(session: Session, chunk: ImportChunk, done: _ChunkOutcome) -> ChunkFinished:
     """Add a finished chunk's counts to its batch; complete the batch after its last chunk.
 
     The UPDATE takes the batch row's lock, so concurrent chunk completions of one
@@ -213,17 +238,18 @@ def _finish_in_batch(
         sa.update(ImportBatch)
         .where(ImportBatch.id == chunk.batch_id)
         .values(
-            created_count=ImportBatch.created_count + created,
-            updated_count=ImportBatch.updated_count + updated,
-            failed_count=ImportBatch.failed_count + rejected,
-            processed_count=ImportBatch.processed_count + chunk.record_count,
-            error_count=ImportBatch.error_count + errors_added,
+            created_count=ImportBatch.created_count + done.created,
+            updated_count=ImportBatch.updated_count + done.updated,
+            failed_count=ImportBatch.failed_count + done.rejected,
+            processed_count=ImportBatch.processed_count + done.processed,
+            error_count=ImportBatch.error_count + done.errors_added,
+            warning_count=ImportBatch.warning_count + done.warnings_added,
             chunks_finished=ImportBatch.chunks_finished + 1,
         )
         .returning(ImportBatch.chunks_finished, ImportBatch.chunk_count)
     ).one()
-    done = finished >= total
-    if done:
+    batch_done = finished >= total
+    if batch_done:
         any_failed = session.scalar(
             sa.select(sa.func.count())
             .select_from(ImportChunk)
@@ -238,7 +264,7 @@ def _finish_in_batch(
             )
         )
     session.flush()
-    return ChunkFinished(batch_id=chunk.batch_id, batch_done=done)
+    return ChunkFinished(batch_id=chunk.batch_id, batch_done=batch_done)
 
 
 def _merge(existing: bytes | None, added: Sequence[Problem]) -> tuple[bytes | None, int]:
@@ -248,26 +274,69 @@ def _merge(existing: bytes | None, added: Sequence[Problem]) -> tuple[bytes | No
     return (_dumps(problems) if problems else None), len(problems)
 
 
+def _failed_at_accept(chunk: ImportChunk) -> set[int]:
+    """Indexes of the chunk's records that the web already failed (duplicates)."""
+    return {error["index"] for error in orjson.loads(chunk.errors)} if chunk.errors else set()
+
+
 def write_chunk(session: Session, chunk_id: int) -> ChunkFinished | None:
-    """Write a chunk's records and record the outcome, all in the caller's transaction.
+    """Validate (when the web left it to the workers) and write a chunk's records,
+    and record the outcome, all in the caller's transaction.
 
     The chunk row stays locked until the caller commits, so a duplicate delivery
-    of the same task waits, then finds the chunk done.
+    of the same task waits, then finds the chunk done. A dry-run batch's chunk is
+    validated and planned (``action`` from a read of existing external_ids) but
+    nothing is written.
     """
     chunk = _lock_chunk(session, chunk_id)
     if chunk is None:
         return None
     batch = session.scalars(sa.select(ImportBatch).where(ImportBatch.id == chunk.batch_id)).one()
-    records = [(index, values) for index, values in orjson.loads(chunk.payload or b"[]")]
-    outcome = write_records(
+    payload = [(index, record) for index, record in orjson.loads(chunk.payload or b"[]")]
+    done = _ChunkOutcome(processed=len(payload))
+    new_problems: list[Problem] = []
+    if chunk.validated:
+        to_write = payload
+    else:
+        org = session.get(Org, batch.org_id)
+        checked = validate_records(
+            [record for _, record in payload],
+            indexes=[index for index, _ in payload],
+            base_object=batch.base_object,
+            mapping=batch.mapping,
+            required=batch.required,
+            org_choices=org.choices() if org else {},
+            check_duplicates=False,
+        )
+        # Records the web already failed (duplicates) were validated for their other
+        # problems, but are never written, and were counted when the batch was accepted.
+        already_failed = _failed_at_accept(chunk) & {index for index, _ in payload}
+        newly_failed = {error["index"] for error in checked.errors} - already_failed
+        to_write = [
+            (index, values) for index, values in checked.valid if index not in already_failed
+        ]
+        done.processed -= len(already_failed)
+        done.rejected += len(newly_failed)
+        done.warnings_added += len(checked.warnings)
+        new_problems.extend(checked.errors)
+        chunk.invalid_count += len(newly_failed)
+        chunk.warnings, chunk.warning_count = _merge(chunk.warnings, checked.warnings)
+
+    write = plan_records if batch.dry_run else write_records
+    outcome = write(
         session,
         org_id=batch.org_id,
         base_object=batch.base_object,
         mapping=batch.mapping,
         seq=batch.seq,
-        records=records,
+        records=to_write,
     )
-    chunk.errors, chunk.error_count = _merge(chunk.errors, outcome.errors)
+    new_problems.extend(outcome.errors)
+    done.created, done.updated = outcome.created, outcome.updated
+    done.rejected += outcome.rejected
+    done.errors_added = len(new_problems)
+
+    chunk.errors, chunk.error_count = _merge(chunk.errors, new_problems)
     chunk.results = _dumps(outcome.results)
     chunk.created_count = outcome.created
     chunk.updated_count = outcome.updated
@@ -277,14 +346,7 @@ def write_chunk(session: Session, chunk_id: int) -> ChunkFinished | None:
     chunk.finished_at = utcnow()
     chunk.last_error = None
     session.flush()
-    return _finish_in_batch(
-        session,
-        chunk,
-        created=outcome.created,
-        updated=outcome.updated,
-        rejected=outcome.rejected,
-        errors_added=len(outcome.errors),
-    )
+    return _finish_in_batch(session, chunk, done)
 
 
 def fail_chunk(session: Session, chunk_id: int, reason: str) -> ChunkFinished | None:
@@ -295,16 +357,24 @@ def fail_chunk(session: Session, chunk_id: int, reason: str) -> ChunkFinished | 
     chunk = _lock_chunk(session, chunk_id)
     if chunk is None:
         return None
+    already_failed = set() if chunk.validated else _failed_at_accept(chunk)
+    ext_key = "external_id"
+    if not chunk.validated:
+        mapping = session.scalar(
+            sa.select(ImportBatch.mapping).where(ImportBatch.id == chunk.batch_id)
+        )
+        ext_key = (mapping or {}).get("external_id", ext_key)
     failures = [
         problem(
             index,
-            values.get("external_id"),
+            record.get(ext_key),
             None,
             ErrorCode.WRITE_FAILED,
             "The record could not be written because of a server-side fault; "
             "nothing of it was stored. It can be re-driven by an operator or sent again.",
         )
-        for index, values in orjson.loads(chunk.payload or b"[]")
+        for index, record in orjson.loads(chunk.payload or b"[]")
+        if index not in already_failed
     ]
     chunk.errors, chunk.error_count = _merge(chunk.errors, failures)
     chunk.rejected_count = len(failures)
@@ -314,7 +384,9 @@ def fail_chunk(session: Session, chunk_id: int, reason: str) -> ChunkFinished | 
     session.flush()
     log.error("chunk %s of batch %s failed: %s", chunk.id, chunk.batch_id, reason)
     return _finish_in_batch(
-        session, chunk, created=0, updated=0, rejected=len(failures), errors_added=len(failures)
+        session,
+        chunk,
+        _ChunkOutcome(rejected=len(failures), processed=len(failures), errors_added=len(failures)),
     )
 
 

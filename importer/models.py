@@ -135,6 +135,9 @@ class ImportBatch(Base):
     report_name: Mapped[str] = mapped_column(sa.String(255))
     base_object: Mapped[str] = mapped_column(sa.String(40))
     mapping: Mapped[dict[str, str]] = mapped_column(JSONType)
+    required: Mapped[list[str]] = mapped_column(JSONType, server_default="[]")
+    #: Validate and report what would happen; no object is created or changed.
+    dry_run: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
 
     status: Mapped[BatchStatus] = mapped_column(_enum(BatchStatus), default=BatchStatus.QUEUED)
     received_count: Mapped[int] = mapped_column(sa.Integer)
@@ -175,9 +178,13 @@ class ImportChunk(Base):
     start_index: Mapped[int] = mapped_column(sa.Integer)
     end_index: Mapped[int] = mapped_column(sa.Integer)
     status: Mapped[ChunkStatus] = mapped_column(_enum(ChunkStatus), default=ChunkStatus.PENDING)
-    #: Valid records still to write.
+    #: Records still to write (or to validate, then write).
     record_count: Mapped[int] = mapped_column(sa.Integer)
+    #: ``[[index, record], ...]``: validated values by service field name, or, when
+    #: ``validated`` is false, the records as sent (a large batch is validated by the
+    #: workers, chunk by chunk, in parallel).
     payload: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    validated: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
     results: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     errors: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     warnings: Mapped[bytes | None] = mapped_column(sa.LargeBinary)

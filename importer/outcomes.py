@@ -116,6 +116,7 @@ def _head(batch: ImportBatch) -> dict[str, Any]:
         "mapping": batch.mapping,
         "report_version": batch.report_version,
         "batch_id": batch.id,
+        "dry_run": batch.dry_run,
         "status": BatchStatus(batch.status).value,
         "received_count": batch.received_count,
         "created_count": batch.created_count,

@@ -143,6 +143,62 @@ def lookup_ids(
     return found
 
 
+def _resolve_references(
+    session: Session,
+    base: BaseObject,
+    org_id: str,
+    mapping: Mapping[str, str],
+    records: Sequence[tuple[int, dict[str, Any]]],
+    outcome: WriteOutcome,
+) -> list[tuple[int, dict[str, Any]]]:
+    """The records whose references (``vendor_external_id``) name an object of the
+    org, with the referenced id added; the others fail in ``outcome``."""
+    if not base.references:
+        return list(records)
+    targets = {
+        spec.name: lookup_ids(
+            session,
+            spec.references or "",
+            org_id,
+            (values[spec.name] for _, values in records if spec.name in values),
+        )
+        for spec in base.references
+    }
+    resolved = []
+    for index, values in records:
+        row = dict(values)
+        for spec in base.references:
+            target = targets[spec.name].get(values[spec.name])
+            if target is None:
+                incoming = mapping.get(spec.name, spec.name)
+                outcome.errors.append(
+                    problem(
+                        index,
+                        values["external_id"],
+                        incoming,
+                        ErrorCode.INVALID_FIELD_VALUE,
+                        f"Field {incoming!r} ({spec.name}) names {spec.references} "
+                        f"{values[spec.name]!r}, which does not exist in this org; "
+                        f"import the {spec.references} first.",
+                    )
+                )
+                break
+            row[spec.reference_column or ""] = target
+        else:
+            resolved.append((index, row))
+    return resolved
+
+
+def _record(
+    outcome: WriteOutcome, index: int, external_id: str, object_id: str | None, action: str
+) -> None:
+    outcome.results.append([index, external_id, object_id, action])
+    if action == "created":
+        outcome.created += 1
+    else:
+        outcome.updated += 1
+
+
 def write_records(
     session: Session,
     *,
@@ -158,44 +214,14 @@ def write_records(
     """
     outcome = WriteOutcome()
     base = catalog.CATALOG[base_object]
-    rows: list[dict[str, Any]] = []
-    index_of: dict[str, int] = {}
-    references: dict[str, dict[str, str]] = {}
-    for spec in base.references:
-        references[spec.name] = lookup_ids(
-            session,
-            spec.references or "",
-            org_id,
-            (values[spec.name] for _, values in records if spec.name in values),
-        )
-    for index, values in records:
-        row = dict(values)
-        rejected = False
-        for spec in base.references:
-            target = references[spec.name].get(values[spec.name])
-            if target is None:
-                rejected = True
-                incoming = mapping.get(spec.name, spec.name)
-                outcome.errors.append(
-                    problem(
-                        index,
-                        values["external_id"],
-                        incoming,
-                        ErrorCode.INVALID_FIELD_VALUE,
-                        f"Field {incoming!r} ({spec.name}) names {spec.references} "
-                        f"{values[spec.name]!r}, which does not exist in this org; "
-                        f"import the {spec.references} first.",
-                    )
-                )
-            else:
-                row[spec.reference_column or ""] = target
-        if rejected:
-            continue
-        row["id"] = ids.new_id(base.id_prefix)
-        rows.append(row)
-        index_of[row["external_id"]] = index
-
-    if rows:
+    resolved = _resolve_references(session, base, org_id, mapping, records, outcome)
+    if resolved:
+        rows = []
+        index_of: dict[str, int] = {}
+        for index, row in resolved:
+            row["id"] = ids.new_id(base.id_prefix)
+            rows.append(row)
+            index_of[row["external_id"]] = index
         statement = upsert_statement(base.name, session.get_bind().dialect.name)
         returned = session.execute(
             statement,
@@ -211,11 +237,31 @@ def write_records(
             for external_id, object_id in lookup_ids(session, base.name, org_id, lost).items():
                 written[external_id] = (object_id, "updated")
         for external_id, index in index_of.items():
-            object_id, action = written[external_id]
-            outcome.results.append([index, external_id, object_id, action])
-            if action == "created":
-                outcome.created += 1
-            else:
-                outcome.updated += 1
+            _record(outcome, index, external_id, *written[external_id])
     outcome.results.sort(key=lambda result: result[0])
+    return outcome
+
+
+def plan_records(
+    session: Session,
+    *,
+    org_id: str,
+    base_object: str,
+    mapping: Mapping[str, str],
+    seq: int,
+    records: Sequence[tuple[int, dict[str, Any]]],
+) -> WriteOutcome:
+    """What :func:`write_records` would do, read-only (a dry run): references are
+    checked the same way, and ``action`` comes from a read of existing external_ids
+    (``coverbase_id`` is null for a record that would create an object)."""
+    del seq  # a dry run takes no part in "later wins"
+    outcome = WriteOutcome()
+    base = catalog.CATALOG[base_object]
+    resolved = _resolve_references(session, base, org_id, mapping, records, outcome)
+    existing = lookup_ids(session, base.name, org_id, (row["external_id"] for _, row in resolved))
+    for index, row in resolved:
+        object_id = existing.get(row["external_id"])
+        _record(
+            outcome, index, row["external_id"], object_id, "updated" if object_id else "created"
+        )
     return outcome

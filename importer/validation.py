@@ -137,6 +137,63 @@ def _raw_external_id(record: Any, incoming: str | None) -> str | None:
     return None
 
 
+def _duplicates(raw_ids: Sequence[str | None]) -> set[str]:
+    return {key for key, count in Counter(raw_ids).items() if key is not None and count > 1}
+
+
+def _duplicate_problem(index: int, external_id: str | None, incoming: str | None) -> Problem:
+    return problem(
+        index,
+        external_id,
+        incoming,
+        ErrorCode.DUPLICATE_EXTERNAL_ID,
+        f"external_id {external_id!r} occurs more than once in this batch; "
+        "every occurrence is rejected. Send each external_id once.",
+    )
+
+
+def _unknown_base_object(
+    records: Sequence[Any], indexes: Sequence[int], base_object: str, ext_incoming: str | None
+) -> ValidationOutcome:
+    outcome = ValidationOutcome(failed_count=len(records))
+    for index, record in zip(indexes, records, strict=True):
+        outcome.errors.append(
+            problem(
+                index,
+                _raw_external_id(record, ext_incoming),
+                None,
+                ErrorCode.UNKNOWN_BASE_OBJECT,
+                f"The report's base object {base_object!r} is no longer supported; "
+                f"supported: {', '.join(catalog.CATALOG)}.",
+            )
+        )
+    return outcome
+
+
+def screen_records(
+    records: Sequence[dict[str, Any]], *, base_object: str, mapping: Mapping[str, str]
+) -> ValidationOutcome:
+    """Only the checks that need the whole batch (the base object, duplicate
+    external_ids), for a batch whose records the workers validate chunk by chunk.
+
+    ``valid`` holds every record as sent, duplicates included: the workers still
+    validate those, so a record gets all of its problems, but never write them.
+    """
+    ext_incoming = mapping.get("external_id")
+    indexes = range(len(records))
+    if catalog.get(base_object) is None:
+        return _unknown_base_object(records, indexes, base_object, ext_incoming)
+    raw_ids = [_raw_external_id(record, ext_incoming) for record in records]
+    duplicates = _duplicates(raw_ids)
+    outcome = ValidationOutcome(valid=list(zip(indexes, records, strict=True)))
+    if duplicates:
+        for index, external_id in enumerate(raw_ids):
+            if external_id in duplicates:
+                outcome.errors.append(_duplicate_problem(index, external_id, ext_incoming))
+                outcome.failed_count += 1
+    return outcome
+
+
 def validate_records(
     records: Sequence[dict[str, Any]],
     *,
@@ -144,31 +201,24 @@ def validate_records(
     mapping: Mapping[str, str],
     required: Sequence[str] = (),
     org_choices: Mapping[str, Sequence[str]] | None = None,
-    first_index: int = 0,
+    indexes: Sequence[int] | None = None,
+    check_duplicates: bool = True,
 ) -> ValidationOutcome:
-    """Validate a batch (or a slice of one starting at ``first_index``).
+    """Validate records keyed by the report's *incoming* names.
 
-    Records are dicts keyed by the report's *incoming* names. Every problem of a
-    record is reported, so a sender can fix everything in one pass.
+    ``indexes`` are the records' positions in their batch (default: 0, 1, 2...).
+    Every problem of a record is reported, so a sender can fix everything in one
+    pass. ``check_duplicates=False`` when the batch-wide duplicate check was made
+    already (see :func:`screen_records`).
     """
-    outcome = ValidationOutcome()
-    base = catalog.get(base_object)
+    if indexes is None:
+        indexes = range(len(records))
     ext_incoming = mapping.get("external_id")
+    base = catalog.get(base_object)
     if base is None:
-        for offset, record in enumerate(records):
-            outcome.errors.append(
-                problem(
-                    first_index + offset,
-                    _raw_external_id(record, ext_incoming),
-                    None,
-                    ErrorCode.UNKNOWN_BASE_OBJECT,
-                    f"The report's base object {base_object!r} is no longer supported; "
-                    f"supported: {', '.join(catalog.CATALOG)}.",
-                )
-            )
-        outcome.failed_count = len(records)
-        return outcome
+        return _unknown_base_object(records, indexes, base_object, ext_incoming)
 
+    outcome = ValidationOutcome()
     schema = compiled_schema(base.name, *_freeze(mapping, required, org_choices or {}))
     try:
         loaded: list[dict[str, Any]] = schema.load(records)
@@ -180,11 +230,11 @@ def validate_records(
     field_of_incoming = {incoming: name for name, incoming in mapping.items()}
     mapped = set(field_of_incoming)
     raw_ids = [_raw_external_id(record, ext_incoming) for record in records]
-    duplicates = {key for key, count in Counter(raw_ids).items() if key is not None and count > 1}
+    duplicates = _duplicates(raw_ids) if check_duplicates else set()
     ordered_incoming = [mapping[spec.name] for spec in base.fields if spec.name in mapping]
 
     for offset, record in enumerate(records):
-        index = first_index + offset
+        index = indexes[offset]
         external_id = raw_ids[offset]
         record_messages = messages.get(offset)
         failed = False
@@ -215,16 +265,7 @@ def validate_records(
                         )
         if external_id in duplicates:
             failed = True
-            outcome.errors.append(
-                problem(
-                    index,
-                    external_id,
-                    ext_incoming,
-                    ErrorCode.DUPLICATE_EXTERNAL_ID,
-                    f"external_id {external_id!r} occurs more than once in this batch; "
-                    "every occurrence is rejected. Send each external_id once.",
-                )
-            )
+            outcome.errors.append(_duplicate_problem(index, external_id, ext_incoming))
         for key in record:
             if key not in mapped:
                 outcome.warnings.append(

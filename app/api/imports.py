@@ -1,13 +1,16 @@
 """The import call: ``POST /v1/import/{slug}``.
 
-Synchronously: authenticate, parse, validate every record, accept the batch
-(batch, chunks and idempotency key committed together), hand the chunks to the
-workers. Then either wait for the workers (small batches) and answer 200/400, or
-answer 202 with a ``Location`` to poll.
+Synchronously: authenticate, parse, validate, accept the batch (batch, chunks and
+idempotency key committed together), hand the chunks to the workers. A batch of at
+most ``IMPORTER_SYNC_MAX_RECORDS`` records is validated here, record by record, and
+waited for (200/400, or 202 after ``IMPORTER_SYNC_WAIT_SECONDS``). A larger batch
+gets only the batch-wide checks here (duplicate external_ids, unreadable rows) and
+is answered 202 at once; the workers validate it chunk by chunk, in parallel.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 
 import orjson
@@ -20,14 +23,17 @@ from app.api.batches import wait_until_done
 from app.auth import current_org
 from app.errors import NotFound, Unavailable
 from app.extensions import db_session, services
-from app.parsing import parse_records, read_body
+from app.pagination import InvalidParameter
+from app.parsing import CSV_TYPES, JSON_TYPES, NDJSON_TYPES, ParsedBatch, parse_batch, read_body
 from importer import batches, reports
-from importer.models import ImportBatch
+from importer.models import ImportBatch, ImportReport, Org
 from importer.outcomes import batch_body, http_status
-from importer.validation import validate_records
+from importer.validation import ValidationOutcome, screen_records, validate_records
 from worker.dispatch import mark_dispatched
 
 log = logging.getLogger(__name__)
+
+MEDIA_TYPES = (*JSON_TYPES, *NDJSON_TYPES, *CSV_TYPES)
 
 
 def _wants_async() -> bool:
@@ -36,6 +42,15 @@ def _wants_async() -> bool:
         part.split("=", 1)[0].strip().lower() == "respond-async"
         for part in preferences.replace(";", ",").split(",")
     )
+
+
+def _dry_run() -> bool:
+    raw = request.args.get("dry_run", "false").strip().lower()
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no", ""):
+        return False
+    raise InvalidParameter(f"dry_run must be true or false, got {raw!r}.")
 
 
 def _response(status: int, body: bytes, batch_id: str, async_applied: bool) -> Response:
@@ -80,6 +95,36 @@ def _dispatch(batch_id: str) -> None:
     log.info("queued chunk(s) %s of batch %s", chunk_ids, batch_id)
 
 
+def _examine(
+    parsed: ParsedBatch, report: ImportReport, org: Org, deferred: bool
+) -> ValidationOutcome:
+    """Validate the batch here, or (``deferred``) run only the batch-wide checks and
+    leave the record-by-record validation to the workers."""
+    if deferred:
+        outcome = screen_records(
+            parsed.records, base_object=report.base_object, mapping=report.mapping
+        )
+        if parsed.malformed:  # screen_records numbers records 0, 1, 2...
+            for problem_ in outcome.errors:
+                problem_["index"] = parsed.indexes[problem_["index"]]
+            outcome.valid = [(parsed.indexes[i], record) for i, record in outcome.valid]
+    else:
+        outcome = validate_records(
+            parsed.records,
+            indexes=parsed.indexes,
+            base_object=report.base_object,
+            mapping=report.mapping,
+            required=report.required,
+            org_choices=org.choices(),
+        )
+    if parsed.malformed:
+        outcome.errors = list(
+            heapq.merge(outcome.errors, parsed.malformed, key=lambda p: p["index"])
+        )
+        outcome.failed_count += len(parsed.malformed)
+    return outcome
+
+
 @api.post("/import/<slug>")
 def import_records(slug: str) -> Response:
     svc = services()
@@ -89,9 +134,12 @@ def import_records(slug: str) -> Response:
     report = reports.active_report(session, org.id, slug)
     if report is None:
         raise NotFound(f"No import report {slug!r} in this org.", code="report_not_found")
-    raw = read_body()
-    records = parse_records(raw, settings)
-    received_count = len(records)
+    dry_run = _dry_run()
+    raw = read_body(settings, MEDIA_TYPES)
+    parsed = parse_batch(raw, settings)
+    received = parsed.received
+    async_applied = _wants_async()
+    deferred = received > settings.sync_max_records
 
     key_id: int | None = None
     key = request.headers.get(idempotency.HEADER)
@@ -107,16 +155,11 @@ def import_records(slug: str) -> Response:
         if isinstance(reserved, idempotency.Replay):
             return _replay(reserved)
         key_id = reserved
+    del raw  # a large body is not kept through validation
 
     try:
-        outcome = validate_records(
-            records,
-            base_object=report.base_object,
-            mapping=report.mapping,
-            required=report.required,
-            org_choices=org.choices(),
-        )
-        del records
+        outcome = _examine(parsed, report, org, deferred)
+        del parsed
         try:
             svc.check_broker()
         except Exception as error:
@@ -128,9 +171,11 @@ def import_records(slug: str) -> Response:
             session,
             org=org,
             report=report,
-            received_count=received_count,
+            received_count=received,
             outcome=outcome,
             chunk_size=settings.chunk_size,
+            validated=not deferred,
+            dry_run=dry_run,
             request_id=g.get("request_id"),
         )
         if key_id is not None:
@@ -142,12 +187,11 @@ def import_records(slug: str) -> Response:
             idempotency.release(svc.db, key_id)
         raise
     del outcome
-    log.info("accepted batch %s (%d records) for report %s", batch.id, batch.received_count, slug)
+    log.info("accepted batch %s (%d records) for report %s", batch.id, received, slug)
 
-    async_applied = _wants_async()
-    if async_applied or batch.received_count > settings.sync_max_records:
+    if async_applied or deferred:
         # Answer with the batch as accepted: 202 "queued" (or 400 at once when no
-        # record was valid), whatever the workers manage before the answer leaves.
+        # record can be written), whatever the workers manage before the answer leaves.
         status = http_status(batch)
         body = orjson.dumps(batch_body(session, batch, settings.inline_items))
         _dispatch(batch.id)

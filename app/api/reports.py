@@ -10,7 +10,7 @@ from flask import Response
 from app.api import api
 from app.auth import current_org
 from app.errors import ApiError, NotFound
-from app.extensions import db_session
+from app.extensions import db_session, services
 from app.pagination import page_args, page_body
 from app.parsing import json_body
 from app.schemas import dump_report, load_body, report_create_schema, report_update_schema
@@ -51,7 +51,7 @@ def _checked(action: Any) -> ImportReport:
 
 @api.post("/import-reports")
 def create_report() -> tuple[dict[str, Any], int, dict[str, str]]:
-    body = load_body(report_create_schema, json_body())
+    body = load_body(report_create_schema, json_body(services().settings))
     session = db_session()
     report = _checked(lambda: reports.create_report(session, current_org(), **body))
     session.commit()
@@ -78,7 +78,7 @@ def get_report(slug: str) -> dict[str, Any]:
 @api.patch("/import-reports/<slug>")
 def update_report(slug: str) -> dict[str, Any]:
     report = _report_or_404(slug)
-    changes = load_body(report_update_schema, json_body())
+    changes = load_body(report_update_schema, json_body(services().settings))
     session = db_session()
     _checked(lambda: reports.update_report(session, report, changes))
     session.commit()

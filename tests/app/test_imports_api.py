@@ -204,27 +204,41 @@ def test_every_reference_failing_is_a_400(client, auth, make_report):
     assert response.json["failed_count"] == 1
 
 
-def test_more_than_the_sync_limit_is_a_202_with_location(client, auth, make_report, app, worker):
-    app.extensions["importer"].settings = app.extensions["importer"].settings.replace(
-        sync_max_records=3
-    )
+def test_more_than_the_sync_limit_is_a_202_validated_by_the_workers(
+    client, auth, make_report, app, worker
+):
+    services = app.extensions["importer"]
+    services.settings = services.settings.replace(sync_max_records=3, chunk_size=2)
     worker.hold = True
     make_report()
-    response = post(client, auth, [vendor(n) for n in range(5)] + [{"Supplier ID": "bad"}])
+    records = [vendor(n) for n in range(4)]
+    records += [{"Supplier ID": "bad"}, {"Supplier ID": "V-00001", "IRQ Score": "x"}]
+    response = post(client, auth, records)
     assert response.status_code == 202
     body = response.json
     location = response.headers["Location"]
     assert location == f"/v1/import/batches/{body['batch_id']}"
     assert body["status"] == "queued"
-    assert body["progress"] == {"processed": 1, "total": 6}
-    # The validation errors are known at once.
+    # Known at once: the batch-wide problem (an external_id sent twice).
     assert [(e["index"], e["error_code"]) for e in body["errors"]] == [
-        (5, "missing_required_field")
+        (1, "duplicate_external_id"),
+        (5, "duplicate_external_id"),
     ]
+    assert (body["failed_count"], body["progress"]) == (2, {"processed": 2, "total": 6})
     worker.run_held()
     done = client.get(location, headers=auth).json
-    assert (done["status"], done["created_count"], done["failed_count"]) == ("completed", 5, 1)
+    assert (done["status"], done["created_count"], done["failed_count"]) == ("completed", 3, 3)
     assert done["progress"] == {"processed": 6, "total": 6}
+    # Every problem of every record, the duplicates' other problems included, by index.
+    assert [e["index"] for e in done["errors"]] == sorted(e["index"] for e in done["errors"])
+    assert sorted((e["index"], e["error_code"]) for e in done["errors"]) == [
+        (1, "duplicate_external_id"),
+        (4, "missing_required_field"),
+        (5, "duplicate_external_id"),
+        (5, "invalid_field_value"),
+        (5, "missing_required_field"),
+    ]
+    assert [r["index"] for r in done["results"]] == [0, 2, 3]
 
 
 def test_prefer_respond_async_is_honoured(client, auth, make_report, worker):

@@ -113,7 +113,7 @@ def test_too_many_records_is_413_with_its_own_code(client, auth, make_report, ap
     assert response.status_code == 413
     body = detail(response)
     assert body["code"] == "too_many_records"
-    assert "at most 3" in body["message"]
+    assert "more than 3 records" in body["message"]
 
 
 def test_a_body_over_the_size_limit_is_413(client, auth, make_report, app):

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from importer.validation import compiled_schema, validate_records
+from importer.validation import compiled_schema, screen_records, validate_records
 
 MAPPING = {
     "external_id": "id",
@@ -154,16 +154,30 @@ def test_vendor_statuses_come_from_the_org():
     assert outcome.errors[0]["message"].endswith("must be one of approved, got 'active'.")
 
 
-def test_first_index_offsets_every_problem():
+def test_problems_carry_the_records_positions_in_their_batch():
     outcome = validate_records(
         [{"id": "a", "name": "n", "extra": 1}, {"id": "b"}],
         base_object="vendor",
         mapping=MAPPING,
-        first_index=100,
+        indexes=[100, 205],
     )
-    assert [e["index"] for e in outcome.errors] == [101]
+    assert [e["index"] for e in outcome.errors] == [205]
     assert [w["index"] for w in outcome.warnings] == [100]
     assert [index for index, _ in outcome.valid] == [100]
+
+
+def test_screening_finds_only_batch_wide_problems():
+    records = [{"id": "a"}, {"id": "b", "name": "n"}, {"id": " a ", "irq": "x"}]
+    outcome = screen_records(records, base_object="vendor", mapping=MAPPING)
+    assert [(e["index"], e["error_code"]) for e in outcome.errors] == [
+        (0, "duplicate_external_id"),
+        (2, "duplicate_external_id"),
+    ]
+    assert outcome.failed_count == 2
+    # Every record goes on to the workers as sent, duplicates included.
+    assert outcome.valid == list(enumerate(records))
+    unknown = screen_records(records, base_object="contract", mapping=MAPPING)
+    assert unknown.failed_count == 3 and unknown.valid == []
 
 
 def test_one_compiled_schema_per_report_version():

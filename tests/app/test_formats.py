@@ -1,0 +1,181 @@
+"""CSV, NDJSON and gzip bodies: the same validation, response and error shapes as JSON."""
+
+from __future__ import annotations
+
+import gzip
+
+import orjson
+import pytest
+
+from tests.conftest import vendor
+
+
+def send(client, auth, body: bytes, content_type: str, slug="vendors", gzipped=False, query=""):
+    headers = {**auth, "Content-Type": content_type}
+    if gzipped:
+        body = gzip.compress(body)
+        headers["Content-Encoding"] = "gzip"
+    return client.post(f"/v1/import/{slug}{query}", data=body, headers=headers)
+
+
+CSV = (
+    "\ufeffSupplier ID, Supplier Name ,Website,Tags,Description\r\n"
+    'V-1,"Acme, Inc.",acme.com,"pii, hosting",\r\n'
+    'V-2,"Globex ""the"" corp",,,"two\nlines"\r\n'
+    "V-3,Initech,,,,extra\r\n"
+    "\r\n"
+    "V-4\r\n"
+).encode("utf-8")
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_csv(client, auth, make_report, gzipped):
+    make_report(
+        mapping={
+            "external_id": "Supplier ID",
+            "name": "Supplier Name",
+            "website": "Website",
+            "tags": "Tags",
+            "description": "Description",
+        }
+    )
+    response = send(client, auth, CSV, "text/csv; charset=utf-8", gzipped=gzipped)
+    assert response.status_code == 200
+    body = response.json
+    assert body["received_count"] == 4
+    assert [(r["index"], r["external_id"]) for r in body["results"]] == [(0, "V-1"), (1, "V-2")]
+    assert [(e["index"], e["error_code"]) for e in body["errors"]] == [
+        (2, "invalid_field_value"),  # more fields than the header
+        (3, "missing_required_field"),  # the short row has no name
+    ]
+    assert "line 5" in body["errors"][0]["message"] and "6 fields" in body["errors"][0]["message"]
+    acme = client.get("/v1/vendors?external_id=V-1", headers=auth).json["items"][0]
+    assert (acme["name"], acme["website"], acme["tags"]) == (
+        "Acme, Inc.",
+        "https://acme.com",
+        ["pii", "hosting"],
+    )
+    globex = client.get("/v1/vendors?external_id=V-2", headers=auth).json["items"][0]
+    assert (globex["name"], globex["description"]) == ('Globex "the" corp', "two\nlines")
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_ndjson(client, auth, make_report, gzipped):
+    make_report()
+    lines = [
+        orjson.dumps(vendor(1)),
+        b"",
+        orjson.dumps(vendor(2, Extra=1)),
+        b"{not json",
+        b"[1, 2]",
+        orjson.dumps({"Supplier ID": "V-x"}),
+    ]
+    response = send(
+        client, auth, b"\n".join(lines) + b"\n", "application/x-ndjson", gzipped=gzipped
+    )
+    assert response.status_code == 200
+    body = response.json
+    assert body["received_count"] == 5
+    assert (body["created_count"], body["failed_count"]) == (2, 3)
+    assert [(e["index"], e["error_code"]) for e in body["errors"]] == [
+        (2, "invalid_field_value"),
+        (3, "invalid_field_value"),
+        (4, "missing_required_field"),
+    ]
+    assert "line 4 is not valid JSON" in body["errors"][0]["message"]
+    assert "line 5 is an array" in body["errors"][1]["message"]
+    assert [(w["index"], w["field"]) for w in body["warnings"]] == [(1, "Extra")]
+
+
+def test_gzip_json(client, auth, make_report):
+    make_report()
+    response = send(
+        client, auth, orjson.dumps({"data": [vendor(1)]}), "application/json", gzipped=True
+    )
+    assert (response.status_code, response.json["created_count"]) == (200, 1)
+
+
+def test_large_csv_batches_are_validated_by_the_workers_with_the_same_outcome(
+    client, auth, make_report, app
+):
+    services = app.extensions["importer"]
+    services.settings = services.settings.replace(sync_max_records=2, chunk_size=2)
+    make_report(
+        mapping={
+            "external_id": "Supplier ID",
+            "name": "Supplier Name",
+            "website": "Website",
+            "tags": "Tags",
+            "description": "Description",
+        }
+    )
+    response = send(client, auth, CSV, "text/csv")
+    assert response.status_code == 202
+    assert [(e["index"], e["error_code"]) for e in response.json["errors"]] == [
+        (2, "invalid_field_value")
+    ]
+    done = client.get(response.headers["Location"], headers=auth).json
+    assert [(e["index"], e["error_code"]) for e in done["errors"]] == [
+        (2, "invalid_field_value"),
+        (3, "missing_required_field"),
+    ]
+    assert (done["created_count"], done["failed_count"], done["progress"]["processed"]) == (2, 2, 4)
+
+
+@pytest.mark.parametrize(
+    "body, content_type, headers, status, code",
+    [
+        (b"", "text/csv", {}, 422, "invalid_body"),
+        (b"a,b,a\n1,2,3\n", "text/csv", {}, 422, "invalid_body"),
+        (b"Supplier ID\n", "text/csv", {}, 422, "invalid_body"),
+        ("Supplier ID\nV\u00e9\n".encode("latin-1"), "text/csv", {}, 422, "invalid_body"),
+        (b"Supplier ID\nV\n", "text/csv; charset=latin-1", {}, 415, "unsupported_media_type"),
+        (b"\n\n", "application/x-ndjson", {}, 422, "invalid_body"),
+        (
+            b'{"data": []}',
+            "application/json",
+            {"Content-Encoding": "br"},
+            415,
+            "unsupported_media_type",
+        ),
+        (b"not gzip at all", "application/json", {"Content-Encoding": "gzip"}, 422, "invalid_body"),
+        (
+            gzip.compress(b'{"data": [{"a": 1}]}')[:-8],
+            "application/json",
+            {"Content-Encoding": "gzip"},
+            422,
+            "invalid_body",
+        ),
+        (b"x", "application/xml", {}, 415, "unsupported_media_type"),
+    ],
+)
+def test_unreadable_bodies(client, auth, make_report, body, content_type, headers, status, code):
+    make_report()
+    response = client.post(
+        "/v1/import/vendors", data=body, headers={**auth, "Content-Type": content_type, **headers}
+    )
+    assert response.status_code == status, response.json
+    assert response.json["detail"]["code"] == code
+
+
+def test_a_gzip_bomb_is_refused_by_its_decompressed_size(client, auth, make_report, app):
+    services = app.extensions["importer"]
+    services.settings = services.settings.replace(max_body_bytes=10_000)
+    make_report()
+    bomb = gzip.compress(b'{"data": [' + b'{"a": 1},' * 100_000 + b'{"a": 1}]}')
+    assert len(bomb) < 10_000
+    response = client.post(
+        "/v1/import/vendors",
+        data=bomb,
+        headers={**auth, "Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert response.status_code == 413
+    assert response.json["detail"]["code"] == "payload_too_large"
+
+
+def test_too_many_csv_rows_is_413(client, auth, make_report, app):
+    services = app.extensions["importer"]
+    services.settings = services.settings.replace(max_records=2)
+    make_report()
+    response = send(client, auth, b"Supplier ID,Supplier Name\n1,a\n2,b\n3,c\n", "text/csv")
+    assert (response.status_code, response.json["detail"]["code"]) == (413, "too_many_records")
