@@ -187,3 +187,10 @@ def serve(host: str, port: int) -> None:
             worker_process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             worker_process.kill()
+
+
+# --- client -----------------------------------------------------------------------
+
+from importer.push import push_command  # noqa: E402
+
+main.add_command(push_command)

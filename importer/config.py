@@ -105,6 +105,9 @@ class Settings:
     # Logging.
     log_format: str = "text"
     log_level: str = "INFO"
+    # The push client (`importer push`): where the service is, and the key it sends.
+    url: str = "http://127.0.0.1:8000"
+    api_key: str | None = dataclasses.field(default=None, repr=False)
 
     @property
     def is_embedded(self) -> bool:
@@ -155,6 +158,8 @@ class Settings:
             log_level=_choice(
                 env, "IMPORTER_LOG_LEVEL", "info", ("debug", "info", "warning", "error")
             ).upper(),
+            url=(env.get("IMPORTER_URL") or "").strip() or "http://127.0.0.1:8000",
+            api_key=(env.get("IMPORTER_API_KEY") or "").strip() or None,
         )
         values.update(overrides)
         return cls(**values)

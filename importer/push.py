@@ -1,0 +1,1049 @@
+"""``importer push SLUG FILE``: stream a CSV, NDJSON or JSON file to the import API.
+
+The file is never loaded whole. It is read twice, streaming both times: once to count
+its records (which also proves it readable before anything is sent), then to send them
+in chunks of ``--chunk-size`` records, ``--concurrency`` requests at a time. Each request
+carries an ``Idempotency-Key`` made from the slug, the chunk's number and the chunk's
+bytes, so running the same push again (after a crash, a kill, a lost answer) sends
+nothing twice: the service replays the answer it gave the first time.
+
+Every record keeps its row number in the file (CSV: the line its row starts on, the
+header being line 1; NDJSON: its line; JSON: its 1-based position in the array), and
+``results.csv`` and ``errors.csv``, written next to the file, speak in those numbers.
+A line or row that cannot be read as a record (malformed JSON, more CSV fields than
+the header names) is not sent: it goes to ``errors.csv`` as ``invalid_field_value``.
+Blank lines, and CSV rows whose every field is empty, are not records and are skipped.
+
+Exit codes: 0 every record was written, 1 some failed, 2 the push could not run.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import IO, Any, Protocol
+from urllib.parse import quote
+
+import click
+import ijson
+import orjson
+import requests
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from importer.config import ConfigError, Settings
+
+FORMATS = ("csv", "ndjson", "json")
+EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json"}
+RESULTS_CSV = "results.csv"
+ERRORS_CSV = "errors.csv"
+RESULT_COLUMNS = ("row", "external_id", "coverbase_id", "action")
+ERROR_COLUMNS = ("row", "external_id", "field", "error_code", "message")
+INVALID = "invalid_field_value"
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
+
+#: Answers worth the same request again, later (with the same Idempotency-Key).
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: Long-poll lengths tried in turn: the service refuses a wait above its own limit.
+WAIT_STEPS = (20, 10, 5, 2, 1, 0)
+PAGE_LIMIT = 200
+#: (connect, read) seconds; a synchronous import may take the service's whole wait.
+TIMEOUT = (10.0, 300.0)
+MAX_DELAY = 300.0
+DONE = frozenset({"completed", "failed"})
+USER_AGENT = "importer-push/1"
+
+
+class PushError(Exception):
+    """The push cannot run, or cannot go on (exit code 2)."""
+
+
+class SourceError(PushError):
+    """The file cannot be read as its format."""
+
+
+# --- reading the file -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SourceRow:
+    """One record of the file, or a problem in place of one (``record`` is None)."""
+
+    row: int
+    record: dict[str, Any] | None
+    problem: str | None = None
+    external_id: str | None = None
+
+
+def detect_format(path: Path, override: str | None = None) -> str:
+    if override:
+        return override
+    fmt = EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        raise click.UsageError(
+            f"Cannot tell the format of {path.name!r} from its extension "
+            f"(.csv, .ndjson, .jsonl, .json): pass --format {'|'.join(FORMATS)}."
+        )
+    return fmt
+
+
+def read_rows(path: Path, fmt: str, external_id_field: str | None = None) -> Iterator[SourceRow]:
+    """The file's records in order, one at a time (a generator: the file is streamed).
+
+    ``external_id_field`` (the report's incoming name of ``external_id``) lets a CSV
+    row that cannot be sent still be reported with its external_id.
+    """
+    try:
+        if fmt == "csv":
+            # utf-8-sig drops a byte-order mark; newline="" lets csv see quoted newlines.
+            with path.open(encoding="utf-8-sig", newline="") as text:
+                yield from csv_rows(text, external_id_field)
+        elif fmt == "ndjson":
+            with path.open("rb") as binary:
+                yield from ndjson_rows(binary)
+        elif fmt == "json":
+            with path.open("rb") as binary:
+                yield from json_rows(binary)
+        else:
+            raise SourceError(f"Unknown format {fmt!r}.")
+    except UnicodeDecodeError as error:
+        raise SourceError(f"{path} is not UTF-8 text ({error.reason}).") from None
+    except OSError as error:
+        raise SourceError(f"Cannot read {path}: {error.strerror or error}.") from None
+
+
+def csv_rows(text: Iterable[str], external_id_field: str | None = None) -> Iterator[SourceRow]:
+    """Rows of a CSV text stream opened with ``newline=""``; the header names the fields.
+
+    ``row`` is the line the row starts on (the header is line 1), counting the
+    newlines inside quoted fields.
+    """
+    reader = csv.reader(text)
+    try:
+        header = next(reader, None)
+        if not header or not any(name.strip() for name in header):
+            raise SourceError("The CSV file has no header row (line 1 must name the fields).")
+        names = [name.strip() for name in header]
+        repeated = sorted({name for name in names if name and names.count(name) > 1})
+        if repeated:
+            raise SourceError(f"The CSV header names {', '.join(map(repr, repeated))} twice.")
+        id_column = names.index(external_id_field) if external_id_field in names else None
+        last_line = reader.line_num
+        for fields in reader:
+            row, last_line = last_line + 1, reader.line_num
+            if not any(value.strip() for value in fields):
+                continue  # a blank line, or a row of empty fields: not a record
+            external_id = None
+            if id_column is not None and id_column < len(fields):
+                external_id = fields[id_column].strip() or None
+            if len(fields) > len(names):
+                yield SourceRow(
+                    row,
+                    None,
+                    f"Row {row} has {len(fields)} fields but the header names {len(names)} "
+                    "(a value probably holds an unquoted comma); the row was not sent.",
+                    external_id,
+                )
+                continue
+            record = {
+                name: value for name, value in zip(names, fields, strict=False) if name or value
+            }
+            yield SourceRow(row, record, external_id=external_id)
+    except csv.Error as error:
+        raise SourceError(f"CSV line {reader.line_num}: {error}.") from None
+
+
+def ndjson_rows(binary: Iterable[bytes]) -> Iterator[SourceRow]:
+    """One JSON object per line; blank lines are skipped; ``row`` is the line number."""
+    for number, line in enumerate(binary, start=1):
+        if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
+        if not line.strip():
+            continue
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as error:
+            yield SourceRow(
+                number,
+                None,
+                f"Line {number} is not valid JSON ({error.msg} at column {error.colno}); "
+                "the line was not sent.",
+            )
+            continue
+        if not isinstance(value, dict):
+            yield SourceRow(
+                number,
+                None,
+                f"Line {number} holds a JSON {_json_kind(value)}, not an object; "
+                "the line was not sent.",
+            )
+            continue
+        yield SourceRow(number, value)
+
+
+def json_rows(binary: IO[bytes]) -> Iterator[SourceRow]:
+    """The objects of a top-level array, or of the ``data`` array of a top-level object,
+    parsed incrementally (ijson); ``row`` is the 1-based position in the array."""
+    events = iter(ijson.parse(binary, use_float=True))
+    try:
+        item_prefix = _records_array(events)
+        position = 0
+        for prefix, event, value in events:
+            if prefix != item_prefix:
+                break  # the end of the records array (an element's own events are consumed)
+            position += 1
+            element = _build(event, value, events) if event in _STARTS else value
+            if isinstance(element, dict):
+                yield SourceRow(position, element)
+            else:
+                yield SourceRow(
+                    position,
+                    None,
+                    f"Element {position} of the array is a JSON {_json_kind(element)}, "
+                    "not an object; it was not sent.",
+                )
+        for _ in events:  # what follows the array must be well-formed too
+            pass
+    except ijson.JSONError as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise SourceError(f"The file is not valid JSON ({reason}).") from None
+
+
+_STARTS = ("start_map", "start_array")
+_ENDS = ("end_map", "end_array")
+
+
+def _records_array(events: Iterator[tuple[str, str, Any]]) -> str:
+    first = next(events, None)
+    if first is not None and first[1] == "start_array":
+        return "item"
+    if first is not None and first[1] == "start_map":
+        for prefix, event, value in events:
+            if prefix == "" and event == "map_key" and value == "data":
+                following = next(events, None)
+                if following is not None and following[1] == "start_array":
+                    return "data.item"
+                break
+        raise SourceError("The top-level JSON object has no 'data' array of records.")
+    raise SourceError(
+        "Expected a JSON array of objects, or an object with a 'data' array of objects."
+    )
+
+
+def _build(event: str, value: Any, events: Iterator[tuple[str, str, Any]]) -> Any:
+    builder = ijson.ObjectBuilder()
+    builder.event(event, value)
+    depth = 1
+    for _prefix, event, value in events:
+        builder.event(event, value)
+        depth += 1 if event in _STARTS else -1 if event in _ENDS else 0
+        if depth == 0:
+            break
+    return builder.value
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "value"
+
+
+def count_records(path: Path, fmt: str) -> int:
+    """Records (and unreadable rows) in the file, streaming; raises SourceError early."""
+    return sum(1 for _ in read_rows(path, fmt))
+
+
+# --- chunks ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class Chunk:
+    """Consecutive records to send in one request, with the problems read among them.
+
+    ``position`` orders every chunk (the outcome files are written in that order);
+    ``index`` numbers the chunks that are sent (it goes into the Idempotency-Key).
+    """
+
+    position: int
+    index: int
+    rows: list[int]
+    records: list[dict[str, Any]]
+    problems: list[SourceRow]
+
+
+def iter_chunks(rows: Iterable[SourceRow], size: int) -> Iterator[Chunk]:
+    """Group records ``size`` at a time, lazily (one chunk in memory at a time)."""
+    position = index = 0
+    chunk_rows: list[int] = []
+    records: list[dict[str, Any]] = []
+    problems: list[SourceRow] = []
+    for item in rows:
+        if item.record is None:
+            problems.append(item)
+        else:
+            chunk_rows.append(item.row)
+            records.append(item.record)
+        if len(records) == size or len(problems) == size:
+            yield Chunk(position, index if records else -1, chunk_rows, records, problems)
+            position += 1
+            index += 1 if records else 0
+            chunk_rows, records, problems = [], [], []
+    if records or problems:
+        yield Chunk(position, index if records else -1, chunk_rows, records, problems)
+
+
+def idempotency_key(slug: str, index: int, body: bytes) -> str:
+    """The same slug, chunk number and bytes give the same key, whatever the run."""
+    digest = hashlib.sha256()
+    for part in (slug.encode(), str(index).encode(), body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return f"push-{digest.hexdigest()}"
+
+
+def chunk_body(chunk: Chunk) -> bytes:
+    """The request body; a record orjson cannot encode becomes a problem of the chunk."""
+    try:
+        return orjson.dumps({"data": chunk.records})
+    except TypeError:
+        kept_rows, kept = [], []
+        for row, record in zip(chunk.rows, chunk.records, strict=True):
+            try:
+                orjson.dumps(record)
+            except TypeError as error:
+                chunk.problems.append(
+                    SourceRow(row, None, f"Row {row} cannot be sent as JSON ({error}).")
+                )
+            else:
+                kept_rows.append(row)
+                kept.append(record)
+        chunk.rows, chunk.records = kept_rows, kept
+        return orjson.dumps({"data": chunk.records})
+
+
+# --- the HTTP side --------------------------------------------------------------------
+
+
+def _detail(response: requests.Response) -> tuple[str, str]:
+    try:
+        detail = orjson.loads(response.content)["detail"]
+        return str(detail["code"]), str(detail["message"])
+    except Exception:
+        return "", response.text[:200].strip()
+
+
+class Api:
+    """The import API over HTTP: one ``requests.Session`` per thread, retries of 429,
+    502-504 and connection failures with exponential backoff honouring Retry-After."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        retries: int = 6,
+        backoff: float = 0.5,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+        self.retries = retries
+        self.backoff = backoff
+        self.stop = stop or threading.Event()
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+        self._wait = WAIT_STEPS[0]
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers.update(
+                {"Authorization": f"Bearer {self.api_key}", "User-Agent": USER_AGENT}
+            )
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def close(self) -> None:
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+
+    def pause(self, seconds: float) -> None:
+        """Sleep, unless the push is being stopped."""
+        if self.stop.wait(max(seconds, 0.0)):
+            raise PushError("Stopped.")
+
+    def _delay(self, attempt: int, response: requests.Response | None) -> float:
+        retry_after = response.headers.get("Retry-After") if response is not None else None
+        if retry_after:
+            try:
+                return min(max(float(retry_after), 0.0), MAX_DELAY)
+            except ValueError:
+                try:
+                    when = parsedate_to_datetime(retry_after).timestamp()
+                    return min(max(when - time.time(), 0.0), MAX_DELAY)
+                except (TypeError, ValueError):
+                    pass
+        return min(self.backoff * 2**attempt, 60.0) * random.uniform(0.5, 1.0)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> requests.Response:
+        """The answer to the request, retried while the service is unavailable; raises
+        PushError when it stays unavailable for ``retries`` more attempts."""
+        problem = ""
+        for attempt in range(self.retries + 1):
+            if self.stop.is_set():
+                raise PushError("Stopped.")
+            response: requests.Response | None = None
+            try:
+                response = self._session().request(
+                    method,
+                    self.url + path,
+                    data=body,
+                    params=params,
+                    headers=headers,
+                    timeout=TIMEOUT,
+                )
+            except (requests.ConnectionError, requests.Timeout) as error:
+                problem = f"cannot reach {self.url} ({type(error).__name__})"
+            else:
+                code, message = _detail(response)
+                retry = response.status_code in RETRY_STATUSES or (
+                    response.status_code == 409 and code == "request_in_progress"
+                )
+                if not retry:
+                    return response
+                problem = f"{response.status_code} {code or response.reason}: {message}".strip()
+                response.close()
+            if attempt < self.retries:
+                self.pause(self._delay(attempt, response))
+        raise PushError(
+            f"The service is unavailable after {self.retries + 1} attempts of "
+            f"{method} {path}: {problem}. Nothing more was sent; run the same push again "
+            "later (what was already accepted is not sent twice)."
+        )
+
+    def poll(self, batch_id: str, slug: str) -> dict[str, Any]:
+        """The batch, once done or after the longest wait the service allows."""
+        while True:
+            wait = self._wait
+            response = self.call("GET", f"/v1/import/batches/{batch_id}", params={"wait": wait})
+            code, _message = _detail(response)
+            if response.status_code == 422 and code == "invalid_parameter" and wait > 0:
+                # The service caps the wait lower: remember the next step for every chunk.
+                with self._lock:
+                    if self._wait == wait:
+                        self._wait = WAIT_STEPS[WAIT_STEPS.index(wait) + 1]
+                continue
+            batch: dict[str, Any] = self.json(response, slug, (200,))
+            if wait == 0 and batch["status"] not in DONE:
+                self.pause(1.0)
+            return batch
+
+    def json(self, response: requests.Response, slug: str, expected: Iterable[int]) -> Any:
+        if response.status_code not in expected:
+            raise refusal(response, slug)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise PushError(
+                f"{self.url} answered {response.status_code} with a body that is not JSON; "
+                "is --url the import service?"
+            ) from None
+
+
+def refusal(response: requests.Response, slug: str) -> PushError:
+    """What an unexpected answer means, as an error to print."""
+    code, message = _detail(response)
+    status = response.status_code
+    if status == 401:
+        return PushError(
+            f"The service refused the API key (401 {code or 'invalid_api_key'}): "
+            "check --api-key or IMPORTER_API_KEY."
+        )
+    if status == 404 and code == "report_not_found":
+        return PushError(f"There is no import report {slug!r} in the API key's org (404).")
+    if status == 413:
+        return PushError(
+            f"The service refused a chunk as too large (413 {code}: {message}); "
+            "use a smaller --chunk-size."
+        )
+    return PushError(f"The service answered {status} {code}: {message}".rstrip(": "))
+
+
+# --- the outcome of a chunk -----------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class ChunkOutcome:
+    position: int
+    results: list[tuple[int, str | None, str, str]] = dataclasses.field(default_factory=list)
+    errors: list[tuple[int, str | None, str | None, str, str]] = dataclasses.field(
+        default_factory=list
+    )
+    created: int = 0
+    updated: int = 0
+    failed: int = 0
+    replayed: bool = False
+    batch_id: str | None = None
+
+
+def local_outcome(chunk: Chunk) -> list[tuple[int, str | None, str | None, str, str]]:
+    return [(p.row, p.external_id, None, INVALID, p.problem or "") for p in chunk.problems]
+
+
+class Tally:
+    """The counts the progress display shows, updated from every thread."""
+
+    def __init__(self, total: int, on_change: Callable[[Tally], None]) -> None:
+        self.total = total
+        self.read = self.sent = self.written = self.failed = 0
+        self.started = time.monotonic()
+        self._on_change = on_change
+        self._lock = threading.Lock()
+
+    @property
+    def processed(self) -> int:
+        return self.written + self.failed
+
+    def add(self, *, read: int = 0, sent: int = 0, written: int = 0, failed: int = 0) -> None:
+        with self._lock:
+            self.read += read
+            self.sent += sent
+            self.written += written
+            self.failed += failed
+            self._on_change(self)
+
+
+def push_chunk(api: Api, slug: str, chunk: Chunk, tally: Tally) -> ChunkOutcome:
+    """Send one chunk, follow its batch to the end, read all its results and errors."""
+    before = len(chunk.problems)
+    body = chunk_body(chunk)
+    if len(chunk.problems) > before:
+        tally.add(failed=len(chunk.problems) - before)
+    outcome = ChunkOutcome(chunk.position, errors=local_outcome(chunk))
+    outcome.failed = len(chunk.problems)
+    if not chunk.records:
+        return outcome
+    response = api.call(
+        "POST",
+        f"/v1/import/{quote(slug, safe='')}",
+        body=body,
+        headers={
+            "Content-Type": "application/json",
+            "Idempotency-Key": idempotency_key(slug, chunk.index, body),
+        },
+    )
+    outcome.replayed = response.headers.get("Idempotent-Replayed") == "true"
+    batch = api.json(response, slug, (200, 202, 400))
+    if "batch_id" not in batch:  # a 400 of the request itself, not a batch
+        raise refusal(response, slug)
+    tally.add(sent=len(chunk.records))
+    batch_id = outcome.batch_id = batch["batch_id"]
+    shown = (0, 0)
+
+    def show(current: dict[str, Any]) -> None:
+        nonlocal shown
+        now = (current["created_count"] + current["updated_count"], current["failed_count"])
+        tally.add(written=now[0] - shown[0], failed=now[1] - shown[1])
+        shown = now
+
+    show(batch)
+    while batch["status"] not in DONE:
+        batch = api.poll(batch_id, slug)
+        show(batch)
+    outcome.created = batch["created_count"]
+    outcome.updated = batch["updated_count"]
+    outcome.failed += batch["failed_count"]
+    for item in _all_items(api, slug, batch, "results"):
+        row = chunk.rows[item["index"]]
+        outcome.results.append((row, item["external_id"], item["coverbase_id"], item["action"]))
+    for item in _all_items(api, slug, batch, "errors"):
+        row = chunk.rows[item["index"]]
+        outcome.errors.append(
+            (row, item["external_id"], item.get("field"), item["error_code"], item["message"])
+        )
+    outcome.errors.sort(key=lambda error: error[0])  # stable: a row's errors keep their order
+    return outcome
+
+
+def _all_items(api: Api, slug: str, batch: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = list(batch[kind])
+    total = batch[f"{kind}_total"]
+    while len(items) < total:
+        response = api.call(
+            "GET",
+            f"/v1/import/batches/{batch['batch_id']}/{kind}",
+            params={"limit": PAGE_LIMIT, "offset": len(items)},
+        )
+        page = api.json(response, slug, (200,))["items"]
+        if not page:
+            break
+        items.extend(page)
+    return items
+
+
+# --- the outcome files ----------------------------------------------------------------
+
+
+class OutcomeFiles:
+    """``results.csv`` and ``errors.csv``, written in row order as chunks finish (a
+    chunk's lines wait for the chunks before it), then moved into place at the end."""
+
+    def __init__(self, folder: Path) -> None:
+        self.results_path = folder / RESULTS_CSV
+        self.errors_path = folder / ERRORS_CSV
+        self._files: list[tuple[IO[str], Path]] = []
+        self._results = self._open(folder, RESULT_COLUMNS)
+        self._errors = self._open(folder, ERROR_COLUMNS)
+        self._waiting: dict[int, ChunkOutcome] = {}
+        self._next = 0
+        self.result_lines = self.error_lines = 0
+
+    def _open(self, folder: Path, columns: tuple[str, ...]) -> Any:
+        handle, name = tempfile.mkstemp(prefix=".push-", suffix=".csv", dir=folder)
+        stream = os.fdopen(handle, "w", encoding="utf-8", newline="")
+        self._files.append((stream, Path(name)))
+        writer = csv.writer(stream)
+        writer.writerow(columns)
+        return writer
+
+    @property
+    def backlog(self) -> int:
+        return len(self._waiting)
+
+    def add(self, outcome: ChunkOutcome) -> None:
+        self._waiting[outcome.position] = outcome
+        while self._next in self._waiting:
+            ready = self._waiting.pop(self._next)
+            self._results.writerows(ready.results)
+            self._errors.writerows(ready.errors)
+            self.result_lines += len(ready.results)
+            self.error_lines += len(ready.errors)
+            self._next += 1
+
+    def commit(self) -> None:
+        for (stream, temporary), final in zip(
+            self._files, (self.results_path, self.errors_path), strict=True
+        ):
+            stream.close()
+            os.replace(temporary, final)
+        self._files = []
+
+    def discard(self) -> None:
+        for stream, temporary in self._files:
+            stream.close()
+            temporary.unlink(missing_ok=True)
+        self._files = []
+
+
+# --- progress display -----------------------------------------------------------------
+
+
+class Display(Protocol):
+    def start(self, tally: Tally) -> None: ...
+
+    def update(self, tally: Tally) -> None: ...
+
+    def finish(self, tally: Tally) -> None: ...
+
+
+class QuietDisplay:
+    def start(self, tally: Tally) -> None:
+        pass
+
+    def update(self, tally: Tally) -> None:
+        pass
+
+    def finish(self, tally: Tally) -> None:
+        pass
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-:--:--"
+    whole = int(seconds + 0.5)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+class PlainDisplay:
+    """A line at most every ``interval`` seconds, and a last one: for logs and pipes."""
+
+    def __init__(
+        self, label: str, echo: Callable[[str], None] = click.echo, interval: float = 5.0
+    ) -> None:
+        self.label = label
+        self.echo = echo
+        self.interval = interval
+        self._last = 0.0
+
+    def line(self, tally: Tally) -> str:
+        elapsed = max(time.monotonic() - tally.started, 1e-9)
+        rate = tally.processed / elapsed
+        left = max(tally.total - tally.processed, 0)
+        eta = left / rate if rate > 0 else None
+        percent = 100 * tally.processed // tally.total if tally.total else 100
+        return (
+            f"{self.label}: {tally.processed:,}/{tally.total:,} records done ({percent}%), "
+            f"sent {tally.sent:,}, written {tally.written:,}, failed {tally.failed:,}, "
+            f"{rate:,.0f} records/s, elapsed {_clock(elapsed)}, ETA {_clock(eta)}"
+        )
+
+    def start(self, tally: Tally) -> None:
+        self._last = time.monotonic()
+
+    def update(self, tally: Tally) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self.echo(self.line(tally))
+
+    def finish(self, tally: Tally) -> None:
+        self.echo(self.line(tally))
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} rec/s" if speed else "- rec/s", style="progress.data.speed")
+
+
+class RichDisplay:
+    """A live progress bar on a terminal."""
+
+    def __init__(self, label: str, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("sent {task.fields[sent]:,}"),
+            TextColumn("[green]written {task.fields[written]:,}"),
+            TextColumn("[red]failed {task.fields[failed]:,}"),
+            _RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.task = self.progress.add_task(label, total=None, sent=0, written=0, failed=0)
+
+    def start(self, tally: Tally) -> None:
+        self.progress.update(self.task, total=tally.total)
+        self.progress.start()
+
+    def update(self, tally: Tally) -> None:
+        self.progress.update(
+            self.task,
+            completed=tally.processed,
+            sent=tally.sent,
+            written=tally.written,
+            failed=tally.failed,
+        )
+
+    def finish(self, tally: Tally) -> None:
+        self.update(tally)
+        self.progress.stop()
+
+
+# --- the push -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PushOptions:
+    slug: str
+    path: Path
+    url: str
+    api_key: str
+    fmt: str | None = None
+    chunk_size: int = 5000
+    concurrency: int = 4
+    retries: int = 6
+    backoff: float = 0.5
+
+
+@dataclasses.dataclass
+class PushSummary:
+    path: Path
+    results_path: Path
+    errors_path: Path
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    failed: int = 0
+    error_lines: int = 0
+    chunks: int = 0
+    replayed: int = 0
+    seconds: float = 0.0
+    batch_ids: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def written(self) -> int:
+        return self.created + self.updated
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.failed == 0 else EXIT_SOME_FAILED
+
+    def text(self) -> str:
+        rate = self.read / self.seconds if self.seconds > 0 else 0.0
+        chunks = f"{self.chunks:,} chunk{'s' if self.chunks != 1 else ''}"
+        lines = [
+            f"Read {self.read:,} records from {self.path} and sent them in {chunks}: "
+            f"{self.written:,} written ({self.created:,} created, {self.updated:,} updated), "
+            f"{self.failed:,} failed, in {self.seconds:.1f} s ({rate:,.0f} records/s)."
+        ]
+        if self.replayed:
+            lines.append(
+                f"{self.replayed:,} of the chunks had already been accepted by an earlier run "
+                "and were not imported again (the service replayed its answers)."
+            )
+        lines.append(
+            f"Results in {self.results_path} and errors ({self.error_lines:,} lines) in "
+            f"{self.errors_path}"
+        )
+        return " ".join(lines)
+
+
+def check_report(api: Api, slug: str) -> dict[str, Any]:
+    """The report (and proof that the key and the slug are good) before anything is sent."""
+    response = api.call("GET", f"/v1/import-reports/{quote(slug, safe='')}")
+    report: dict[str, Any] = api.json(response, slug, (200,))
+    return report
+
+
+def push_file(options: PushOptions, display: Display | None = None) -> PushSummary:
+    """Push the file; returns what happened, or raises PushError when it cannot run."""
+    started = time.monotonic()
+    display = display or QuietDisplay()
+    path = options.path
+    fmt = detect_format(path, options.fmt)
+    if not path.is_file():
+        raise SourceError(f"{path} is not a file.")
+    folder = path.resolve().parent
+    if path.resolve() in (folder / RESULTS_CSV, folder / ERRORS_CSV):
+        raise SourceError(f"{path.name} would be overwritten by the outcome files; rename it.")
+    api = Api(options.url, options.api_key, retries=options.retries, backoff=options.backoff)
+    try:
+        report = check_report(api, options.slug)
+        id_field = report.get("mapping", {}).get("external_id")
+        total = count_records(path, fmt)
+        tally = Tally(total, display.update)
+        try:
+            files = OutcomeFiles(folder)
+        except OSError as error:
+            raise PushError(f"Cannot write the outcome files in {folder}: {error}.") from None
+        summary = PushSummary(path, files.results_path, files.errors_path)
+        display.start(tally)
+        try:
+            _run(api, options, read_rows(path, fmt, id_field), tally, files, summary)
+        except BaseException:
+            api.stop.set()
+            files.discard()
+            raise
+        finally:
+            display.finish(tally)
+        try:
+            files.commit()
+        except OSError as error:
+            raise PushError(f"Cannot write the outcome files in {folder}: {error}.") from None
+    finally:
+        api.close()
+    summary.read = tally.read
+    summary.error_lines = files.error_lines
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _run(
+    api: Api,
+    options: PushOptions,
+    rows: Iterator[SourceRow],
+    tally: Tally,
+    files: OutcomeFiles,
+    summary: PushSummary,
+) -> None:
+    def collect(future: Future[ChunkOutcome]) -> None:
+        try:
+            outcome = future.result()
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise PushError(
+                f"An answer of the service was not understood ({type(error).__name__}: {error})."
+            ) from error
+        files.add(outcome)
+        summary.created += outcome.created
+        summary.updated += outcome.updated
+        summary.failed += outcome.failed
+        summary.replayed += outcome.replayed
+        if outcome.batch_id:
+            summary.batch_ids.append(outcome.batch_id)
+
+    def counted(rows: Iterator[SourceRow]) -> Iterator[SourceRow]:
+        for item in rows:
+            tally.add(read=1, failed=int(item.record is None))
+            yield item
+
+    pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="push")
+    in_flight: set[Future[ChunkOutcome]] = set()
+    try:
+        for chunk in iter_chunks(counted(rows), options.chunk_size):
+            summary.chunks += bool(chunk.records)
+            # At most `concurrency` requests, and a bounded backlog of finished chunks
+            # waiting for an earlier one, so memory stays flat whatever the file's size.
+            while in_flight and (
+                len(in_flight) >= options.concurrency or files.backlog >= 4 * options.concurrency
+            ):
+                done, in_flight = _wait_first(in_flight)
+                for future in done:
+                    collect(future)
+            in_flight.add(pool.submit(push_chunk, api, options.slug, chunk, tally))
+        while in_flight:
+            done, in_flight = _wait_first(in_flight)
+            for future in done:
+                collect(future)
+    except BaseException as error:
+        api.stop.set()
+        # On Ctrl-C, don't wait for the requests in flight (their chunks are safe to resend).
+        pool.shutdown(wait=not isinstance(error, KeyboardInterrupt), cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _wait_first(
+    futures: set[Future[ChunkOutcome]],
+) -> tuple[set[Future[ChunkOutcome]], set[Future[ChunkOutcome]]]:
+    done, pending = wait(futures, return_when=FIRST_COMPLETED)
+    return set(done), set(pending)
+
+
+# --- the command ----------------------------------------------------------------------
+
+
+@click.command("push")
+@click.argument("slug")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", default=None, help="The service [IMPORTER_URL, http://127.0.0.1:8000].")
+@click.option("--api-key", default=None, help="The org's API key [IMPORTER_API_KEY].")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="The file's format (default: from its extension).",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(1, 100_000),
+    default=5000,
+    show_default=True,
+    help="Records per request.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Requests in flight at once.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 100),
+    default=6,
+    show_default=True,
+    help="Retries of a request answered 429/503 or not answered, before giving up.",
+)
+def push_command(
+    slug: str,
+    file: Path,
+    url: str | None,
+    api_key: str | None,
+    fmt: str | None,
+    chunk_size: int,
+    concurrency: int,
+    retries: int,
+) -> None:
+    """Send the records of FILE (CSV, NDJSON or JSON) to the import report SLUG.
+
+    Writes results.csv and errors.csv next to FILE, by the records' row numbers in it.
+    Exit code 0: every record was written; 1: some failed; 2: the push could not run.
+    Running the same push again sends nothing twice.
+    """
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        raise click.UsageError(str(error)) from None
+    key = api_key or settings.api_key
+    if not key:
+        raise click.UsageError("No API key: pass --api-key or set IMPORTER_API_KEY.")
+    options = PushOptions(
+        slug=slug,
+        path=file,
+        url=url or settings.url,
+        api_key=key,
+        fmt=detect_format(file, fmt),
+        chunk_size=chunk_size,
+        concurrency=concurrency,
+        retries=retries,
+    )
+    click.echo(
+        f"Pushing {file} ({options.fmt}) to {options.url.rstrip('/')}/v1/import/{slug}: "
+        f"chunks of {chunk_size:,} records, {concurrency} at a time."
+    )
+    display: Display
+    if sys.stdout.isatty():
+        display = RichDisplay(file.name, Console(file=sys.stdout))
+    else:
+        display = PlainDisplay(file.name)
+    try:
+        summary = push_file(options, display)
+    except PushError as error:
+        click.echo(f"Error: {error}", err=True)
+        raise SystemExit(EXIT_CANNOT_RUN) from None
+    except KeyboardInterrupt:
+        click.echo(
+            "Interrupted. Run the same push again to finish: chunks already accepted are "
+            "not sent twice.",
+            err=True,
+        )
+        raise SystemExit(130) from None
+    click.echo(summary.text())
+    raise SystemExit(summary.exit_code)

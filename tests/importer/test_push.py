@@ -1,0 +1,598 @@
+"""``importer push``: the real app served over real HTTP on loopback, driven by the CLI."""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import io
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import requests
+from click.testing import CliRunner, Result
+from flask import Flask
+from flask.testing import FlaskClient
+from rich.console import Console
+from werkzeug.serving import make_server
+
+from importer import push
+from importer.cli import main
+
+HEADER = ["Supplier ID", "Supplier Name", "Website", "IRQ Score", "Tags"]
+
+
+class Gate:
+    """WSGI middleware in front of the app: logs every request, and answers the next
+    ``refuse`` POSTs with ``status`` and ``Retry-After: 0`` instead of the app."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+        self.requests: list[tuple[str, str, str]] = []
+        self.refuse = 0
+        self.refused = 0
+        self.status = "503 SERVICE UNAVAILABLE"
+
+    @property
+    def posts(self) -> int:
+        with self.lock:
+            return sum(1 for method, _path, _query in self.requests if method == "POST")
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        method = environ["REQUEST_METHOD"]
+        with self.lock:
+            self.requests.append((method, environ["PATH_INFO"], environ.get("QUERY_STRING", "")))
+            refuse = method == "POST" and self.refuse > 0
+            if refuse:
+                self.refuse -= 1
+                self.refused += 1
+        if refuse:
+            environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            start_response(
+                self.status, [("Content-Type", "application/json"), ("Retry-After", "0")]
+            )
+            return [b'{"detail": {"code": "unavailable", "message": "Try again later."}}']
+        return self.app(environ, start_response)
+
+
+@dataclass
+class Live:
+    url: str
+    key: str
+    gate: Gate
+    client: FlaskClient
+    auth: dict[str, str]
+    runner: CliRunner = field(default_factory=CliRunner)
+
+    def push(self, path: Path, *args: str, slug: str = "vendors", **kwargs: Any) -> Result:
+        argv = ["push", slug, str(path), "--url", self.url, "--api-key", self.key, *args]
+        return self.runner.invoke(main, argv, **kwargs)
+
+    def batches(self) -> int:
+        response = self.client.get("/v1/import/batches", headers=self.auth)
+        total: int = response.json["total"]  # type: ignore[index]
+        return total
+
+
+@pytest.fixture
+def live(
+    app: Flask, client: FlaskClient, auth: dict[str, str], make_report: Callable[..., Any]
+) -> Iterator[Live]:
+    make_report("vendor")  # slug "vendors", the incoming names of HEADER
+    gate = Gate(app)
+    server = make_server("127.0.0.1", 0, gate, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield Live(
+            url=f"http://127.0.0.1:{server.server_port}",
+            key=auth["Authorization"].split()[1],
+            gate=gate,
+            client=client,
+            auth=auth,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def write_csv(path: Path, rows: list[list[str]], header: list[str] = HEADER) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def results(folder: Path) -> list[tuple[int, str, str]]:
+    return [
+        (int(line["row"]), line["external_id"], line["action"])
+        for line in read_csv(folder / "results.csv")
+    ]
+
+
+def errors(folder: Path) -> list[tuple[int, str, str, str]]:
+    return [
+        (int(line["row"]), line["external_id"], line["field"], line["error_code"])
+        for line in read_csv(folder / "errors.csv")
+    ]
+
+
+def stored_name(live: Live, external_id: str) -> str:
+    response = live.client.get(f"/v1/vendors?external_id={external_id}", headers=live.auth)
+    items = response.json["items"]  # type: ignore[index]
+    assert len(items) == 1
+    name: str = items[0]["name"]
+    return name
+
+
+# --- formats and row numbers --------------------------------------------------------
+
+
+def test_csv_with_bom_quoted_fields_and_embedded_newlines(live: Live, tmp_path: Path) -> None:
+    path = tmp_path / "vendors.csv"
+    path.write_bytes(
+        "\ufeffSupplier ID,Supplier Name,Website,IRQ Score,Tags\r\n"  # line 1
+        'V-1,"Acme, Inc.",acme.example.com,72,"hosting, pii"\r\n'  # line 2
+        'V-2,"Globex\r\nPayroll\r\nServices",,41.5,\r\n'  # lines 3-5
+        "\r\n"  # line 6: blank
+        'V-3,"Initech ""Support""",,,\r\n'  # line 7
+        ",,,,\r\n"  # line 8: no values
+        "V-4,Umbrella,,,\n".encode()  # line 9
+    )
+
+    result = live.push(path)
+
+    assert result.exit_code == 0, result.output
+    assert results(tmp_path) == [
+        (2, "V-1", "created"),
+        (3, "V-2", "created"),
+        (7, "V-3", "created"),
+        (9, "V-4", "created"),
+    ]
+    assert errors(tmp_path) == []
+    assert stored_name(live, "V-1") == "Acme, Inc."
+    assert stored_name(live, "V-2") == "Globex\r\nPayroll\r\nServices"
+    assert stored_name(live, "V-3") == 'Initech "Support"'
+    coverbase_ids = [line["coverbase_id"] for line in read_csv(tmp_path / "results.csv")]
+    assert all(value.startswith("cbvndr_") for value in coverbase_ids)
+    assert "Read 4 records" in result.output
+    assert "4 written (4 created, 0 updated), 0 failed" in result.output
+    assert str(tmp_path / "results.csv") in result.output
+    assert str(tmp_path / "errors.csv") in result.output
+
+
+def test_mixed_valid_and_invalid_csv_reports_original_rows(live: Live, tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_text(
+        "Supplier ID,Supplier Name,Website,IRQ Score,Tags\n"  # 1
+        "V-1,Acme,,10,\n"  # 2
+        'V-2,"Two\nLines",,high,\n'  # 3-4: bad score
+        "V-3,,,101,\n"  # 5: no name and bad score: two errors
+        "V-4,Globex,,20,a,b,c\n"  # 6: more fields than the header
+        "V-5,Initech,,30,\n"  # 7
+        ",Nameless,,,\n"  # 8: no id
+        "V-7,Hooli,,,\n",  # 9
+        encoding="utf-8",
+    )
+
+    result = live.push(path, "--chunk-size", "2", "--concurrency", "3")
+
+    assert result.exit_code == 1, result.output
+    assert results(tmp_path) == [
+        (2, "V-1", "created"),
+        (7, "V-5", "created"),
+        (9, "V-7", "created"),
+    ]
+    assert errors(tmp_path) == [
+        (3, "V-2", "IRQ Score", "invalid_field_value"),
+        (5, "V-3", "Supplier Name", "missing_required_field"),
+        (5, "V-3", "IRQ Score", "invalid_field_value"),
+        (6, "V-4", "", "invalid_field_value"),
+        (8, "", "Supplier ID", "missing_required_field"),
+    ]
+    overlong = read_csv(tmp_path / "errors.csv")[3]["message"]
+    assert "7 fields but the header names 5" in overlong
+    assert "Read 7 records" in result.output
+    assert "3 written (3 created, 0 updated), 4 failed" in result.output
+
+
+def test_ndjson_with_blank_malformed_and_non_object_lines(live: Live, tmp_path: Path) -> None:
+    path = tmp_path / "vendors.ndjson"
+    path.write_bytes(
+        b'\xef\xbb\xbf{"Supplier ID": "N-1", "Supplier Name": "One"}\n'  # 1 (with a BOM)
+        b"\n"  # 2
+        b'{"Supplier ID": "N-2", "Supplier Name": "Two"\n'  # 3: malformed
+        b"   \n"  # 4
+        b'["N-3", "Three"]\n'  # 5: not an object
+        b'{"Supplier ID": "N-4", "Supplier Name": "Four", "IRQ Score": 12}\r\n'  # 6
+        b'{"Supplier ID": "N-5", "IRQ Score": "x"}'  # 7: invalid, no final newline
+    )
+
+    result = live.push(path)
+
+    assert result.exit_code == 1, result.output
+    assert results(tmp_path) == [(1, "N-1", "created"), (6, "N-4", "created")]
+    assert errors(tmp_path) == [
+        (3, "", "", "invalid_field_value"),
+        (5, "", "", "invalid_field_value"),
+        (7, "N-5", "Supplier Name", "missing_required_field"),
+        (7, "N-5", "IRQ Score", "invalid_field_value"),
+    ]
+    messages = [line["message"] for line in read_csv(tmp_path / "errors.csv")]
+    assert messages[0].startswith("Line 3 is not valid JSON")
+    assert messages[1] == "Line 5 holds a JSON array, not an object; the line was not sent."
+    assert "2 written (2 created, 0 updated), 3 failed" in result.output
+
+
+@pytest.mark.parametrize("layout", ["array", "object"])
+def test_json_array_or_object_with_data(live: Live, tmp_path: Path, layout: str) -> None:
+    records = [
+        {"Supplier ID": "J-1", "Supplier Name": "One", "IRQ Score": 1.5},
+        {"Supplier ID": "J-2", "Supplier Name": "Two", "Tags": ["a", "b"]},
+        {"Supplier ID": "J-3", "Supplier Name": "Three"},
+    ]
+    body: Any = records if layout == "array" else {"meta": {"data": 1}, "data": records}
+    path = tmp_path / "vendors.json"
+    path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2))
+
+    result = live.push(path)
+
+    assert result.exit_code == 0, result.output
+    assert results(tmp_path) == [
+        (1, "J-1", "created"),
+        (2, "J-2", "created"),
+        (3, "J-3", "created"),
+    ]
+    assert errors(tmp_path) == []
+
+
+def test_json_element_that_is_not_an_object_is_reported(live: Live, tmp_path: Path) -> None:
+    path = tmp_path / "vendors.json"
+    path.write_text(
+        '{"data": [{"Supplier ID": "J-1", "Supplier Name": "One"}, 42,'
+        ' {"Supplier ID": "J-3", "Supplier Name": "Three"}]}'
+    )
+
+    result = live.push(path)
+
+    assert result.exit_code == 1, result.output
+    assert results(tmp_path) == [(1, "J-1", "created"), (3, "J-3", "created")]
+    assert errors(tmp_path) == [(2, "", "", "invalid_field_value")]
+
+
+def test_format_override_for_an_unknown_extension(live: Live, tmp_path: Path) -> None:
+    path = tmp_path / "export.txt"
+    path.write_text('{"Supplier ID": "T-1", "Supplier Name": "One"}\n')
+
+    refused = live.push(path)
+    assert refused.exit_code == 2
+    assert "--format" in refused.output
+    assert live.gate.requests == []
+
+    result = live.push(path, "--format", "ndjson")
+    assert result.exit_code == 0, result.output
+    assert results(tmp_path) == [(1, "T-1", "created")]
+
+
+# --- idempotent re-runs ---------------------------------------------------------------
+
+
+def test_running_the_same_push_again_sends_nothing_twice(live: Live, tmp_path: Path) -> None:
+    rows = [[f"R-{n}", f"Vendor {n}" if n % 4 else "", "", "", ""] for n in range(1, 11)]
+    path = write_csv(tmp_path / "vendors.csv", rows)
+
+    first = live.push(path, "--chunk-size", "3")
+    assert first.exit_code == 1, first.output
+    batches = live.batches()
+    assert batches == 4  # 10 records, 3 a chunk
+    first_results = (tmp_path / "results.csv").read_bytes()
+    first_errors = (tmp_path / "errors.csv").read_bytes()
+
+    again = live.push(path, "--chunk-size", "3")
+
+    assert again.exit_code == 1, again.output
+    assert live.batches() == batches
+    assert (tmp_path / "results.csv").read_bytes() == first_results
+    assert (tmp_path / "errors.csv").read_bytes() == first_errors
+    assert "4 of the chunks had already been accepted by an earlier run" in again.output
+    assert "8 written (8 created, 0 updated), 2 failed" in again.output  # the first run's answer
+
+
+# --- asynchronous batches -------------------------------------------------------------
+
+
+def test_a_202_is_followed_to_completion_and_read_page_by_page(
+    live: Live, app: Flask, tmp_path: Path
+) -> None:
+    services = app.extensions["importer"]
+    # 450 records a request: answered 202; 5 items inlined, the rest in pages of 200.
+    services.settings = services.settings.replace(
+        sync_max_records=10, inline_items=5, chunk_size=100
+    )
+    rows = [[f"A-{n:04d}", f"Vendor {n}", "", "" if n % 50 else "bad", ""] for n in range(450)]
+    path = write_csv(tmp_path / "vendors.csv", rows)
+
+    result = live.push(path, "--chunk-size", "450")
+
+    assert result.exit_code == 1, result.output
+    assert [row for row, _id, _action in results(tmp_path)] == [n + 2 for n in range(450) if n % 50]
+    assert errors(tmp_path) == [
+        (n + 2, f"A-{n:04d}", "IRQ Score", "invalid_field_value") for n in range(0, 450, 50)
+    ]
+    gets = [(path, query) for method, path, query in live.gate.requests if method == "GET"]
+    polls = [query for path, query in gets if query.startswith("wait=")]
+    # The app allows waits up to 5 s: 20 and 10 are refused, 5 is used.
+    assert polls[:3] == ["wait=20", "wait=10", "wait=5"]
+    pages = [query for path, query in gets if path.endswith("/results")]
+    assert pages == ["limit=200&offset=5", "limit=200&offset=205", "limit=200&offset=405"]
+    assert "441 written (441 created, 0 updated), 9 failed" in result.output
+
+
+# --- retries and refusals -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["503 SERVICE UNAVAILABLE", "429 TOO MANY REQUESTS"])
+def test_unavailable_then_available_is_retried(live: Live, tmp_path: Path, status: str) -> None:
+    rows = [[f"S-{n}", f"Vendor {n}", "", "", ""] for n in range(6)]
+    path = write_csv(tmp_path / "vendors.csv", rows)
+    live.gate.status = status
+    live.gate.refuse = 3
+
+    result = live.push(path, "--chunk-size", "2", "--concurrency", "2")
+
+    assert result.exit_code == 0, result.output
+    assert live.gate.refused == 3
+    assert live.batches() == 3
+    assert [row for row, _id, _action in results(tmp_path)] == [2, 3, 4, 5, 6, 7]
+
+
+def test_gives_up_with_exit_2_when_the_service_stays_unavailable(
+    live: Live, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "vendors.csv", [["U-1", "One", "", "", ""]])
+    live.gate.refuse = 1000
+
+    result = live.push(path, "--retries", "2")
+
+    assert result.exit_code == 2, result.output
+    assert live.gate.refused == 3
+    assert "unavailable after 3 attempts" in result.stderr
+    assert not (tmp_path / "results.csv").exists()
+    assert not (tmp_path / "errors.csv").exists()
+    assert not list(tmp_path.glob(".push-*"))  # no temporary file left
+
+
+def test_unreachable_service_is_exit_2(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "vendors.csv", [["U-1", "One", "", "", ""]])
+    with make_server("127.0.0.1", 0, lambda environ, start_response: []) as server:
+        port = server.server_port  # bound, then closed: nothing listens there
+    argv = ["push", "vendors", str(path), "--url", f"http://127.0.0.1:{port}"]
+
+    result = CliRunner().invoke(main, [*argv, "--api-key", "ak_x", "--retries", "0"])
+
+    assert result.exit_code == 2
+    assert "cannot reach" in result.stderr
+
+
+def test_bad_api_key_is_exit_2(live: Live, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "vendors.csv", [["K-1", "One", "", "", ""]])
+    live.key = "ak_" + "0" * 40
+
+    result = live.push(path)
+
+    assert result.exit_code == 2
+    assert "refused the API key" in result.stderr
+    assert live.gate.posts == 0
+
+
+def test_unknown_report_is_exit_2(live: Live, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "vendors.csv", [["K-1", "One", "", "", ""]])
+
+    result = live.push(path, slug="nope")
+
+    assert result.exit_code == 2
+    assert "no import report 'nope'" in result.stderr
+    assert live.gate.posts == 0
+
+
+def test_missing_file_is_exit_2(live: Live, tmp_path: Path) -> None:
+    result = live.push(tmp_path / "absent.csv")
+
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+    assert live.gate.requests == []
+
+
+def test_malformed_json_file_is_exit_2_before_anything_is_sent(live: Live, tmp_path: Path) -> None:
+    path = tmp_path / "vendors.json"
+    path.write_text('[{"Supplier ID": "M-1", "Supplier Name": "One"}, {"Supplier ID": ')
+
+    result = live.push(path)
+
+    assert result.exit_code == 2
+    assert "not valid JSON" in result.stderr
+    assert live.gate.posts == 0
+
+
+def test_url_and_key_default_to_the_settings(live: Live, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "vendors.csv", [["E-1", "One", "", "", ""]])
+    runner = CliRunner()
+
+    result = runner.invoke(
+        main,
+        ["push", "vendors", str(path)],
+        env={"IMPORTER_URL": live.url, "IMPORTER_API_KEY": live.key},
+    )
+    assert result.exit_code == 0, result.output
+    assert results(tmp_path) == [(2, "E-1", "created")]
+
+    no_key = runner.invoke(
+        main, ["push", "vendors", str(path), "--url", live.url], env={"IMPORTER_API_KEY": None}
+    )
+    assert no_key.exit_code == 2
+    assert "No API key" in no_key.output
+
+
+# --- progress -------------------------------------------------------------------------
+
+
+def test_progress_is_plain_lines_when_stdout_is_not_a_terminal(live: Live, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "vendors.csv", [[f"P-{n}", "x", "", "", ""] for n in range(5)])
+
+    result = live.push(path, "--chunk-size", "2")
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"Pushing {path} (csv) to {live.url}/v1/import/vendors")
+    assert any(
+        line.startswith("vendors.csv: 5/5 records done (100%), sent 5, written 5, failed 0,")
+        for line in lines
+    )
+    assert "\x1b[" not in result.stdout  # no terminal control codes
+
+
+def test_progress_bar_on_a_terminal(live: Live, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "vendors.csv", [[f"P-{n}", "x", "", "", ""] for n in range(5)])
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=160, color_system=None)
+    options = push.PushOptions("vendors", path, live.url, live.key, chunk_size=2)
+
+    summary = push.push_file(options, push.RichDisplay(path.name, console))
+
+    assert summary.exit_code == 0
+    assert (summary.read, summary.written, summary.failed) == (5, 5, 0)
+    final = screen.getvalue().rsplit("\r", 1)[-1]
+    assert "100%" in final and "sent 5" in final and "written 5" in final
+    assert "failed 0" in final and "rec/s" in final
+
+
+# --- streaming ------------------------------------------------------------------------
+
+
+class CountingReader(io.RawIOBase):
+    """A binary file that counts the bytes read from it."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = path.open("rb")
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.file.read(len(buffer))
+        buffer[: len(data)] = data
+        self.count += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
+def test_readers_stream_the_file(tmp_path: Path, fmt: str) -> None:
+    records = [{"Supplier ID": f"B-{n:06d}", "Supplier Name": "x" * 40} for n in range(50_000)]
+    path = tmp_path / f"big.{fmt}"
+    if fmt == "csv":
+        write_csv(path, [list(r.values()) for r in records], header=list(records[0]))
+    elif fmt == "ndjson":
+        path.write_bytes(b"\n".join(orjson.dumps(record) for record in records))
+    else:
+        path.write_bytes(orjson.dumps({"data": records}))
+    size = path.stat().st_size
+    assert size > 2_000_000
+
+    assert inspect.isgenerator(push.read_rows(path, fmt))
+    with CountingReader(path) as raw:
+        stream = io.BufferedReader(raw)
+        if fmt == "csv":
+            rows = push.csv_rows(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""))
+        elif fmt == "ndjson":
+            rows = push.ndjson_rows(stream)
+        else:
+            rows = push.json_rows(stream)
+        first = next(rows)
+        assert first.record == records[0]
+        assert raw.count < 200_000  # the first record came after reading a sliver
+        assert sum(1 for _ in rows) == len(records) - 1
+        assert raw.count == size
+
+
+def test_a_50000_row_file_is_sent_while_it_is_read(
+    live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [[f"L-{n:06d}", f"Vendor {n}", "", "", ""] for n in range(50_000)]
+    path = write_csv(tmp_path / "large.csv", rows)
+    read_rows = push.read_rows
+    posts_when_read: list[int] = []
+
+    def observed(*args: Any, **kwargs: Any) -> Iterator[push.SourceRow]:
+        yield from read_rows(*args, **kwargs)
+        posts_when_read.append(live.gate.posts)
+
+    monkeypatch.setattr(push, "read_rows", observed)
+
+    result = live.push(path, "--chunk-size", "5000", "--concurrency", "2")
+
+    assert result.exit_code == 0, result.output
+    # The count pass sent nothing; by the time the push pass had read the last row,
+    # most chunks had been sent (at most 2 in flight and one being filled).
+    assert posts_when_read[0] == 0
+    assert posts_when_read[1] >= 7
+    assert live.gate.posts == 10
+    lines = read_csv(tmp_path / "results.csv")
+    assert len(lines) == 50_000
+    assert lines[-1]["row"] == "50001" and lines[-1]["external_id"] == "L-049999"
+
+
+# --- pieces ---------------------------------------------------------------------------
+
+
+def test_idempotency_key_depends_on_slug_chunk_and_content() -> None:
+    key = push.idempotency_key("vendors", 0, b'{"data":[]}')
+    assert key == push.idempotency_key("vendors", 0, b'{"data":[]}')
+    assert key.startswith("push-") and len(key) <= 255 and key.isascii()
+    others = {
+        push.idempotency_key("services", 0, b'{"data":[]}'),
+        push.idempotency_key("vendors", 1, b'{"data":[]}'),
+        push.idempotency_key("vendors", 0, b'{"data":[{}]}'),
+    }
+    assert key not in others and len(others) == 3
+
+
+def test_chunks_are_made_lazily() -> None:
+    pulled = 0
+
+    def rows() -> Iterator[push.SourceRow]:
+        nonlocal pulled
+        for n in range(1, 1_000_000):
+            pulled += 1
+            yield push.SourceRow(n, {"n": n})
+
+    chunks = push.iter_chunks(rows(), 100)
+    first = next(chunks)
+    assert first.rows == list(range(1, 101)) and first.index == 0
+    assert pulled == 100
+
+
+def test_retry_after_is_honoured() -> None:
+    api = push.Api("http://127.0.0.1:1", "ak_x", backoff=0.5)
+    response = requests.Response()
+    response.headers["Retry-After"] = "7"
+    assert api._delay(0, response) == 7.0
+    response.headers["Retry-After"] = "Wed, 21 Oct 2015 07:28:00 GMT"  # in the past
+    assert api._delay(0, response) == 0.0
+    assert 1.0 <= api._delay(2, None) <= 2.0
