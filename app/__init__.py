@@ -68,7 +68,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
 
     from app.api import api
     from app.health import health
+    from app.openapi import openapi
 
     app.register_blueprint(health)
     app.register_blueprint(api)
+    app.register_blueprint(openapi)
     return app

@@ -55,7 +55,7 @@ def check_key(key: str) -> str:
     return key
 
 
-def fingerprint(*parts: bytes | str) -> str:
+def fingerprint(*parts: bytes | bytearray | str) -> str:
     digest = hashlib.sha256()
     for part in parts:
         data = part.encode("utf-8") if isinstance(part, str) else part

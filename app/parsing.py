@@ -14,8 +14,9 @@ import io
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+import msgspec
 import orjson
 from flask import request
 
@@ -23,11 +24,13 @@ from app.errors import ApiError, InvalidBody
 from importer.config import Settings
 from importer.formats import FormatError, Row, csv_rows, ndjson_rows
 from importer.problems import ErrorCode, Problem, problem
+from importer.validation import raw_external_id
 
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
 CSV_TYPES = ("text/csv",)
 _GZIP_WINDOW = 16 + zlib.MAX_WBITS
+_READ_SIZE = 64 * 1024
 
 
 class UnsupportedMediaType(ApiError):
@@ -49,12 +52,15 @@ class TooManyRecords(ApiError):
 class ParsedBatch:
     """The records of an import request, in order."""
 
-    #: The records that could be read, keyed by incoming field name.
-    records: list[dict[str, Any]]
+    #: The records that could be read: dicts keyed by incoming field name, or (for a
+    #: large JSON batch, left to the workers to validate) each record's JSON bytes.
+    records: list[Any]
     #: Their positions in the batch (``range`` when every record could be read).
     indexes: Sequence[int]
     #: One ``invalid_field_value`` per line or row that is not a record.
     malformed: list[Problem] = field(default_factory=list)
+    #: The external_id of each record, when ``records`` are JSON bytes.
+    external_ids: list[str | None] | None = None
 
     @property
     def received(self) -> int:
@@ -72,19 +78,35 @@ def _type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def loads_without_gc(raw: bytes | str) -> Any:
-    """Parse JSON with the cyclic GC paused: building 100,000 dicts otherwise makes
-    it rescan the growing heap again and again (4x slower)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return orjson.loads(raw)
-    finally:
-        if enabled:
-            gc.enable()
+def _read_stream(limit: int) -> bytearray:
+    """The raw body, read into one buffer.
+
+    ``request.get_data()`` would read it in pieces, join them, then copy the result:
+    three bodies' worth of memory at once for a 64 MiB upload.
+    """
+    # werkzeug's LimitedStream (a RawIOBase) refuses a body over MAX_CONTENT_LENGTH (413).
+    stream = cast(io.RawIOBase, request.stream)
+    length = request.content_length
+    if length is not None:
+        body = bytearray(length)
+        view = memoryview(body)
+        position = 0
+        while position < length:
+            count = stream.readinto(view[position : position + _READ_SIZE])
+            if not count:
+                raise InvalidBody("The body ended before its Content-Length.")
+            position += count
+        view.release()
+        return body
+    body = bytearray()
+    while chunk := stream.read(_READ_SIZE):
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge("The request body is larger than this service accepts.")
+    return body
 
 
-def _decompress(raw: bytes, limit: int) -> bytes:
+def _decompress(raw: bytes | bytearray, limit: int) -> bytes:
     inflater = zlib.decompressobj(_GZIP_WINDOW)
     try:
         body = inflater.decompress(raw, limit + 1)
@@ -99,7 +121,7 @@ def _decompress(raw: bytes, limit: int) -> bytes:
     return body
 
 
-def read_body(settings: Settings, media_types: Sequence[str] = JSON_TYPES) -> bytes:
+def read_body(settings: Settings, media_types: Sequence[str] = JSON_TYPES) -> bytes | bytearray:
     """The request body, decompressed; 415 for another media type or encoding.
 
     werkzeug refuses a body over ``MAX_CONTENT_LENGTH`` with 413 while reading it.
@@ -115,7 +137,7 @@ def read_body(settings: Settings, media_types: Sequence[str] = JSON_TYPES) -> by
     if charset not in ("utf-8", "utf8"):
         raise UnsupportedMediaType(f"Send the body in UTF-8 (got charset={charset}).")
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    raw = request.get_data(cache=False)
+    raw = _read_stream(settings.max_body_bytes)
     if encoding == "gzip":
         return _decompress(raw, settings.max_body_bytes)
     if encoding != "identity":
@@ -131,27 +153,78 @@ def _check_count(count: int, settings: Settings) -> None:
         )
 
 
-def _json_batch(raw: bytes, settings: Settings) -> ParsedBatch:
-    try:
-        document = loads_without_gc(raw)
-    except orjson.JSONDecodeError as error:
-        raise InvalidBody(f"The body is not valid JSON: {error}.") from None
-    if not isinstance(document, dict):
-        raise InvalidBody(
-            f"The body must be a JSON object with a 'data' array, got {_type_name(document)}."
+class _Envelope(msgspec.Struct):
+    """``{"data": [...]}`` with each record kept as its raw JSON bytes."""
+
+    data: list[msgspec.Raw]
+
+
+_MSGSPEC_KINDS = {
+    "array": "an array",
+    "object": "an object",
+    "str": "a string",
+    "int": "a number",
+    "float": "a number",
+    "bool": "a boolean",
+    "null": "null",
+}
+
+
+def _json_error(error: msgspec.MsgspecError) -> InvalidBody:
+    text = str(error)
+    if "missing required field `data`" in text:
+        return InvalidBody("The body has no 'data' array: send {\"data\": [record, ...]}.")
+    if text.startswith("Expected `object`, got ") and " - at " not in text:
+        kind = text.removeprefix("Expected `object`, got `").split("`")[0]
+        kind = _MSGSPEC_KINDS.get(kind, kind)
+        return InvalidBody(f"The body must be a JSON object with a 'data' array, got {kind}.")
+    if text.endswith("- at `$.data`"):
+        kind = text.removeprefix("Expected `array`, got `").split("`")[0]
+        return InvalidBody(
+            f"'data' must be an array of records, got {_MSGSPEC_KINDS.get(kind, kind)}."
         )
-    if "data" not in document:
-        raise InvalidBody("The body has no 'data' array: send {\"data\": [record, ...]}.")
-    records = document["data"]
-    if not isinstance(records, list):
-        raise InvalidBody(f"'data' must be an array of records, got {_type_name(records)}.")
-    _check_count(len(records), settings)
-    for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise InvalidBody(
-                f"Record {index} of 'data' is {_type_name(record)}; every record must be an object."
-            )
-    return ParsedBatch(records, range(len(records)))
+    return InvalidBody(f"The body is not valid JSON: {text}.")
+
+
+def _record(raw: msgspec.Raw | dict[str, Any], index: int) -> dict[str, Any]:
+    try:
+        record = orjson.loads(memoryview(raw)) if isinstance(raw, msgspec.Raw) else raw
+    except orjson.JSONDecodeError as error:
+        raise InvalidBody(f"Record {index} of 'data' is not valid JSON: {error}.") from None
+    if not isinstance(record, dict):
+        raise InvalidBody(
+            f"Record {index} of 'data' is {_type_name(record)}; every record must be an object."
+        )
+    return record
+
+
+def _json_batch(raw: bytes | bytearray, settings: Settings, id_field: str | None) -> ParsedBatch:
+    """A JSON batch. Its envelope is split into records' raw bytes first (cheap in time
+    and memory); a batch the web validates is then parsed whole, while a larger one
+    is only read record by record for its external_ids and kept as bytes: the web
+    never holds 100,000 parsed records at once."""
+    try:
+        envelope = msgspec.json.decode(raw, type=_Envelope)
+    except (msgspec.ValidationError, msgspec.DecodeError) as error:
+        raise _json_error(error) from None
+    except RecursionError:
+        raise InvalidBody("The body is not valid JSON: it is nested too deeply.") from None
+    count = len(envelope.data)
+    _check_count(count, settings)
+    if count <= settings.sync_max_records:
+        records = [_record(item, index) for index, item in enumerate(envelope.data)]
+        return ParsedBatch(records, range(count))
+    enabled = gc.isenabled()
+    gc.disable()  # no cycles are made here; spare the collector 100,000 rescans
+    try:
+        external_ids = [
+            raw_external_id(_record(item, index), id_field)
+            for index, item in enumerate(envelope.data)
+        ]
+    finally:
+        if enabled:
+            gc.enable()
+    return ParsedBatch(envelope.data, range(count), external_ids=external_ids)
 
 
 def _rows_batch(rows: Any, settings: Settings, what: str) -> ParsedBatch:
@@ -185,23 +258,26 @@ def _rows_batch(rows: Any, settings: Settings, what: str) -> ParsedBatch:
     return batch
 
 
-def _text(raw: bytes) -> str:
+def _text(raw: bytes | bytearray) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise InvalidBody(f"The body is not UTF-8: {error}.") from None
 
 
-def parse_batch(raw: bytes, settings: Settings) -> ParsedBatch:
+def parse_batch(
+    raw: bytes | bytearray, settings: Settings, id_field: str | None = None
+) -> ParsedBatch:
     """The records of an import body in the request's media type; a non-empty batch
-    within the record limit, or a 413/422."""
+    within the record limit, or a 413/422. ``id_field`` is the incoming name of the
+    external_id (read from a large JSON batch without parsing it whole)."""
     mimetype = request.mimetype
     if mimetype in CSV_TYPES:
         batch = _rows_batch(csv_rows(io.StringIO(_text(raw), newline="")), settings, "CSV")
     elif mimetype in NDJSON_TYPES:
         batch = _rows_batch(ndjson_rows(io.StringIO(_text(raw), newline="")), settings, "NDJSON")
     else:
-        batch = _json_batch(raw, settings)
+        batch = _json_batch(raw, settings, id_field)
     if not batch.received:
         raise InvalidBody("The batch is empty: send at least one record.")
     return batch

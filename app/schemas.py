@@ -15,6 +15,7 @@ from typing import Any
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 
+from app import _REQUEST_ID_RE
 from app.errors import InvalidBody
 from app.idempotency import MAX_KEY_LENGTH
 from app.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -162,11 +163,32 @@ def import_request_schema(max_records: int) -> type[Schema]:
 
 ImportRequestSchema = import_request_schema(Settings.max_records)
 
+#: The other bodies of the import call: records as text, one per line or row.
+NDJSON_RECORDS = fields.String(
+    metadata={
+        "description": "One JSON object per line, keyed by the report's incoming names; "
+        "a line that is not an object fails that record.",
+        "example": '{"Supplier ID": "V-001", "Supplier Name": "Acme Cloud"}\n',
+    }
+)
+CSV_RECORDS = fields.String(
+    metadata={
+        "description": "A header row of incoming names, then one record per row; "
+        "a row that cannot be read fails that record.",
+        "example": "Supplier ID,Supplier Name\r\nV-001,Acme Cloud\r\n",
+    }
+)
+
 
 class ResultItemSchema(Schema):
     index = fields.Integer(required=True, validate=validate.Range(min=0))
     external_id = fields.String(required=True)
-    coverbase_id = _id_field("cb[a-z]+", required=True)
+    coverbase_id = _id_field(
+        "cb[a-z]+",
+        required=True,
+        allow_none=True,
+        metadata={"description": "null in a dry run, for a record that would be created."},
+    )
     action = fields.String(required=True, validate=validate.OneOf(["created", "updated"]))
     status = fields.String(required=True, validate=validate.OneOf(["success"]))
 
@@ -199,7 +221,8 @@ class BatchLinksSchema(Schema):
     warnings = fields.String(required=True)
 
 
-_COUNT = {"required": True, "validate": validate.Range(min=0)}
+def _count() -> fields.Integer:
+    return fields.Integer(required=True, validate=validate.Range(min=0))
 
 
 class BatchSummarySchema(Schema):
@@ -212,19 +235,22 @@ class BatchSummarySchema(Schema):
     mapping = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
     report_version = fields.Integer(required=True, validate=validate.Range(min=1))
     batch_id = _id_field(ids.BATCH, required=True)
+    dry_run = fields.Boolean(
+        required=True, metadata={"description": "Validated and reported; nothing written."}
+    )
     status = fields.String(
         required=True, validate=validate.OneOf([status.value for status in BatchStatus])
     )
-    received_count = fields.Integer(**_COUNT)
-    created_count = fields.Integer(**_COUNT)
-    updated_count = fields.Integer(**_COUNT)
-    failed_count = fields.Integer(**_COUNT)
+    received_count = _count()
+    created_count = _count()
+    updated_count = _count()
+    failed_count = _count()
     received_at = fields.Integer(required=True)
     completed_at = fields.Integer(required=True, allow_none=True)
     progress = fields.Nested(ProgressSchema, required=True)
-    results_total = fields.Integer(**_COUNT)
-    errors_total = fields.Integer(**_COUNT)
-    warnings_total = fields.Integer(**_COUNT)
+    results_total = _count()
+    errors_total = _count()
+    warnings_total = _count()
     links = fields.Nested(BatchLinksSchema, required=True)
 
 
@@ -379,12 +405,30 @@ class ObjectListQuerySchema(PageQuerySchema):
 class RequestHeadersSchema(Schema):
     request_id = fields.String(
         data_key="X-Request-ID",
-        validate=validate.Regexp(r"^[A-Za-z0-9._:\-]{1,128}$"),
+        validate=validate.Regexp(_REQUEST_ID_RE),
         metadata={"description": "Echoed on the response (one is generated when absent)."},
     )
 
 
-class ImportHeadersSchema(RequestHeadersSchema):
+class ImportQuerySchema(Schema):
+    dry_run = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Validate and report what would happen (`action`, counts, "
+            "errors); create or change nothing. Also yes/no, 1/0."
+        },
+    )
+
+
+class BodyHeadersSchema(RequestHeadersSchema):
+    content_encoding = fields.String(
+        data_key="Content-Encoding",
+        validate=validate.OneOf(["gzip", "identity"]),
+        metadata={"description": "A gzip body is decompressed (within the body limit)."},
+    )
+
+
+class ImportHeadersSchema(BodyHeadersSchema):
     idempotency_key = fields.String(
         data_key="Idempotency-Key",
         validate=[

@@ -40,8 +40,16 @@ from importer.validation import ValidationOutcome, validate_records
 log = logging.getLogger(__name__)
 
 
+def _as_fragment(value: Any) -> orjson.Fragment:
+    """A record kept as its JSON bytes (any buffer) goes into a payload as is."""
+    try:
+        return orjson.Fragment(memoryview(value).tobytes())
+    except TypeError:
+        raise TypeError(f"cannot store {type(value).__name__} in a chunk") from None
+
+
 def _dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
+    return orjson.dumps(value, default=_as_fragment)
 
 
 class _Cursor:

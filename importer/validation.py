@@ -123,7 +123,7 @@ def _freeze(
     )
 
 
-def _raw_external_id(record: Any, incoming: str | None) -> str | None:
+def raw_external_id(record: Any, incoming: str | None) -> str | None:
     """The external_id as sent, trimmed, for error reports and duplicate detection."""
     if incoming is None or not isinstance(record, dict):
         return None
@@ -153,14 +153,14 @@ def _duplicate_problem(index: int, external_id: str | None, incoming: str | None
 
 
 def _unknown_base_object(
-    records: Sequence[Any], indexes: Sequence[int], base_object: str, ext_incoming: str | None
+    external_ids: Sequence[str | None], indexes: Sequence[int], base_object: str
 ) -> ValidationOutcome:
-    outcome = ValidationOutcome(failed_count=len(records))
-    for index, record in zip(indexes, records, strict=True):
+    outcome = ValidationOutcome(failed_count=len(external_ids))
+    for index, external_id in zip(indexes, external_ids, strict=True):
         outcome.errors.append(
             problem(
                 index,
-                _raw_external_id(record, ext_incoming),
+                external_id,
                 None,
                 ErrorCode.UNKNOWN_BASE_OBJECT,
                 f"The report's base object {base_object!r} is no longer supported; "
@@ -171,19 +171,28 @@ def _unknown_base_object(
 
 
 def screen_records(
-    records: Sequence[dict[str, Any]], *, base_object: str, mapping: Mapping[str, str]
+    records: Sequence[Any],
+    *,
+    base_object: str,
+    mapping: Mapping[str, str],
+    external_ids: Sequence[str | None] | None = None,
 ) -> ValidationOutcome:
     """Only the checks that need the whole batch (the base object, duplicate
     external_ids), for a batch whose records the workers validate chunk by chunk.
 
     ``valid`` holds every record as sent, duplicates included: the workers still
     validate those, so a record gets all of its problems, but never write them.
+    Records may be dicts, or their JSON bytes with ``external_ids`` given apart.
     """
     ext_incoming = mapping.get("external_id")
     indexes = range(len(records))
+    raw_ids = (
+        list(external_ids)
+        if external_ids is not None
+        else [raw_external_id(record, ext_incoming) for record in records]
+    )
     if catalog.get(base_object) is None:
-        return _unknown_base_object(records, indexes, base_object, ext_incoming)
-    raw_ids = [_raw_external_id(record, ext_incoming) for record in records]
+        return _unknown_base_object(raw_ids, indexes, base_object)
     duplicates = _duplicates(raw_ids)
     outcome = ValidationOutcome(valid=list(zip(indexes, records, strict=True)))
     if duplicates:
@@ -216,7 +225,8 @@ def validate_records(
     ext_incoming = mapping.get("external_id")
     base = catalog.get(base_object)
     if base is None:
-        return _unknown_base_object(records, indexes, base_object, ext_incoming)
+        ids = [raw_external_id(record, ext_incoming) for record in records]
+        return _unknown_base_object(ids, indexes, base_object)
 
     outcome = ValidationOutcome()
     schema = compiled_schema(base.name, *_freeze(mapping, required, org_choices or {}))
@@ -229,7 +239,7 @@ def validate_records(
 
     field_of_incoming = {incoming: name for name, incoming in mapping.items()}
     mapped = set(field_of_incoming)
-    raw_ids = [_raw_external_id(record, ext_incoming) for record in records]
+    raw_ids = [raw_external_id(record, ext_incoming) for record in records]
     duplicates = _duplicates(raw_ids) if check_duplicates else set()
     ordered_incoming = [mapping[spec.name] for spec in base.fields if spec.name in mapping]
 

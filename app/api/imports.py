@@ -102,7 +102,10 @@ def _examine(
     leave the record-by-record validation to the workers."""
     if deferred:
         outcome = screen_records(
-            parsed.records, base_object=report.base_object, mapping=report.mapping
+            parsed.records,
+            base_object=report.base_object,
+            mapping=report.mapping,
+            external_ids=parsed.external_ids,
         )
         if parsed.malformed:  # screen_records numbers records 0, 1, 2...
             for problem_ in outcome.errors:
@@ -136,7 +139,7 @@ def import_records(slug: str) -> Response:
         raise NotFound(f"No import report {slug!r} in this org.", code="report_not_found")
     dry_run = _dry_run()
     raw = read_body(settings, MEDIA_TYPES)
-    parsed = parse_batch(raw, settings)
+    parsed = parse_batch(raw, settings, report.mapping.get("external_id"))
     received = parsed.received
     async_applied = _wants_async()
     deferred = received > settings.sync_max_records

@@ -88,7 +88,9 @@ def test_other_media_types_are_415(client, auth, make_report, content_type):
         (b'{"data": [null]}', "Record 0"),
         (b'{"data": [{"a": "\\ud800"}]}', "not valid JSON"),
         (b"\xff\xfe{}", "not valid JSON"),
-        (b"[" * 5000 + b"]" * 5000, "not valid JSON"),
+        (b"[" * 5000 + b"]" * 5000, "JSON object"),
+        (b'{"data": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
+        (b'{"data": [{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}]}", "nested too deeply"),
         (b'{"data": [{"IRQ Score": 1' + b"0" * 400 + b"}]}", "not valid JSON"),
     ],
 )
@@ -210,3 +212,56 @@ def test_gzip_without_support_is_not_a_500(client, auth, make_report):
         headers={**auth, "Content-Type": "application/json", "Content-Encoding": "gzip"},
     )
     assert response.status_code < 500
+
+
+@pytest.mark.parametrize(
+    "raw, message_part",
+    [
+        (b'{"data": [{"a": 1}, {"a": 1e400}]}', "Record 1 of 'data' is not valid JSON"),
+        (b'{"data": [{"a": 1}, 7]}', "Record 1 of 'data' is a number"),
+        (b'{"data": [{"a": 1}, {"a": "\\ud800"}]}', "not valid JSON"),
+        (b'{"data": [{"a": 1}, {"a": 1' + b"0" * 400 + b"}]}", "not valid JSON"),
+        (b'{"data": [{"a": 1}, {"a": 1}', "not valid JSON"),
+    ],
+)
+def test_large_batches_read_record_by_record_refuse_the_same_bodies(
+    client, auth, make_report, app, db, raw, message_part
+):
+    """A batch over the synchronous limit is split into records without being parsed
+    whole; a record that is not valid JSON still fails the request, naming it."""
+    import sqlalchemy as sa
+
+    from importer.models import ImportBatch
+
+    services = app.extensions["importer"]
+    services.settings = services.settings.replace(sync_max_records=1)
+    make_report()
+    response = client.post(
+        "/v1/import/vendors", data=raw, headers={**auth, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert message_part in detail(response)["message"]
+    with db.session() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(ImportBatch)) == 0
+
+
+def test_large_batches_with_hostile_values_complete(client, auth, make_report, app):
+    services = app.extensions["importer"]
+    services.settings = services.settings.replace(sync_max_records=1, chunk_size=2)
+    make_report()
+    records = [
+        {"Supplier ID": "H-1", "Supplier Name": {"nested": [1, {"x": None}]}},
+        {"Supplier ID": "H-2", "Supplier Name": "ok", "IRQ Score": 2**64, "Tags": [[["a"]]]},
+        {"Supplier ID": "H-3", "Supplier Name": "a\x00b"},
+        {"Supplier ID": "H-4", "Supplier Name": "ok", "Extra": "😀" * 100},
+    ]
+    response = client.post(
+        "/v1/import/vendors",
+        data=json.dumps({"data": records}),
+        headers={**auth, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 202
+    done = client.get(response.headers["Location"], headers=auth).json
+    assert (done["status"], done["created_count"], done["failed_count"]) == ("completed", 1, 3)
+    assert sorted({e["index"] for e in done["errors"]}) == [0, 1, 2]
+    assert [w["field"] for w in done["warnings"]] == ["Extra"]

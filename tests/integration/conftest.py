@@ -19,12 +19,15 @@ import redis
 
 from importer.db import Database
 from tests.integration.private_services import PrivateRedis
-from tests.integration.stack import Api, Stack
-
-POSTGRES_ADMIN_URL = os.environ.get(
-    "IMPORTER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+from tests.integration.stack import (
+    POSTGRES_ADMIN_URL,
+    REDIS_BASE_URL,
+    Api,
+    Stack,
+    create_database,
+    drop_database,
 )
-REDIS_BASE_URL = os.environ.get("IMPORTER_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
 #: The Redis database the tests own (they flush it).
 REDIS_DB = int(os.environ.get("IMPORTER_TEST_REDIS_DB", "9"))
 
@@ -58,19 +61,6 @@ def backing_services() -> None:
     if os.environ.get("IMPORTER_REQUIRE_SERVICES") == "1":
         pytest.fail(reason + " (IMPORTER_REQUIRE_SERVICES=1)")
     pytest.skip(reason)
-
-
-def create_database() -> str:
-    name = f"importer_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
-def drop_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -20,11 +20,30 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Where to keep the output of every process started (for a post-mortem of a failure).
 LOG_DIR = os.environ.get("IMPORTER_TEST_LOG_DIR", "")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "IMPORTER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_BASE_URL = os.environ.get("IMPORTER_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+def create_database(admin_url: str = POSTGRES_ADMIN_URL) -> str:
+    """A new, empty PostgreSQL database; returns its URL."""
+    name = f"importer_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(url: str, admin_url: str = POSTGRES_ADMIN_URL) -> None:
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def free_port() -> int:

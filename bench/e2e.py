@@ -1,0 +1,276 @@
+"""End to end: a 100,000-record batch over HTTP on the distributed deployment.
+
+Measures in one run, side by side:
+  * end to end: POST 100,000 vendor records (half of them updates of existing ones)
+    and long-poll until completed, with 2 worker processes;
+  * baseline (a): a raw PostgreSQL COPY of the same rows into an empty table;
+  * baseline (b): the naive way, on a sample: per record, a marshmallow load with a
+    new schema, then an ORM query by external_id and an update or an add;
+  * memory: peak RSS of the web process and of the workers during the batch (and
+    during a 10x smaller one, to see whether the workers grow with the batch);
+  * scaling: the end-to-end figure with 1, 2 and 4 worker processes.
+
+    python -m bench.e2e [--records 100000] [--scaling 1,2,4] [--naive-sample 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import psycopg
+import sqlalchemy as sa
+from marshmallow import Schema, fields
+from sqlalchemy.orm import Session
+
+from bench.data import COLUMNS, MAPPING, records
+from bench.stack import children, deployment, new_org, rss_bytes
+from importer.config import normalize_database_url
+from importer.db import Base, utcnow
+from importer.ids import VENDOR, new_id
+from importer.models import OBJECT_TABLES
+
+
+class NaiveVendor(Base):
+    """The vendors table through the ORM, as a naive importer would use it."""
+
+    __table__ = OBJECT_TABLES["vendor"]
+
+
+class NaiveVendorSchema(Schema):
+    external_id = fields.String(required=True, data_key="Supplier ID")
+    name = fields.String(required=True, data_key="Supplier Name")
+    website = fields.URL(data_key="Website")
+    description = fields.String(data_key="Description")
+    hq_location = fields.String(data_key="HQ")
+    status = fields.String(data_key="Status")
+    category = fields.String(data_key="Category")
+    raw_irq_score = fields.Float(data_key="IRQ Score")
+    contract_end_date = fields.Date(data_key="Contract End")
+    primary_contact_email = fields.Email(data_key="Contact Email")
+
+
+@dataclass
+class Peak:
+    """Peak RSS above the idle level, sampled every 20 ms."""
+
+    pids: list[int]
+    idle: dict[int, int] = field(default_factory=dict)
+    peak: dict[int, int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> Peak:
+        self.idle = {pid: rss_bytes(pid) for pid in self.pids}
+        self.peak = dict(self.idle)
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            for pid in self.pids:
+                self.peak[pid] = max(self.peak[pid], rss_bytes(pid))
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def max_peak(self) -> int:
+        return max(self.peak.values())
+
+    def max_growth(self) -> int:
+        return max(self.peak[pid] - self.idle[pid] for pid in self.pids)
+
+
+def import_and_wait(api: Any, slug: str, body: bytes) -> tuple[float, float]:
+    """(seconds until the 202, seconds until the batch completed)."""
+    started = time.perf_counter()
+    response = api.post(
+        f"/v1/import/{slug}", data=body, headers={"Content-Type": "application/json"}, timeout=600
+    )
+    accepted = time.perf_counter() - started
+    if response.status_code not in (200, 202):
+        raise RuntimeError(f"import answered {response.status_code}: {response.text[:300]}")
+    done = api.wait_done(response.json()["batch_id"], timeout=900)
+    elapsed = time.perf_counter() - started
+    if done["failed_count"]:
+        raise RuntimeError(f"{done['failed_count']} records failed: {done['errors'][:3]}")
+    return accepted, elapsed
+
+
+def end_to_end(workers: int, count: int, measure_memory: bool = False) -> dict[str, Any]:
+    """One deployment with ``workers`` worker processes; the e2e time of the batch."""
+    with deployment(IMPORTER_WEB_WORKERS="2") as stack:
+        worker = stack.start_worker(concurrency=workers)
+        web = stack.start_web()
+        api = new_org(stack)
+        slug = api.create_report("vendor", MAPPING)
+        api.session.patch(
+            f"{api.base_url}/v1/import-reports/{slug}", json={"mapping": MAPPING}
+        ).raise_for_status()
+        # Half of the measured batch updates objects that exist already.
+        seed = orjson.dumps({"data": records(0, count // 2)})
+        import_and_wait(api, slug, seed)
+        body = orjson.dumps({"data": records(0, count, generation=1)})
+        result: dict[str, Any] = {"workers": workers, "records": count, "body_bytes": len(body)}
+        if measure_memory:
+            small = orjson.dumps({"data": records(10 * count, count // 10)})
+            with Peak(children(worker)) as small_peak:
+                import_and_wait(api, slug, small)
+            result["worker_growth_small"] = small_peak.max_growth()
+            pids = children(web) + children(worker)
+            with Peak(pids) as peak:
+                accepted, seconds = import_and_wait(api, slug, body)
+            web_pids = children(web)
+            result["web_peak"] = max(peak.peak[pid] for pid in web_pids)
+            result["web_growth"] = max(peak.peak[pid] - peak.idle[pid] for pid in web_pids)
+            result["worker_growth"] = max(
+                peak.peak[pid] - peak.idle[pid] for pid in children(worker)
+            )
+        else:
+            accepted, seconds = import_and_wait(api, slug, body)
+        result["accepted_seconds"] = accepted
+        result["seconds"] = seconds
+        result["rate"] = count / seconds
+        result["database_url"] = stack.env["DATABASE_URL"]
+        return result
+
+
+def copy_baseline(count: int) -> float:
+    """Records/s of a raw COPY of the same rows into an empty table."""
+    rows = [tuple(rec[MAPPING[column]] for column in COLUMNS) for rec in records(0, count, 1)]
+    with deployment() as stack, psycopg.connect(stack.env["DATABASE_URL"]) as conn:
+        conn.execute(
+            "CREATE TABLE copy_target (external_id text, name text, website text, "
+            "description text, hq_location text, status text, category text, "
+            "raw_irq_score double precision, contract_end_date date, primary_contact_email text)"
+        )
+        conn.commit()
+        started = time.perf_counter()
+        with conn.cursor().copy(f"COPY copy_target ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        return count / (time.perf_counter() - started)
+
+
+def naive_baseline(sample: int) -> float:
+    """Records/s of per-record marshmallow + ORM upserts, half of them updates."""
+    with deployment() as stack:
+        engine = sa.create_engine(normalize_database_url(stack.env["DATABASE_URL"]))
+        org_id = orjson.loads(stack.run("create-org", "naive"))["org_id"]
+        with Session(engine) as session:
+            now = utcnow()
+            for rec in records(0, sample // 2):
+                values = NaiveVendorSchema().load(rec)
+                session.add(
+                    NaiveVendor(
+                        id=new_id(VENDOR),
+                        org_id=org_id,
+                        created_at=now,
+                        updated_at=now,
+                        created_seq=1,
+                        written_seq=1,
+                        **values,
+                    )
+                )
+            session.commit()
+            started = time.perf_counter()
+            for rec in records(0, sample, generation=1):
+                values = NaiveVendorSchema().load(rec)  # a new schema per record
+                vendor = session.scalars(
+                    sa.select(NaiveVendor).where(
+                        NaiveVendor.org_id == org_id,
+                        NaiveVendor.external_id == values["external_id"],
+                    )
+                ).one_or_none()
+                if vendor is None:
+                    vendor = NaiveVendor(
+                        id=new_id(VENDOR), org_id=org_id, created_at=utcnow(), created_seq=2
+                    )
+                    session.add(vendor)
+                for name, value in values.items():
+                    setattr(vendor, name, value)
+                vendor.updated_at, vendor.written_seq = utcnow(), 2
+                session.commit()
+            rate = sample / (time.perf_counter() - started)
+        engine.dispose()
+        return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--scaling", default="1,2,4")
+    parser.add_argument("--naive-sample", type=int, default=3000)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+
+    copy_rate = copy_baseline(args.records)
+    naive_rate = naive_baseline(args.naive_sample)
+    main_run = end_to_end(2, args.records, measure_memory=True)
+    scaling = {
+        workers: (main_run if workers == 2 else end_to_end(workers, args.records))
+        for workers in [int(w) for w in args.scaling.split(",")]
+    }
+    mib = 1024 * 1024
+    e2e = main_run["rate"]
+    out = io.StringIO()
+    print(
+        f"End to end, {args.records:,} vendor records (half updates), 2 worker processes:", file=out
+    )
+    print(
+        f"  {e2e:,.0f} records/s ({main_run['seconds']:.1f} s, of which "
+        f"{main_run['accepted_seconds']:.1f} s until the 202)",
+        file=out,
+    )
+    print(
+        f"  raw COPY into an empty table:   {copy_rate:,.0f} records/s -> "
+        f"e2e / COPY  = {e2e / copy_rate:.2f}  (target >= 0.20)",
+        file=out,
+    )
+    print(
+        f"  naive ORM + marshmallow/record: {naive_rate:,.0f} records/s -> "
+        f"e2e / naive = {e2e / naive_rate:.1f}  (target >= 20)",
+        file=out,
+    )
+    body = main_run["body_bytes"]
+    print(f"Memory during the batch (request body {body / mib:.1f} MiB):", file=out)
+    print(
+        f"  web process: peak RSS {main_run['web_peak'] / mib:.0f} MiB, growth "
+        f"{main_run['web_growth'] / mib:.0f} MiB = {main_run['web_growth'] / body:.2f} x the body "
+        "(target <= 6)",
+        file=out,
+    )
+    print(
+        f"  worker processes: growth {main_run['worker_growth'] / mib:.0f} MiB for "
+        f"{args.records:,} records, {main_run['worker_growth_small'] / mib:.0f} MiB for "
+        f"{args.records // 10:,} (flat in the batch size when these are close)",
+        file=out,
+    )
+    print("Scaling (end to end):", file=out)
+    print("  | worker processes | records/s | x 1 worker |", file=out)
+    print("  |---|---|---|", file=out)
+    one = scaling.get(1, main_run)["rate"]
+    for workers, run in scaling.items():
+        print(f"  | {workers} | {run['rate']:,.0f} | {run['rate'] / one:.2f} |", file=out)
+    print(out.getvalue())
+    if args.json:
+        figures = {
+            "copy_rate": copy_rate,
+            "naive_rate": naive_rate,
+            "main": main_run,
+            "scaling": {str(k): v for k, v in scaling.items()},
+        }
+        with open(args.json, "w") as handle:
+            json.dump(figures, handle, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    main()

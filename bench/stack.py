@@ -1,0 +1,73 @@
+"""The distributed deployment for a benchmark: a fresh PostgreSQL database, a Redis
+database of its own, ``importer web`` and ``importer worker`` processes.
+
+Built on the integration tests' process helpers (tests/integration/stack.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+import redis
+
+from tests.integration.stack import (
+    REDIS_BASE_URL,
+    Api,
+    Process,
+    Stack,
+    create_database,
+    drop_database,
+)
+
+#: The Redis database benchmarks own (flushed at start and end).
+REDIS_DB = int(os.environ.get("IMPORTER_BENCH_REDIS_DB", "13"))
+
+
+@contextmanager
+def deployment(**settings: str) -> Iterator[Stack]:
+    database_url = create_database()
+    redis_url = f"{REDIS_BASE_URL}/{REDIS_DB}"
+    broker = redis.Redis.from_url(redis_url)
+    broker.flushdb()
+    stack = Stack(database_url, redis_url, **settings)
+    try:
+        stack.run("db", "upgrade")
+        yield stack
+    finally:
+        stack.stop()
+        drop_database(database_url)
+        broker.flushdb()
+
+
+def new_org(stack: Stack) -> Api:
+    created = orjson.loads(stack.run("create-org", "bench"))
+    return Api(stack.base_url, created["api_key"], created["org_id"])
+
+
+def children(process: Process) -> list[int]:
+    """The pids of a process's children (gunicorn's workers, Celery's pool processes)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after ")".
+            if int(stat.rsplit(")", 1)[1].split()[1]) == process.popen.pid:
+                found.append(int(entry.name))
+    return found
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
