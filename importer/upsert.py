@@ -1,9 +1,10 @@
 """Where a record is written.
 
 A chunk of validated records is written with ONE statement,
-``INSERT ... SELECT ... ON CONFLICT (org_id, external_id) DO UPDATE``, whose rows
-come from a single JSON parameter (``jsonb_to_recordset`` on PostgreSQL,
-``json_each`` on SQLite). There is no round trip per record.
+``INSERT ... SELECT ... ON CONFLICT (org_id, external_id) DO UPDATE``. On
+PostgreSQL its rows are first ``COPY``-ed into a temporary staging table (the
+fastest way in, measured in bench/); on SQLite they come from one JSON parameter
+(``json_each``). There is no round trip per record.
 
 The statement carries three guarantees:
 
@@ -29,6 +30,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.schema import CreateTable
 
 from importer import catalog, ids
 from importer.catalog import BaseObject
@@ -63,13 +65,31 @@ def _written_columns(base: BaseObject) -> list[str]:
     return names
 
 
+def _chunk_columns(base: BaseObject) -> list[str]:
+    return ["id", *_written_columns(base)]
+
+
+@functools.lru_cache(maxsize=16)
+def staging_table(base_name: str) -> sa.Table:
+    """A temporary table (one per connection, emptied at each commit) that a chunk is
+    COPY-ed into before the upsert reads it."""
+    base = catalog.CATALOG[base_name]
+    table = OBJECT_TABLES[base_name]
+    return sa.Table(
+        f"stage_{base.plural}",
+        sa.MetaData(),
+        *[sa.Column(name, table.c[name].type) for name in _chunk_columns(base)],
+        prefixes=["TEMPORARY"],
+        postgresql_on_commit="DELETE ROWS",
+    )
+
+
 @functools.lru_cache(maxsize=16)
 def upsert_statement(base_name: str, dialect: str) -> sa.Insert:
     """The chunk upsert for one base object, built once per process."""
     base = catalog.CATALOG[base_name]
     table = OBJECT_TABLES[base_name]
-    columns = ["id", *_written_columns(base)]
-    rows_param = sa.bindparam("rows", type_=sa.Text)
+    columns = _chunk_columns(base)
     constants = [
         sa.bindparam("org_id", type_=sa.String).label("org_id"),
         sa.bindparam("now", type_=UTCDateTime).label("created_at"),
@@ -79,17 +99,15 @@ def upsert_statement(base_name: str, dialect: str) -> sa.Insert:
     ]
     insert: postgresql.Insert | sqlite.Insert
     if dialect == "postgresql":
-        recordset = (
-            sa.func.jsonb_to_recordset(sa.cast(rows_param, postgresql.JSONB))
-            .table_valued(*[sa.column(name, table.c[name].type) for name in columns])
-            .render_derived(name="r", with_types=True)
-        )
-        source = sa.select(*[recordset.c[name] for name in columns], *constants).order_by(
-            recordset.c.external_id
+        stage = staging_table(base_name)
+        # Rows in external_id order: concurrent chunks lock rows in the same order.
+        source = sa.select(*[stage.c[name] for name in columns], *constants).order_by(
+            stage.c.external_id
         )
         insert = postgresql.insert(table)
     elif dialect == "sqlite":
-        each = sa.func.json_each(rows_param).table_valued("value").alias("r")
+        each = sa.func.json_each(sa.bindparam("rows", type_=sa.Text)).table_valued("value")
+        each = each.alias("r")
 
         def extract(name: str) -> sa.ColumnElement[Any]:
             value = sa.func.json_extract(each.c.value, f"$.{name}")
@@ -123,6 +141,26 @@ def upsert_statement(base_name: str, dialect: str) -> sa.Insert:
         set_=updates,
         where=table.c.written_seq <= excluded.written_seq,
     ).returning(table.c.id, table.c.external_id, table.c.created_seq)
+
+
+def _stage(session: Session, base: BaseObject, rows: Sequence[dict[str, Any]]) -> None:
+    """COPY a chunk's rows into its staging table, in the session's transaction."""
+    stage = staging_table(base.name)
+    session.execute(CreateTable(stage, if_not_exists=True))
+    columns = _chunk_columns(base)
+    lists = {name for name in columns if isinstance(stage.c[name].type, sa.JSON)}
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    with driver.cursor().copy(f"COPY {stage.name} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(
+                [
+                    orjson.dumps(row[name]).decode()
+                    if name in lists and row.get(name) is not None
+                    else row.get(name)
+                    for name in columns
+                ]
+            )
 
 
 def lookup_ids(
@@ -222,11 +260,13 @@ def write_records(
             row["id"] = ids.new_id(base.id_prefix)
             rows.append(row)
             index_of[row["external_id"]] = index
-        statement = upsert_statement(base.name, session.get_bind().dialect.name)
-        returned = session.execute(
-            statement,
-            {"rows": orjson.dumps(rows).decode(), "org_id": org_id, "now": utcnow(), "seq": seq},
-        ).all()
+        dialect = session.get_bind().dialect.name
+        parameters: dict[str, Any] = {"org_id": org_id, "now": utcnow(), "seq": seq}
+        if dialect == "postgresql":
+            _stage(session, base, rows)
+        else:
+            parameters["rows"] = orjson.dumps(rows).decode()
+        returned = session.execute(upsert_statement(base.name, dialect), parameters).all()
         written: dict[str, tuple[str, str]] = {}
         for object_id, external_id, created_seq in returned:
             written[external_id] = (object_id, "created" if created_seq == seq else "updated")

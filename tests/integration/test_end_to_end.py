@@ -129,3 +129,40 @@ def test_idempotency_key_on_the_real_stack(api):
     assert first.status_code == second.status_code == 200
     assert first.json() == second.json()
     assert api.get("/v1/import/batches").json()["total"] == 1
+
+
+def test_every_kind_of_value_reads_back_from_postgresql(api):
+    slug = api.create_report("vendor", VENDOR_MAPPING)
+    record = vendor(
+        7,
+        Website="acme.example.com",
+        Status="Active",
+        Tags=["pii", " hosting ", ""],
+        Enterprise="yes",
+        **{"IRQ Score": " 85.5 ", "Next Assessment": "2026-07-01T23:30:00-05:00",
+           "Contact Email": "sec@acme.example.com"},
+    )
+    body = api.post(f"/v1/import/{slug}", json={"data": [record]}).json()
+    first = api.get(f"/v1/vendors/{body['results'][0]['coverbase_id']}").json()
+    assert {key: first[key] for key in (
+        "external_id", "name", "website", "status", "tags", "enterprise", "raw_irq_score",
+        "next_assessment_date", "primary_contact_email", "description",
+    )} == {
+        "external_id": "V-00007",
+        "name": "Vendor 7",
+        "website": "https://acme.example.com",
+        "status": "active",
+        "tags": ["pii", "hosting"],
+        "enterprise": True,
+        "raw_irq_score": 85.5,
+        "next_assessment_date": 1782864000,  # 2026-07-01T00:00:00Z
+        "primary_contact_email": "sec@acme.example.com",
+        "description": None,
+    }
+    # An update carrying only some fields keeps the others.
+    api.post(f"/v1/import/{slug}", json={"data": [vendor(7, Enterprise="no", Tags="")]})
+    second = api.get(f"/v1/vendors/{first['id']}").json()
+    assert (second["enterprise"], second["tags"], second["website"]) == (
+        False, ["pii", "hosting"], "https://acme.example.com",
+    )
+    assert second["updated_at"] >= first["updated_at"]
