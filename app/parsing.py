@@ -240,10 +240,10 @@ def _rows_batch(rows: Any, settings: Settings, what: str) -> ParsedBatch:
                 batch.malformed.append(
                     problem(
                         index,
-                        None,
+                        read.external_id,
                         None,
                         ErrorCode.INVALID_FIELD_VALUE,
-                        f"The {what} {read.problem}.",
+                        f"{read.problem}; the record was not read.",
                     )
                 )
             else:
@@ -273,9 +273,10 @@ def parse_batch(
     external_id (read from a large JSON batch without parsing it whole)."""
     mimetype = request.mimetype
     if mimetype in CSV_TYPES:
-        batch = _rows_batch(csv_rows(io.StringIO(_text(raw), newline="")), settings, "CSV")
+        rows = csv_rows(io.StringIO(_text(raw), newline=""), id_field)
+        batch = _rows_batch(rows, settings, "CSV")
     elif mimetype in NDJSON_TYPES:
-        batch = _rows_batch(ndjson_rows(io.StringIO(_text(raw), newline="")), settings, "NDJSON")
+        batch = _rows_batch(ndjson_rows(io.BytesIO(raw)), settings, "NDJSON")
     else:
         batch = _json_batch(raw, settings, id_field)
     if not batch.received:

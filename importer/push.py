@@ -53,6 +53,7 @@ from rich.progress import (
 from rich.text import Text
 
 from importer.config import ConfigError, Settings
+from importer.formats import FormatError, Row, csv_rows, json_kind, ndjson_rows
 
 FORMATS = ("csv", "ndjson", "json")
 EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json"}
@@ -87,14 +88,8 @@ class SourceError(PushError):
 # --- reading the file -----------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class SourceRow:
-    """One record of the file, or a problem in place of one (``record`` is None)."""
-
-    row: int
-    record: dict[str, Any] | None
-    problem: str | None = None
-    external_id: str | None = None
+#: One record of the file, or a problem in place of one (``record`` is None).
+SourceRow = Row
 
 
 def detect_format(path: Path, override: str | None = None) -> str:
@@ -119,10 +114,12 @@ def read_rows(path: Path, fmt: str, external_id_field: str | None = None) -> Ite
         if fmt == "csv":
             # utf-8-sig drops a byte-order mark; newline="" lets csv see quoted newlines.
             with path.open(encoding="utf-8-sig", newline="") as text:
-                yield from csv_rows(text, external_id_field)
+                for row in csv_rows(text, external_id_field):
+                    yield _not_sent(row, "row")
         elif fmt == "ndjson":
             with path.open("rb") as binary:
-                yield from ndjson_rows(binary)
+                for row in ndjson_rows(binary):
+                    yield _not_sent(row, "line")
         elif fmt == "json":
             with path.open("rb") as binary:
                 yield from json_rows(binary)
@@ -130,77 +127,16 @@ def read_rows(path: Path, fmt: str, external_id_field: str | None = None) -> Ite
             raise SourceError(f"Unknown format {fmt!r}.")
     except UnicodeDecodeError as error:
         raise SourceError(f"{path} is not UTF-8 text ({error.reason}).") from None
+    except FormatError as error:
+        raise SourceError(f"The CSV file cannot be read: {error}.") from None
     except OSError as error:
         raise SourceError(f"Cannot read {path}: {error.strerror or error}.") from None
 
 
-def csv_rows(text: Iterable[str], external_id_field: str | None = None) -> Iterator[SourceRow]:
-    """Rows of a CSV text stream opened with ``newline=""``; the header names the fields.
-
-    ``row`` is the line the row starts on (the header is line 1), counting the
-    newlines inside quoted fields.
-    """
-    reader = csv.reader(text)
-    try:
-        header = next(reader, None)
-        if not header or not any(name.strip() for name in header):
-            raise SourceError("The CSV file has no header row (line 1 must name the fields).")
-        names = [name.strip() for name in header]
-        repeated = sorted({name for name in names if name and names.count(name) > 1})
-        if repeated:
-            raise SourceError(f"The CSV header names {', '.join(map(repr, repeated))} twice.")
-        id_column = names.index(external_id_field) if external_id_field in names else None
-        last_line = reader.line_num
-        for fields in reader:
-            row, last_line = last_line + 1, reader.line_num
-            if not any(value.strip() for value in fields):
-                continue  # a blank line, or a row of empty fields: not a record
-            external_id = None
-            if id_column is not None and id_column < len(fields):
-                external_id = fields[id_column].strip() or None
-            if len(fields) > len(names):
-                yield SourceRow(
-                    row,
-                    None,
-                    f"Row {row} has {len(fields)} fields but the header names {len(names)} "
-                    "(a value probably holds an unquoted comma); the row was not sent.",
-                    external_id,
-                )
-                continue
-            record = {
-                name: value for name, value in zip(names, fields, strict=False) if name or value
-            }
-            yield SourceRow(row, record, external_id=external_id)
-    except csv.Error as error:
-        raise SourceError(f"CSV line {reader.line_num}: {error}.") from None
-
-
-def ndjson_rows(binary: Iterable[bytes]) -> Iterator[SourceRow]:
-    """One JSON object per line; blank lines are skipped; ``row`` is the line number."""
-    for number, line in enumerate(binary, start=1):
-        if number == 1 and line.startswith(b"\xef\xbb\xbf"):
-            line = line[3:]
-        if not line.strip():
-            continue
-        try:
-            value = orjson.loads(line)
-        except orjson.JSONDecodeError as error:
-            yield SourceRow(
-                number,
-                None,
-                f"Line {number} is not valid JSON ({error.msg} at column {error.colno}); "
-                "the line was not sent.",
-            )
-            continue
-        if not isinstance(value, dict):
-            yield SourceRow(
-                number,
-                None,
-                f"Line {number} holds a JSON {_json_kind(value)}, not an object; "
-                "the line was not sent.",
-            )
-            continue
-        yield SourceRow(number, value)
+def _not_sent(row: Row, what: str) -> Row:
+    if row.problem is None:
+        return row
+    return dataclasses.replace(row, problem=f"{row.problem}; the {what} was not sent.")
 
 
 def json_rows(binary: IO[bytes]) -> Iterator[SourceRow]:
@@ -221,7 +157,7 @@ def json_rows(binary: IO[bytes]) -> Iterator[SourceRow]:
                 yield SourceRow(
                     position,
                     None,
-                    f"Element {position} of the array is a JSON {_json_kind(element)}, "
+                    f"Element {position} of the array is a JSON {json_kind(element)}, "
                     "not an object; it was not sent.",
                 )
         for _ in events:  # what follows the array must be well-formed too
@@ -264,18 +200,6 @@ def _build(event: str, value: Any, events: Iterator[tuple[str, str, Any]]) -> An
     return builder.value
 
 
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "value"
-
-
 def count_records(path: Path, fmt: str) -> int:
     """Records (and unreadable rows) in the file, streaming; raises SourceError early."""
     return sum(1 for _ in read_rows(path, fmt))
@@ -309,7 +233,7 @@ def iter_chunks(rows: Iterable[SourceRow], size: int) -> Iterator[Chunk]:
         if item.record is None:
             problems.append(item)
         else:
-            chunk_rows.append(item.row)
+            chunk_rows.append(item.line)
             records.append(item.record)
         if len(records) == size or len(problems) == size:
             yield Chunk(position, index if records else -1, chunk_rows, records, problems)
@@ -529,7 +453,7 @@ class ChunkOutcome:
 
 
 def local_outcome(chunk: Chunk) -> list[tuple[int, str | None, str | None, str, str]]:
-    return [(p.row, p.external_id, None, INVALID, p.problem or "") for p in chunk.problems]
+    return [(p.line, p.external_id, None, INVALID, p.problem or "") for p in chunk.problems]
 
 
 class Tally:

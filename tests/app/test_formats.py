@@ -48,7 +48,11 @@ def test_csv(client, auth, make_report, gzipped):
         (2, "invalid_field_value"),  # more fields than the header
         (3, "missing_required_field"),  # the short row has no name
     ]
-    assert "line 5" in body["errors"][0]["message"] and "6 fields" in body["errors"][0]["message"]
+    assert body["errors"][0]["message"] == (
+        "Row 5 has 6 fields but the header names 5 (a value probably holds an unquoted "
+        "comma); the record was not read."
+    )
+    assert body["errors"][0]["external_id"] == "V-3"
     acme = client.get("/v1/vendors?external_id=V-1", headers=auth).json["items"][0]
     assert (acme["name"], acme["website"], acme["tags"]) == (
         "Acme, Inc.",
@@ -82,8 +86,10 @@ def test_ndjson(client, auth, make_report, gzipped):
         (3, "invalid_field_value"),
         (4, "missing_required_field"),
     ]
-    assert "line 4 is not valid JSON" in body["errors"][0]["message"]
-    assert "line 5 is an array" in body["errors"][1]["message"]
+    assert body["errors"][0]["message"].startswith("Line 4 is not valid JSON (")
+    assert body["errors"][1]["message"] == (
+        "Line 5 holds a JSON array, not an object; the record was not read."
+    )
     assert [(w["index"], w["field"]) for w in body["warnings"]] == [(1, "Extra")]
 
 
