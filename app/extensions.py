@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from importer.config import Settings
 from importer.db import Database
 from importer.notify import Notifier, make_notifier
-from worker.dispatch import ChunkSender
+from worker.dispatch import ChunkSender, WebhookSender
 
 
 class BrokerCheck:
@@ -56,12 +56,14 @@ class Services:
     send_chunks: ChunkSender
     notifier: Notifier
     check_broker: Callable[[], None]
+    #: Queues the webhook deliveries of a batch that ended when it was accepted.
+    send_webhooks: WebhookSender
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def build_services(settings: Settings) -> Services:
     from worker.celery_app import create_celery
-    from worker.dispatch import CelerySender
+    from worker.dispatch import CelerySender, CeleryWebhookSender
 
     ping = None
     if settings.redis_url:
@@ -71,12 +73,14 @@ def build_services(settings: Settings) -> Services:
             settings.redis_url, socket_connect_timeout=2, socket_timeout=2
         )
         ping = client.ping
+    celery = create_celery(settings)
     return Services(
         settings=settings,
         db=Database.from_settings(settings),
-        send_chunks=CelerySender(create_celery(settings)),
+        send_chunks=CelerySender(celery),
         notifier=make_notifier(settings.redis_url),
         check_broker=BrokerCheck(ping),
+        send_webhooks=CeleryWebhookSender(celery),
     )
 
 

@@ -68,6 +68,10 @@ _TAGS = [
     {"name": "Imports", "description": "The import call."},
     {"name": "Batches", "description": "Import batches and their per-record outcome."},
     {"name": "Base objects", "description": "What the imports wrote, read back."},
+    {
+        "name": "Webhooks",
+        "description": "Import.Completed and Import.Failed, POSTed to the org's endpoints.",
+    },
     {"name": "Health", "description": "Liveness, readiness and this document."},
 ]
 
@@ -408,6 +412,85 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
                 parameters=(_path(schemas.BatchPathSchema), page),
             )
         }
+    not_found_webhook = _error("`webhook_not_found`: no live webhook of that id in the org.")
+    webhook_path = _path(schemas.WebhookPathSchema)
+    ops["api.create_webhook"] = {
+        "post": _operation(
+            "create_webhook",
+            "Register a webhook endpoint",
+            "Webhooks",
+            {
+                "201": _response(
+                    "The endpoint (without its secret).", schemas.WebhookSchema, ("Location",)
+                ),
+                "413": "PayloadTooLarge",
+                "415": "UnsupportedMediaType",
+                "422": _error(
+                    f"{body_422}: the URL is not an absolute http(s) URL, an event is "
+                    "unknown, or the secret is too short (`detail.errors` lists each problem "
+                    "with its `field`)."
+                ),
+            },
+            headers=schemas.BodyHeadersSchema,
+            body=schemas.WebhookCreateSchema,
+            body_example={
+                "url": "https://example.com/hooks/importer",
+                "events": ["Import.Completed", "Import.Failed"],
+                "secret": "whsec-3b8f0c1e9a7d4f52",
+            },
+            description=(
+                "When a batch of the org ends (not a dry run), each endpoint subscribed to "
+                "its event gets a POST of `{event_id, event_type, occurred_at, data}` (`data`: "
+                "the batch without its per-record lists), signed in `X-Importer-Signature: "
+                "sha256=<HMAC-SHA256 of the raw body with the secret>`. Delivered at least "
+                "once, retried with exponential backoff; dedupe on `event_id`."
+            ),
+        )
+    }
+    ops["api.list_webhooks"] = {
+        "get": _operation(
+            "list_webhooks",
+            "List the org's webhook endpoints, oldest first",
+            "Webhooks",
+            {
+                "200": _response("A page of endpoints.", schemas.WebhookPageSchema),
+                "422": "InvalidParameter",
+            },
+            parameters=(page,),
+        )
+    }
+    ops["api.get_webhook"] = {
+        "get": _operation(
+            "get_webhook",
+            "Read a webhook endpoint",
+            "Webhooks",
+            {"200": _response("The endpoint.", schemas.WebhookSchema), "404": not_found_webhook},
+            parameters=(webhook_path,),
+        )
+    }
+    ops["api.disable_webhook"] = {
+        "delete": _operation(
+            "disable_webhook",
+            "Disable a webhook endpoint",
+            "Webhooks",
+            {"204": _response("Disabled."), "404": not_found_webhook},
+            parameters=(webhook_path,),
+            description="No new deliveries; its pending ones are given up, not attempted.",
+        )
+    }
+    ops["api.webhook_deliveries"] = {
+        "get": _operation(
+            "webhook_deliveries",
+            "List an endpoint's deliveries and their attempts, newest first",
+            "Webhooks",
+            {
+                "200": _response("A page of deliveries.", schemas.WebhookDeliveryPageSchema),
+                "404": not_found_webhook,
+                "422": "InvalidParameter",
+            },
+            parameters=(webhook_path, page),
+        )
+    }
     for base in catalog.CATALOG.values():
         ops[f"api.list_{base.plural}"] = {
             "get": _operation(

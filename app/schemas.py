@@ -19,11 +19,11 @@ from app import _REQUEST_ID_RE
 from app.errors import InvalidBody
 from app.idempotency import MAX_KEY_LENGTH
 from app.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from importer import catalog, ids
+from importer import catalog, ids, webhooks
 from importer.catalog import BaseObject, FieldSpec, Kind
 from importer.config import Settings
 from importer.db import unix
-from importer.models import BatchStatus, ImportReport
+from importer.models import BatchStatus, DeliveryStatus, ImportReport
 from importer.problems import ErrorCode
 from importer.reports import SLUG_RE
 
@@ -117,6 +117,100 @@ class ReportSchema(Schema):
     )
     created_at = UnixTime(dump_only=True, required=True)
     updated_at = UnixTime(dump_only=True, required=True)
+
+
+# --- webhook bodies -------------------------------------------------------------
+
+
+def _webhook_url(url: str) -> None:
+    problem = webhooks.url_problem(url)
+    if problem is not None:
+        raise ValidationError(f"The URL {problem}.")
+
+
+def _event_type(**kwargs: Any) -> fields.String:
+    return fields.String(validate=validate.OneOf(webhooks.EVENT_TYPES), **kwargs)
+
+
+class WebhookCreateSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    url = fields.String(
+        required=True,
+        validate=_webhook_url,
+        metadata={
+            "description": "An absolute http:// or https:// URL; it is POSTed to, and "
+            "redirects are not followed.",
+            "maxLength": webhooks.MAX_URL_LENGTH,
+            "example": "https://example.com/hooks/importer",
+        },
+    )
+    events = fields.List(
+        _event_type(),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={"description": "The events to deliver.", "example": list(webhooks.EVENT_TYPES)},
+    )
+    secret = fields.String(
+        required=True,
+        validate=validate.Length(min=webhooks.MIN_SECRET_LENGTH, max=webhooks.MAX_SECRET_LENGTH),
+        metadata={
+            "description": "The key of the HMAC-SHA256 signature of every delivery "
+            "(X-Importer-Signature); never shown again.",
+            "example": "whsec-3b8f0c1e9a7d4f52",
+        },
+    )
+
+
+class WebhookSchema(Schema):
+    """An endpoint, as the API shows it (never its secret)."""
+
+    id = _id_field(ids.WEBHOOK, required=True)
+    url = fields.String(required=True)
+    events = fields.List(_event_type(), required=True)
+    created_at = fields.Integer(required=True)
+
+
+class DeliveryAttemptSchema(Schema):
+    at = fields.Integer(required=True, metadata={"description": "When it was sent."})
+    status_code = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The receiver's HTTP status; null when no answer came."},
+    )
+    error = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Why no answer came (refused, timed out, ...), or null."},
+    )
+    duration_ms = fields.Integer(required=True, validate=validate.Range(min=0))
+
+
+class WebhookDeliverySchema(Schema):
+    id = _id_field(ids.DELIVERY, required=True)
+    event_id = _id_field(
+        ids.EVENT,
+        required=True,
+        metadata={"description": "The same for every endpoint and attempt: dedupe on it."},
+    )
+    event_type = _event_type(required=True)
+    status = fields.String(
+        required=True, validate=validate.OneOf([status.value for status in DeliveryStatus])
+    )
+    attempt_count = fields.Integer(required=True, validate=validate.Range(min=0))
+    created_at = fields.Integer(required=True)
+    delivered_at = fields.Integer(required=True, allow_none=True)
+    next_attempt_at = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "When the next attempt is due; null once delivered or failed."},
+    )
+    attempts = fields.List(
+        fields.Nested(DeliveryAttemptSchema),
+        required=True,
+        metadata={"description": "Every attempt, oldest first."},
+    )
 
 
 # --- documentation-only schemas: bodies the views build by hand -----------------
@@ -351,6 +445,8 @@ ReportPageSchema = page_schema(ReportSchema, "ReportPageSchema")
 BatchSummaryPageSchema = page_schema(BatchSummarySchema, "BatchSummaryPageSchema")
 ResultItemPageSchema = page_schema(ResultItemSchema, "ResultItemPageSchema")
 ProblemItemPageSchema = page_schema(ProblemItemSchema, "ProblemItemPageSchema")
+WebhookPageSchema = page_schema(WebhookSchema, "WebhookPageSchema")
+WebhookDeliveryPageSchema = page_schema(WebhookDeliverySchema, "WebhookDeliveryPageSchema")
 
 #: Base object name -> the schema of its body, and of a page of them.
 OBJECT_SCHEMAS: dict[str, type[Schema]] = {
@@ -466,6 +562,14 @@ class BatchPathSchema(Schema):
     )
 
 
+class WebhookPathSchema(Schema):
+    webhook_id = _id_field(
+        ids.WEBHOOK,
+        required=True,
+        metadata={"example": "cbwhk_0f3c2b1a9e8d4c7b6a5f4e3d2c1b0a99"},
+    )
+
+
 def object_path_schema(base: BaseObject) -> type[Schema]:
     return Schema.from_dict(
         {"object_id": _id_field(base.id_prefix, required=True)},
@@ -507,6 +611,7 @@ def _flatten(messages: Any, prefix: str = "") -> list[dict[str, str]]:
 report_schema = ReportSchema()
 report_create_schema = ReportCreateSchema()
 report_update_schema = ReportUpdateSchema()
+webhook_create_schema = WebhookCreateSchema()
 
 
 def dump_report(report: ImportReport) -> dict[str, Any]:

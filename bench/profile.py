@@ -47,41 +47,84 @@ def main() -> None:
             org, _ = orgs.create_org(session, "profile")
             choices = org.choices()
         # Half of the batch updates existing objects, as in bench/e2e.py.
-        seed = validate_records(records(0, count // 2), base_object="vendor", mapping=MAPPING,
-                                org_choices=choices)
+        seed = validate_records(
+            records(0, count // 2), base_object="vendor", mapping=MAPPING, org_choices=choices
+        )
         for start in range(0, len(seed.valid), size):
             with db.session() as session:
-                write_records(session, org_id=org.id, base_object="vendor", mapping=MAPPING,
-                              seq=1, records=seed.valid[start : start + size])
+                write_records(
+                    session,
+                    org_id=org.id,
+                    base_object="vendor",
+                    mapping=MAPPING,
+                    seq=1,
+                    records=seed.valid[start : start + size],
+                )
         body = orjson.dumps({"data": records(0, count, generation=1)})
 
         # The web: split the body into records, read their external_ids, find
         # duplicates, build the chunks' payloads.
-        envelope = timed(stages, "web: split the JSON body into records (msgspec)",
-                         lambda: msgspec.json.decode(body, type=Envelope))
-        ids = timed(stages, "web: read each record's external_id (orjson)", lambda: [
-            raw_external_id(orjson.loads(memoryview(raw)), MAPPING["external_id"])
-            for raw in envelope.data
-        ])
-        outcome = timed(stages, "web: duplicate external_ids", lambda: screen_records(
-            envelope.data, base_object="vendor", mapping=MAPPING, external_ids=ids))
-        payloads = timed(stages, "web: chunk payloads", lambda: [
-            orjson.dumps(outcome.valid[start : start + size],
-                         default=lambda raw: orjson.Fragment(memoryview(raw).tobytes()))
-            for start in range(0, count, size)
-        ])
+        envelope = timed(
+            stages,
+            "web: split the JSON body into records (msgspec)",
+            lambda: msgspec.json.decode(body, type=Envelope),
+        )
+        ids = timed(
+            stages,
+            "web: read each record's external_id (orjson)",
+            lambda: [
+                raw_external_id(orjson.loads(memoryview(raw)), MAPPING["external_id"])
+                for raw in envelope.data
+            ],
+        )
+        outcome = timed(
+            stages,
+            "web: duplicate external_ids",
+            lambda: screen_records(
+                envelope.data, base_object="vendor", mapping=MAPPING, external_ids=ids
+            ),
+        )
+        payloads = timed(
+            stages,
+            "web: chunk payloads",
+            lambda: [
+                orjson.dumps(
+                    outcome.valid[start : start + size],
+                    default=lambda raw: orjson.Fragment(memoryview(raw).tobytes()),
+                )
+                for start in range(0, count, size)
+            ],
+        )
         # The workers: per chunk, read the payload, validate, upsert.
         for payload in payloads:
-            pairs = timed(stages, "worker: read the chunk payload", lambda p=payload: orjson.loads(p))
-            checked = timed(stages, "worker: validate (marshmallow, cached schema)", lambda p=pairs:
-                            validate_records([r for _, r in p], indexes=[i for i, _ in p],
-                                             base_object="vendor", mapping=MAPPING,
-                                             org_choices=choices, check_duplicates=False))
+            pairs = timed(
+                stages, "worker: read the chunk payload", lambda p=payload: orjson.loads(p)
+            )
+            checked = timed(
+                stages,
+                "worker: validate (marshmallow, cached schema)",
+                lambda p=pairs: validate_records(
+                    [r for _, r in p],
+                    indexes=[i for i, _ in p],
+                    base_object="vendor",
+                    mapping=MAPPING,
+                    org_choices=choices,
+                    check_duplicates=False,
+                ),
+            )
             with db.session() as session:
-                timed(stages, "worker: upsert (COPY to staging + INSERT ... ON CONFLICT)",
-                      lambda c=checked, s=session: write_records(
-                          s, org_id=org.id, base_object="vendor", mapping=MAPPING, seq=2,
-                          records=c.valid))
+                timed(
+                    stages,
+                    "worker: upsert (COPY to staging + INSERT ... ON CONFLICT)",
+                    lambda c=checked, s=session: write_records(
+                        s,
+                        org_id=org.id,
+                        base_object="vendor",
+                        mapping=MAPPING,
+                        seq=2,
+                        records=c.valid,
+                    ),
+                )
         db.dispose()
     total = sum(stages.values())
     print(f"Where the time of a {count:,}-record import goes (half updates), one process:")

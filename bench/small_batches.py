@@ -109,7 +109,11 @@ def main() -> None:
         with db.session() as session:
             org, _ = orgs.create_org(session, "baseline")
             report = reports.create_report(
-                session, org, slug="baseline", report_name="b", base_object="vendor",
+                session,
+                org,
+                slug="baseline",
+                report_name="b",
+                base_object="vendor",
                 mapping=MAPPING,
             )
             choices = org.choices()
@@ -117,13 +121,20 @@ def main() -> None:
 
         def in_process(client: int, n: int) -> bool:
             outcome = validate_records(
-                batch_for(client, n, args.size), base_object="vendor", mapping=report.mapping,
-                required=report.required, org_choices=choices,
+                batch_for(client, n, args.size),
+                base_object="vendor",
+                mapping=report.mapping,
+                required=report.required,
+                org_choices=choices,
             )
             with db.session() as session:
                 written = write_records(
-                    session, org_id=org.id, base_object="vendor", mapping=report.mapping,
-                    seq=next(seq), records=outcome.valid,
+                    session,
+                    org_id=org.id,
+                    base_object="vendor",
+                    mapping=report.mapping,
+                    seq=next(seq),
+                    records=outcome.valid,
                 )
             return outcome.failed_count == 0 and len(written.results) == args.size
 
@@ -132,18 +143,24 @@ def main() -> None:
         db.dispose()
 
     def row(name: str, figures: dict[str, Any]) -> str:
-        return (f"  | {name} | {figures['p50'] * 1000:.1f} | {figures['p99'] * 1000:.1f} | "
-                f"{figures['per_second']:.1f} | {figures['errors']} |")
+        return (
+            f"  | {name} | {figures['p50'] * 1000:.1f} | {figures['p99'] * 1000:.1f} | "
+            f"{figures['per_second']:.1f} | {figures['errors']} |"
+        )
 
-    print(f"Small batches: {args.size} records each, {args.clients} concurrent clients, "
-          f"{args.seconds:.0f} s")
+    print(
+        f"Small batches: {args.size} records each, {args.clients} concurrent clients, "
+        f"{args.seconds:.0f} s"
+    )
     print("  | path | p50 ms | p99 ms | batches/s | errors |")
     print("  |---|---|---|---|---|")
     print(row(f"HTTP + queue + worker, {args.clients} clients", http))
     print(row(f"in process, {args.clients} callers", loaded))
     print(row("in process, 1 caller", alone))
-    print(f"  p50 HTTP / p50 in process, same load ({args.clients}): "
-          f"{http['p50'] / loaded['p50']:.2f}  (target <= 3)")
+    print(
+        f"  p50 HTTP / p50 in process, same load ({args.clients}): "
+        f"{http['p50'] / loaded['p50']:.2f}  (target <= 3)"
+    )
     print(f"  p50 HTTP / p50 in process, 1 caller:            {http['p50'] / alone['p50']:.2f}")
 
 

@@ -5,6 +5,9 @@
     write_chunk          -> completed    (when the last chunk finishes)
     fail_chunk           -> failed       (a chunk gave up after its retries)
 
+A batch that ends (completed or failed) records its webhook deliveries
+(``importer.webhooks.record_batch_end``) in the same transaction.
+
 Every function here only adds and flushes; the request or the task that calls it
 owns the transaction. Counters on the batch are only ever changed by atomic
 ``UPDATE ... SET n = n + :delta`` statements in the same transaction that
@@ -23,7 +26,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from importer import ids
+from importer import ids, webhooks
 from importer.db import utcnow
 from importer.models import (
     BatchStatus,
@@ -160,6 +163,7 @@ def accept_batch(
     if batch.chunks_finished == batch.chunk_count:
         batch.status = BatchStatus.COMPLETED
         batch.completed_at = now
+        webhooks.record_batch_end(session, batch.id)
     session.flush()
     return batch
 
@@ -271,6 +275,7 @@ def _finish_in_batch(session: Session, chunk: ImportChunk, done: _ChunkOutcome) 
                 completed_at=utcnow(),
             )
         )
+        webhooks.record_batch_end(session, chunk.batch_id)
     session.flush()
     return ChunkFinished(batch_id=chunk.batch_id, batch_done=batch_done)
 

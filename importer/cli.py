@@ -123,6 +123,7 @@ def worker(concurrency: int | None) -> None:
     settings = _settings()
     configure_logging(settings)
     from worker.app import celery
+    from worker.celery_app import QUEUES
 
     celery.worker_main(
         [
@@ -132,7 +133,7 @@ def worker(concurrency: int | None) -> None:
             "--concurrency",
             str(concurrency or settings.worker_concurrency),
             "--queues",
-            "imports",
+            ",".join(QUEUES),
         ]
     )
 

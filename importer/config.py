@@ -97,6 +97,8 @@ class Settings:
     visibility_timeout_seconds: int = 1800
     chunk_max_retries: int = 5
     worker_concurrency: int = 2
+    # Webhooks: attempts of a delivery before it is given up as failed.
+    webhook_max_attempts: int = 8
     # Idempotency-Key retention.
     idempotency_ttl_seconds: int = 24 * 3600
     # Processes.
@@ -150,6 +152,7 @@ class Settings:
             stuck_after_seconds=_float(env, "IMPORTER_STUCK_AFTER_SECONDS", 60.0, 1),
             visibility_timeout_seconds=_int(env, "IMPORTER_VISIBILITY_TIMEOUT_SECONDS", 1800, 1),
             chunk_max_retries=_int(env, "IMPORTER_CHUNK_MAX_RETRIES", 5),
+            webhook_max_attempts=_int(env, "IMPORTER_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
             worker_concurrency=_int(env, "IMPORTER_WORKER_CONCURRENCY", 2, minimum=1),
             idempotency_ttl_seconds=_int(env, "IMPORTER_IDEMPOTENCY_TTL_SECONDS", 86400, 1),
             web_workers=_int(env, "IMPORTER_WEB_WORKERS", 2, minimum=1),

@@ -11,6 +11,9 @@ BATCH = "cbbatch"
 VENDOR = "cbvndr"
 SERVICE = "cbsvc"
 ASSESSMENT = "cbqsrw"
+WEBHOOK = "cbwhk"
+DELIVERY = "cbwhdlv"
+EVENT = "cbevt"
 
 _ID_RE = re.compile(r"^[a-z]+_[0-9a-f]{32}$")
 

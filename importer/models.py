@@ -224,6 +224,68 @@ class IdempotencyKey(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
 
 
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    #: Every attempt failed, or the endpoint was disabled before it could be delivered.
+    FAILED = "failed"
+
+
+class WebhookEndpoint(Base):
+    """Where an org wants to hear that its batches ended (see ``importer.webhooks``)."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (sa.Index("ix_webhook_endpoints_org_id_created_at", "org_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(sa.ForeignKey("orgs.id"))
+    url: Mapped[str] = mapped_column(sa.String(2048))
+    #: Event types it is subscribed to (``Import.Completed``, ``Import.Failed``).
+    events: Mapped[list[str]] = mapped_column(JSONType)
+    #: The HMAC key the deliveries are signed with (kept: every attempt must sign).
+    secret: Mapped[str] = mapped_column(sa.String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: the outbox row of a webhook, and its attempts.
+
+    Inserted in the transaction that ends the batch; ``body`` holds the exact bytes
+    every attempt sends (so every attempt carries the same signature).
+    ``dispatched_at`` says when it was last handed to the broker; the relay hands it
+    over again when it is due (``next_attempt_at``) and nobody did.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        sa.Index("ix_webhook_deliveries_endpoint_id_created_at", "endpoint_id", "created_at"),
+        sa.Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(sa.ForeignKey("webhook_endpoints.id"))
+    org_id: Mapped[str] = mapped_column(sa.ForeignKey("orgs.id"))
+    #: The batch whose end is the event (no foreign key: the delivery outlives nothing).
+    batch_id: Mapped[str] = mapped_column(sa.String(40), index=True)
+    event_id: Mapped[str] = mapped_column(sa.String(40))
+    event_type: Mapped[str] = mapped_column(sa.String(40))
+    body: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus), default=DeliveryStatus.PENDING
+    )
+    attempt_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    #: When it is due; null once delivered or failed.
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_status_code: Mapped[int | None] = mapped_column(sa.Integer)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    #: Every attempt, oldest first: ``{"at", "status_code", "error", "duration_ms"}``.
+    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+
+
 # --- base objects, generated from the catalog -------------------------------------
 
 

@@ -24,7 +24,7 @@ from importer.models import Org
 from importer.notify import RedisNotifier
 from importer.orgs import create_org
 from importer.reports import create_report
-from worker.tasks import run_chunk
+from worker.tasks import run_chunk, run_delivery
 
 VENDOR_MAPPING = {
     "external_id": "Supplier ID",
@@ -92,7 +92,11 @@ def redis_client() -> fakeredis.FakeRedis:
 
 class InlineWorker:
     """Stands in for the broker and a worker: runs each chunk's task function at once
-    (or, when ``hold`` is set, keeps the chunk ids until the test runs them)."""
+    (or, when ``hold`` is set, keeps the chunk ids until the test runs them).
+
+    Webhook deliveries handed to it are only recorded in ``webhooks_sent`` (no test
+    POSTs anywhere by accident), unless ``deliver_webhooks`` is set: then each is
+    attempted at once, for real."""
 
     def __init__(self, db: Database, notifier: Any) -> None:
         self.db = db
@@ -100,6 +104,8 @@ class InlineWorker:
         self.hold = False
         self.held: list[int] = []
         self.sent: list[int] = []
+        self.deliver_webhooks = False
+        self.webhooks_sent: list[str] = []
 
     def __call__(self, chunk_ids: Sequence[int]) -> None:
         self.sent.extend(chunk_ids)
@@ -107,12 +113,18 @@ class InlineWorker:
             self.held.extend(chunk_ids)
         else:
             for chunk_id in chunk_ids:
-                run_chunk(self.db, self.notifier, chunk_id)
+                run_chunk(self.db, self.notifier, chunk_id, self.send_webhooks)
 
     def run_held(self) -> None:
         held, self.held = self.held, []
         for chunk_id in held:
-            run_chunk(self.db, self.notifier, chunk_id)
+            run_chunk(self.db, self.notifier, chunk_id, self.send_webhooks)
+
+    def send_webhooks(self, delivery_ids: Sequence[str]) -> None:
+        self.webhooks_sent.extend(delivery_ids)
+        if self.deliver_webhooks:
+            for delivery_id in delivery_ids:
+                run_delivery(self.db, delivery_id, max_attempts=8)
 
 
 @pytest.fixture
@@ -122,6 +134,7 @@ def app(settings: Settings, db: Database, redis_client: fakeredis.FakeRedis) -> 
     services.db = db
     services.notifier = RedisNotifier(redis_client)
     services.send_chunks = InlineWorker(db, services.notifier)
+    services.send_webhooks = services.send_chunks.send_webhooks
     yield flask_app
 
 

@@ -15,6 +15,12 @@ from importer.config import Settings
 
 IMPORTS_QUEUE = "imports"
 IMPORT_CHUNK_TASK = "worker.tasks.import_chunk"
+#: Webhook deliveries have a queue of their own, so a backlog of them (a slow or
+#: unreachable receiver) never stands in front of the chunks.
+WEBHOOKS_QUEUE = "webhooks"
+DELIVER_WEBHOOK_TASK = "worker.tasks.deliver_webhook"
+#: What ``importer worker`` consumes by default.
+QUEUES = (IMPORTS_QUEUE, WEBHOOKS_QUEUE)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -27,6 +33,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         transport_options = {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
+            # Exchange bindings; kombu's default is ./control in the working directory.
+            "control_folder": str(folder / "control"),
             "store_processed": False,
             "polling_interval": 0.05,
         }
@@ -43,8 +51,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
         "task_default_queue": IMPORTS_QUEUE,
-        "task_queues": [Queue(IMPORTS_QUEUE)],
-        "task_routes": {IMPORT_CHUNK_TASK: {"queue": IMPORTS_QUEUE}},
+        # Each queue bound with its own routing key, so no message can reach both.
+        "task_queues": [Queue(name, routing_key=name) for name in QUEUES],
+        "task_routes": {
+            IMPORT_CHUNK_TASK: {"queue": IMPORTS_QUEUE},
+            DELIVER_WEBHOOK_TASK: {"queue": WEBHOOKS_QUEUE},
+        },
         "task_serializer": "json",
         "accept_content": ["json"],
         "task_ignore_result": True,

@@ -12,6 +12,10 @@ twice in one pass.
 * **sweep**: a chunk left "processing" by a worker that died is put back to
   pending. Its row lock tells a dead worker from a slow one: a live worker holds
   the lock for as long as it writes the chunk.
+* **webhook relay**: webhook deliveries are outbox rows too. Those that are due and
+  that nobody handed over (a retry after a failed attempt, or one the worker or the
+  web could not queue), or that were handed over long ago and are still pending,
+  are sent from here.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from typing import Any
 import sqlalchemy as sa
 from celery import bootsteps
 
+from importer import webhooks
 from importer.config import Settings
 from importer.db import Database, utcnow
 from importer.models import ChunkStatus, ImportChunk
-from worker.dispatch import ChunkSender, mark_dispatched
+from worker.dispatch import ChunkSender, WebhookSender, mark_dispatched
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,31 @@ def relay_once(
     return len(chunk_ids)
 
 
+def relay_webhooks_once(
+    db: Database, send: WebhookSender, settings: Settings, *, broker_lost_queues: bool = False
+) -> int:
+    """Send webhook deliveries that are due and that the broker does not have; returns
+    how many were sent."""
+    with db.session() as session:
+        handed_over = webhooks.due_for_relay(
+            session,
+            grace_seconds=settings.relay_grace_seconds,
+            redispatch_after_seconds=settings.redispatch_after_seconds,
+            broker_lost_queues=broker_lost_queues,
+            limit=RELAY_BATCH,
+        )
+        if handed_over:
+            send([delivery_id for delivery_id, _ in handed_over])
+            webhooks.mark_dispatched(session, handed_over)
+    if handed_over:
+        log.info(
+            "relay sent %d webhook delivery(ies): %s",
+            len(handed_over),
+            [delivery_id for delivery_id, _ in handed_over[:10]],
+        )
+    return len(handed_over)
+
+
 def sweep_once(db: Database, settings: Settings) -> int:
     """Put chunks abandoned mid-write back to pending; returns how many."""
     cutoff = utcnow() - dt.timedelta(seconds=settings.stuck_after_seconds)
@@ -99,22 +129,36 @@ def broker_lost_queues(redis_client: Any) -> bool:
 class Maintenance:
     """One pass of sweep + relay; called on the worker's timer."""
 
-    def __init__(self, settings: Settings, send: ChunkSender, redis_client: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        send: ChunkSender,
+        redis_client: Any = None,
+        send_webhooks: WebhookSender | None = None,
+    ) -> None:
         self.settings = settings
         self.send = send
+        self.send_webhooks = send_webhooks
         self.redis = redis_client
         self.db = Database.from_settings(settings)
 
     def run(self) -> None:
+        lost = False
         try:
             sweep_once(self.db, self.settings)
             lost = broker_lost_queues(self.redis) if self.redis is not None else False
             if lost:
-                log.warning("the broker came back without its queues; re-sending waiting chunks")
+                log.warning("the broker came back without its queues; re-sending waiting work")
             relay_once(self.db, self.send, self.settings, broker_lost_queues=lost)
         except Exception:
             # The database or the broker is down: try again on the next tick.
             log.warning("relay/sweep pass failed", exc_info=True)
+        if self.send_webhooks is None:
+            return
+        try:
+            relay_webhooks_once(self.db, self.send_webhooks, self.settings, broker_lost_queues=lost)
+        except Exception:
+            log.warning("webhook relay pass failed", exc_info=True)
 
 
 class MaintenanceStep(bootsteps.StartStopStep):
@@ -129,7 +173,7 @@ class MaintenanceStep(bootsteps.StartStopStep):
 
     def start(self, consumer: Any) -> None:
         from worker.celery_app import settings_of
-        from worker.dispatch import CelerySender
+        from worker.dispatch import CelerySender, CeleryWebhookSender
 
         settings = settings_of(consumer.app)
         redis_client = None
@@ -137,7 +181,12 @@ class MaintenanceStep(bootsteps.StartStopStep):
             import redis
 
             redis_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
-        maintenance = Maintenance(settings, CelerySender(consumer.app), redis_client)
+        maintenance = Maintenance(
+            settings,
+            CelerySender(consumer.app),
+            redis_client,
+            send_webhooks=CeleryWebhookSender(consumer.app),
+        )
         maintenance.run()
         self.timer_entry = consumer.timer.call_repeatedly(
             settings.relay_interval_seconds, maintenance.run

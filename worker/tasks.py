@@ -1,5 +1,5 @@
 """Celery tasks. Each is thin: it looks its rows up by id, calls a plain function
-from ``importer.batches``, and records the outcome."""
+from ``importer.batches`` or ``importer.webhooks``, and records the outcome."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import logging
 
 from celery import Task
 
-from importer import batches
+from importer import batches, webhooks
 from importer.db import Database
 from importer.notify import Notifier, make_notifier
 from worker.app import celery
-from worker.celery_app import IMPORT_CHUNK_TASK, settings_of
+from worker.celery_app import DELIVER_WEBHOOK_TASK, IMPORT_CHUNK_TASK, settings_of
+from worker.dispatch import CeleryWebhookSender, WebhookSender, hand_over_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,27 @@ def runtime() -> tuple[Database, Notifier]:
     return Database.from_settings(settings), make_notifier(settings.redis_url)
 
 
-def run_chunk(db: Database, notifier: Notifier, chunk_id: int) -> batches.ChunkFinished | None:
-    """Claim a chunk, write it, and wake whoever waits for its batch.
+@functools.cache
+def webhook_sender() -> WebhookSender:
+    return CeleryWebhookSender(celery)
+
+
+def hand_over_webhooks(db: Database, batch_id: str, send: WebhookSender | None = None) -> None:
+    """Queue the webhook deliveries the batch's end recorded; if that fails the relay will."""
+    try:
+        with db.session() as session:
+            hand_over_deliveries(session, batch_id, send or webhook_sender())
+    except Exception:
+        log.warning(
+            "could not queue the webhooks of batch %s now; the relay will", batch_id, exc_info=True
+        )
+
+
+def run_chunk(
+    db: Database, notifier: Notifier, chunk_id: int, send_webhooks: WebhookSender | None = None
+) -> batches.ChunkFinished | None:
+    """Claim a chunk, write it, and wake whoever waits for its batch (and queue the
+    webhooks of the batch's end).
 
     Safe to run any number of times for the same chunk: a finished chunk is
     skipped, and a duplicate that arrives while another worker writes the chunk
@@ -39,14 +59,38 @@ def run_chunk(db: Database, notifier: Notifier, chunk_id: int) -> batches.ChunkF
         finished = batches.write_chunk(session, chunk_id)
     if finished is not None and finished.batch_done:
         notifier.publish_done(finished.batch_id)
+        hand_over_webhooks(db, finished.batch_id, send_webhooks)
     return finished
 
 
-def give_up_chunk(db: Database, notifier: Notifier, chunk_id: int, reason: str) -> None:
+def give_up_chunk(
+    db: Database,
+    notifier: Notifier,
+    chunk_id: int,
+    reason: str,
+    send_webhooks: WebhookSender | None = None,
+) -> None:
     with db.session() as session:
         finished = batches.fail_chunk(session, chunk_id, reason)
     if finished is not None and finished.batch_done:
         notifier.publish_done(finished.batch_id)
+        hand_over_webhooks(db, finished.batch_id, send_webhooks)
+
+
+def run_delivery(
+    db: Database,
+    delivery_id: str,
+    max_attempts: int,
+    post: webhooks.Post = webhooks.http_post,
+) -> webhooks.AttemptOutcome:
+    """Attempt a webhook delivery once (see ``importer.webhooks.attempt_delivery``).
+
+    Safe to run any number of times: only a pending delivery that is due is
+    attempted, under its row lock. A failed attempt leaves it pending with its next
+    attempt scheduled; the relay queues it again when that time comes.
+    """
+    with db.session() as session:
+        return webhooks.attempt_delivery(session, delivery_id, max_attempts=max_attempts, post=post)
 
 
 @celery.task(name=IMPORT_CHUNK_TASK, bind=True, max_retries=None)
@@ -69,3 +113,9 @@ def import_chunk(self: Task, chunk_id: int) -> None:
         except Exception:
             log.warning("could not record the failure of chunk %s", chunk_id, exc_info=True)
         raise self.retry(exc=exc, countdown=countdown) from exc
+
+
+@celery.task(name=DELIVER_WEBHOOK_TASK)
+def deliver_webhook(delivery_id: str) -> None:
+    db, _ = runtime()
+    run_delivery(db, delivery_id, settings_of(celery).webhook_max_attempts)

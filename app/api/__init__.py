@@ -10,4 +10,4 @@ api = Blueprint("api", __name__, url_prefix="/v1")
 api.before_request(authenticate)
 
 # Views register themselves on ``api`` when imported.
-from app.api import batches, imports, objects, reports  # noqa: E402,F401
+from app.api import batches, imports, objects, reports, webhooks  # noqa: E402,F401

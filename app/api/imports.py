@@ -29,7 +29,7 @@ from importer import batches, reports
 from importer.models import ImportBatch, ImportReport, Org
 from importer.outcomes import batch_body, http_status
 from importer.validation import ValidationOutcome, screen_records, validate_records
-from worker.dispatch import mark_dispatched
+from worker.dispatch import hand_over_deliveries, mark_dispatched
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ def _dispatch(batch_id: str) -> None:
     session = db_session()
     chunk_ids = batches.pending_chunk_ids(session, batch_id)
     if not chunk_ids:
+        _dispatch_webhooks(batch_id)  # nothing to write: the batch ended when accepted
         return
     try:
         svc.send_chunks(chunk_ids)
@@ -93,6 +94,24 @@ def _dispatch(batch_id: str) -> None:
     mark_dispatched(session, chunk_ids)
     session.commit()
     log.info("queued chunk(s) %s of batch %s", chunk_ids, batch_id)
+
+
+def _dispatch_webhooks(batch_id: str) -> None:
+    """Hand the webhook deliveries of a batch that ended at once to the broker now; if
+    that fails the relay will."""
+    svc = services()
+    session = db_session()
+    try:
+        count = hand_over_deliveries(session, batch_id, svc.send_webhooks)
+        session.commit()
+    except Exception:
+        log.warning(
+            "could not queue the webhooks of batch %s now; the relay will", batch_id, exc_info=True
+        )
+        session.rollback()
+        return
+    if count:
+        log.info("queued %d webhook delivery(ies) of batch %s", count, batch_id)
 
 
 def _examine(

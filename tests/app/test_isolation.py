@@ -29,8 +29,14 @@ def first_org(client, auth, make_report):
         headers=auth,
     ).json
     assert all(body["created_count"] == 1 for body in imported.values())
+    webhook = client.post(
+        "/v1/webhooks",
+        json={"url": "https://example.com/h", "events": ["Import.Completed"], "secret": "s" * 16},
+        headers=auth,
+    ).json
     return {
         "slug": "vendors",
+        "webhook_id": webhook["id"],
         "batch_id": imported["vendor"]["batch_id"],
         "vendor": imported["vendor"]["results"][0]["coverbase_id"],
         "service": imported["service"]["results"][0]["coverbase_id"],
@@ -60,6 +66,7 @@ def test_a_second_org_sees_and_changes_nothing_of_the_first(app, client, auth, f
         "reports": client.get("/v1/import-reports", headers=auth).json,
         "batches": client.get("/v1/import/batches", headers=auth).json,
         "vendors": client.get("/v1/vendors", headers=auth).json,
+        "webhooks": client.get("/v1/webhooks", headers=auth).json,
     }
     walked = set()
     for rule in app.url_map.iter_rules():
@@ -68,7 +75,7 @@ def test_a_second_org_sees_and_changes_nothing_of_the_first(app, client, auth, f
         url = concrete(rule.rule, first_org)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             walked.add((method, rule.rule))
-            if (method, rule.rule) == ("POST", "/v1/import-reports"):
+            if (method, rule.rule) in {("POST", "/v1/import-reports"), ("POST", "/v1/webhooks")}:
                 continue  # creates in one's own org: checked last, below
             body = {"data": [vendor(1, **{"Supplier Name": "hijacked"})], "report_name": "x"}
             response = client.open(url, method=method, json=body, headers=other)
@@ -103,10 +110,18 @@ def test_a_second_org_sees_and_changes_nothing_of_the_first(app, client, auth, f
         headers=other,
     )
     assert mine.status_code == 201
+    my_webhook = client.post(
+        "/v1/webhooks",
+        json={"url": "https://example.com/h", "events": ["Import.Failed"], "secret": "t" * 16},
+        headers=other,
+    )
+    assert my_webhook.status_code == 201
+    assert client.get("/v1/webhooks", headers=other).json["items"] == [my_webhook.json]
     after = {
         "reports": client.get("/v1/import-reports", headers=auth).json,
         "batches": client.get("/v1/import/batches", headers=auth).json,
         "vendors": client.get("/v1/vendors", headers=auth).json,
+        "webhooks": client.get("/v1/webhooks", headers=auth).json,
     }
     assert after == before
     # Filters cannot reach across orgs either.

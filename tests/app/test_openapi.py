@@ -27,6 +27,8 @@ from app.parsing import NDJSON_TYPES
 from importer import catalog, reports
 from importer.models import ImportReport
 from tests.conftest import MAPPINGS, vendor
+from tests.webhook_receiver import Receiver, closed_port_url
+from worker.tasks import run_delivery
 
 CHECKS = [
     not_a_server_error,
@@ -58,6 +60,11 @@ STATUS_CODES = {
         ("get", f"/v1/{base.plural}/{{object_id}}"): {200, 401, 404, 503}
         for base in catalog.CATALOG.values()
     },
+    ("post", "/v1/webhooks"): {201, 401, 413, 415, 422, 503},
+    ("get", "/v1/webhooks"): {200, 401, 422, 503},
+    ("get", "/v1/webhooks/{webhook_id}"): {200, 401, 404, 503},
+    ("delete", "/v1/webhooks/{webhook_id}"): {204, 401, 404, 503},
+    ("get", "/v1/webhooks/{webhook_id}/deliveries"): {200, 401, 404, 422, 503},
     ("get", "/healthz"): {200},
     ("get", "/readyz"): {200, 503},
     ("get", "/openapi.json"): {200},
@@ -191,7 +198,7 @@ def test_headers_and_parameters_are_documented(document):
         if "200" in operation["responses"]
         and "Page" in str(operation["responses"]["200"].get("content"))
     ]
-    assert len(lists) == 2 + 3 + len(catalog.CATALOG)
+    assert len(lists) == 2 + 3 + len(catalog.CATALOG) + 2
     for _method, path, operation in lists:
         query = parameters(document, operation, "query")
         assert query["limit"]["schema"]["minimum"] == 1, path
@@ -241,8 +248,9 @@ def restore_reports(db, org, definitions: dict[str, dict[str, Any]]) -> None:
 
 
 @pytest.fixture
-def seeded(client, auth, make_report, org_and_key) -> dict[str, Any]:
-    """Reports, batches and objects of every kind, for the generated requests to find."""
+def seeded(client, auth, make_report, org_and_key, db, worker) -> dict[str, Any]:
+    """Reports, batches, objects of every kind, and webhooks with deliveries (attempted:
+    one delivered, one refused), for the generated requests to find."""
     definitions = {}
     for base_object in MAPPINGS:
         report: ImportReport = make_report(base_object)
@@ -302,12 +310,24 @@ def seeded(client, auth, make_report, org_and_key) -> dict[str, Any]:
         ),
     ]
     batch_ids = []
-    for slug, records, headers in imports:
-        response = client.post(
-            f"/v1/import/{slug}", json={"data": records}, headers={**auth, **headers}
-        )
-        assert response.status_code in (200, 202, 400), response.json
-        batch_ids.append(response.json["batch_id"])
+    with Receiver() as receiver:
+        webhook_ids = [
+            client.post(
+                "/v1/webhooks",
+                json={**WEBHOOK, "url": url, "events": ["Import.Completed"]},
+                headers=auth,
+            ).json["id"]
+            for url in (receiver.url, closed_port_url())
+        ]
+        for slug, records, headers in imports:
+            response = client.post(
+                f"/v1/import/{slug}", json={"data": records}, headers={**auth, **headers}
+            )
+            assert response.status_code in (200, 202, 400), response.json
+            batch_ids.append(response.json["batch_id"])
+        for delivery_id in worker.webhooks_sent:
+            run_delivery(db, delivery_id, max_attempts=8)
+        assert receiver.requests
     objects: dict[str, list[str]] = {}
     for base in catalog.CATALOG.values():
         listed = client.get(f"/v1/{base.plural}", headers=auth).json
@@ -315,7 +335,12 @@ def seeded(client, auth, make_report, org_and_key) -> dict[str, Any]:
         assert objects[f"/v1/{base.plural}/{{object_id}}"], base.name
     return {
         "definitions": definitions,
-        "known": {"slug": list(definitions), "batch_id": batch_ids, **objects},
+        "known": {
+            "slug": list(definitions),
+            "batch_id": batch_ids,
+            "webhook_id": webhook_ids,
+            **objects,
+        },
     }
 
 
@@ -385,6 +410,11 @@ README_REPORT = {
     "required": ["website"],
 }
 GOOD = {"data": [vendor(1), vendor(2, Region="EMEA"), {"Supplier Name": "no id"}]}
+WEBHOOK = {
+    "url": "https://example.com/hooks",
+    "events": ["Import.Completed", "Import.Failed"],
+    "secret": "a-secret-of-at-least-16",
+}
 BAD = {"data": [{"Supplier Name": "no id"}]}
 
 
@@ -407,6 +437,7 @@ def answer(label: str, url: str, status: int, change=None, **request: Any):
 
 
 R, IMP, B = "/v1/import-reports", "/v1/import/vendors", "/v1/import/batches/{batch_id}"
+W, WH = "/v1/webhooks", "/v1/webhooks/{webhook_id}"
 TEXT = {"data": "x", "content_type": "text/plain"}
 NDJSON = '{"Supplier ID": "N-1", "Supplier Name": "Line one"}\nnot json\n'
 CSV = "Supplier ID,Supplier Name,Region\r\nC-1,Row one,EMEA\r\n"
@@ -490,6 +521,20 @@ ANSWERS = [
         answer(f"GET /v1/{base.plural}/{{object_id}}", f"/v1/{base.plural}/{base.id_prefix}_x", 404)
         for base in catalog.CATALOG.values()
     ),
+    answer(f"POST {W}", W, 201, json=WEBHOOK),
+    answer(f"POST {W}", W, 413, _shrink_body_limit, json={**WEBHOOK, "secret": "s" * 4096}),
+    answer(f"POST {W}", W, 415, **TEXT),
+    answer(f"POST {W}", W, 422, json={**WEBHOOK, "url": "ftp://example.com/hooks"}),
+    answer(f"POST {W}", W, 422, json={**WEBHOOK, "events": ["Import.Started"]}),
+    answer(f"GET {W}", f"{W}?limit=1&offset=1", 200),
+    answer(f"GET {W}", f"{W}?limit=201", 422),
+    answer(f"GET {WH}", WH, 200),
+    answer(f"GET {WH}", f"{W}/cbwhk_x", 404),
+    answer(f"DELETE {WH}", WH, 204),
+    answer(f"DELETE {WH}", f"{W}/nope", 404),
+    answer(f"GET {WH}/deliveries", f"{WH}/deliveries?limit=2", 200),
+    answer(f"GET {WH}/deliveries", f"{WH}/deliveries?offset=-1", 422),
+    answer(f"GET {WH}/deliveries", f"{W}/cbwhk_x/deliveries", 404),
     answer("GET /healthz", "/healthz", 200),
     answer("GET /readyz", "/readyz", 200),
     answer("GET /readyz", "/readyz", 503, _break_broker),
@@ -505,6 +550,7 @@ def test_each_answer_conforms_to_the_document(
     known = seeded["known"]
     url = url.format(
         batch_id=known["batch_id"][0],
+        webhook_id=known["webhook_id"][0],
         **{
             base.name: known[f"/v1/{base.plural}/{{object_id}}"][0]
             for base in catalog.CATALOG.values()

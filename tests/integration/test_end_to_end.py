@@ -139,15 +139,29 @@ def test_every_kind_of_value_reads_back_from_postgresql(api):
         Status="Active",
         Tags=["pii", " hosting ", ""],
         Enterprise="yes",
-        **{"IRQ Score": " 85.5 ", "Next Assessment": "2026-07-01T23:30:00-05:00",
-           "Contact Email": "sec@acme.example.com"},
+        **{
+            "IRQ Score": " 85.5 ",
+            "Next Assessment": "2026-07-01T23:30:00-05:00",
+            "Contact Email": "sec@acme.example.com",
+        },
     )
     body = api.post(f"/v1/import/{slug}", json={"data": [record]}).json()
     first = api.get(f"/v1/vendors/{body['results'][0]['coverbase_id']}").json()
-    assert {key: first[key] for key in (
-        "external_id", "name", "website", "status", "tags", "enterprise", "raw_irq_score",
-        "next_assessment_date", "primary_contact_email", "description",
-    )} == {
+    assert {
+        key: first[key]
+        for key in (
+            "external_id",
+            "name",
+            "website",
+            "status",
+            "tags",
+            "enterprise",
+            "raw_irq_score",
+            "next_assessment_date",
+            "primary_contact_email",
+            "description",
+        )
+    } == {
         "external_id": "V-00007",
         "name": "Vendor 7",
         "website": "https://acme.example.com",
@@ -163,6 +177,8 @@ def test_every_kind_of_value_reads_back_from_postgresql(api):
     api.post(f"/v1/import/{slug}", json={"data": [vendor(7, Enterprise="no", Tags="")]})
     second = api.get(f"/v1/vendors/{first['id']}").json()
     assert (second["enterprise"], second["tags"], second["website"]) == (
-        False, ["pii", "hosting"], "https://acme.example.com",
+        False,
+        ["pii", "hosting"],
+        "https://acme.example.com",
     )
     assert second["updated_at"] >= first["updated_at"]

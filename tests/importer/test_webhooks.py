@@ -1,0 +1,416 @@
+"""Completion webhooks, as plain functions against a real HTTP receiver on loopback:
+deliveries recorded with the batch's end, signed, attempted, retried, given up, relayed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import orjson
+import pytest
+import sqlalchemy as sa
+
+from importer import batches, webhooks
+from importer.models import BatchStatus, DeliveryStatus, ImportBatch, WebhookDelivery
+from importer.notify import PollingNotifier
+from importer.outcomes import batch_summary
+from importer.validation import validate_records
+from tests.webhook_receiver import Receiver, closed_port_url
+from worker.dispatch import hand_over_deliveries
+from worker.relay import Maintenance, relay_webhooks_once
+from worker.tasks import give_up_chunk, run_chunk, run_delivery
+
+SECRET = "a-secret-of-at-least-16"
+BOTH = [webhooks.IMPORT_COMPLETED, webhooks.IMPORT_FAILED]
+
+
+class Recorder:
+    """Stands in for the broker: keeps the delivery ids handed to it."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def __call__(self, delivery_ids) -> None:
+        self.sent.extend(delivery_ids)
+
+
+class BrokerDown:
+    def __call__(self, delivery_ids) -> None:
+        raise ConnectionError("broker down")
+
+
+def register(db, org, url, events=BOTH, secret=SECRET):
+    with db.session() as session:
+        return webhooks.create_endpoint(session, org.id, url=url, events=events, secret=secret)
+
+
+def disable(db, endpoint):
+    with db.session() as session:
+        webhooks.disable_endpoint(session, session.merge(endpoint))
+
+
+def accept(db, org, report, records, chunk_size=10, dry_run=False):
+    outcome = validate_records(records, base_object="vendor", mapping=report.mapping)
+    with db.session() as session:
+        batch = batches.accept_batch(
+            session,
+            org=session.merge(org),
+            report=session.merge(report),
+            received_count=len(records),
+            outcome=outcome,
+            chunk_size=chunk_size,
+            dry_run=dry_run,
+        )
+        return batch.id, batches.pending_chunk_ids(session, batch.id)
+
+
+def valid(n):
+    return [{"Supplier ID": f"V{i}", "Supplier Name": "n"} for i in range(n)]
+
+
+def complete_a_batch(db, org, report, send=None, n=2):
+    """Accept a batch and run its chunks; ``send`` gets the deliveries' hand-over."""
+    batch_id, chunk_ids = accept(db, org, report, valid(n))
+    for chunk_id in chunk_ids:
+        run_chunk(db, PollingNotifier(), chunk_id, send or Recorder())
+    return batch_id
+
+
+def deliveries(db, batch_id=None):
+    with db.session() as session:
+        query = sa.select(WebhookDelivery).order_by(WebhookDelivery.created_at)
+        if batch_id is not None:
+            query = query.where(WebhookDelivery.batch_id == batch_id)
+        return list(session.scalars(query))
+
+
+def delivery(db, delivery_id):
+    with db.session() as session:
+        return session.get(WebhookDelivery, delivery_id)
+
+
+def webhooks_body(made):
+    return orjson.loads(made.body)
+
+
+def load_batch(db, batch_id):
+    with db.session() as session:
+        return session.scalars(sa.select(ImportBatch).where(ImportBatch.id == batch_id)).one()
+
+
+def make_due(db, delivery_id, **columns):
+    """Move the next attempt (and any other timestamp given) into the past, instead of
+    waiting for the backoff to pass."""
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    with db.session() as session:
+        session.execute(
+            sa.update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id)
+            .values(next_attempt_at=past, **{name: past for name in columns})
+        )
+
+
+@pytest.fixture
+def org(org_and_key):
+    return org_and_key[0]
+
+
+@pytest.fixture
+def receiver():
+    with Receiver() as running:
+        yield running
+
+
+# --- what a batch's end records -------------------------------------------------------
+
+
+def test_a_completed_batch_gets_one_delivery_per_matching_endpoint(
+    db, org, make_org, make_report, receiver
+):
+    report = make_report()
+    both = register(db, org, receiver.url)
+    completed_only = register(db, org, receiver.url + "/2", events=[webhooks.IMPORT_COMPLETED])
+    register(db, org, receiver.url + "/failed", events=[webhooks.IMPORT_FAILED])
+    register(db, make_org("Other")[0], receiver.url + "/other")
+    disable(db, register(db, org, receiver.url + "/disabled"))
+    send = Recorder()
+
+    batch_id = complete_a_batch(db, org, report, send)
+
+    made = deliveries(db, batch_id)
+    assert sorted(d.endpoint_id for d in made) == sorted([both.id, completed_only.id])
+    assert sorted(send.sent) == sorted(d.id for d in made)  # handed over after the commit
+    assert {d.event_type for d in made} == {webhooks.IMPORT_COMPLETED}
+    assert len({d.event_id for d in made}) == 1  # one event, one delivery per endpoint
+    assert all(d.status == DeliveryStatus.PENDING and d.dispatched_at for d in made)
+    assert len(deliveries(db)) == 2
+    assert receiver.requests == []  # nothing POSTed until the task runs
+
+
+def test_the_body_and_the_signature_verify_with_the_secret(db, org, make_report, receiver):
+    endpoint = register(db, org, receiver.url)
+    batch_id = complete_a_batch(db, org, make_report())
+    (made,) = deliveries(db, batch_id)
+
+    outcome = run_delivery(db, made.id, max_attempts=8)
+
+    assert outcome.result == "delivered"
+    (request,) = receiver.requests
+    assert request.method == "POST" and request.path == "/hooks"
+    assert request.signed_with(SECRET)
+    assert not request.signed_with("another-secret-of-16+")
+    assert request.headers["X-Importer-Signature"] == webhooks.sign(SECRET, request.body)
+    assert request.headers["X-Importer-Event"] == "Import.Completed"
+    assert request.headers["X-Importer-Delivery"] == made.id
+    assert request.headers["X-Importer-Timestamp"].isdigit()
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.body == made.body
+    body = request.json()
+    assert set(body) == {"event_id", "event_type", "occurred_at", "data"}
+    assert re.fullmatch(r"cbevt_[0-9a-f]{32}", body["event_id"]) and body["event_id"] == (
+        made.event_id
+    )
+    assert body["event_type"] == "Import.Completed"
+    batch = load_batch(db, batch_id)
+    assert body["occurred_at"] == int(batch.completed_at.timestamp())
+    assert body["data"] == batch_summary(batch)
+    assert (body["data"]["status"], body["data"]["created_count"]) == ("completed", 2)
+    done = delivery(db, made.id)
+    assert (done.status, done.attempt_count, done.last_status_code) == ("delivered", 1, 200)
+    assert done.delivered_at is not None and done.next_attempt_at is None
+    (attempt,) = done.attempts
+    assert (attempt["status_code"], attempt["error"]) == (200, None)
+    assert attempt["duration_ms"] >= 0 and attempt["at"] >= body["occurred_at"]
+    assert endpoint.secret == SECRET
+
+
+def test_a_500_then_a_200_ends_delivered_after_two_attempts(db, org, make_report):
+    with Receiver(statuses=[500]) as receiver:
+        register(db, org, receiver.url)
+        (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
+
+        assert run_delivery(db, made.id, max_attempts=8).result == "retry"
+        retrying = delivery(db, made.id)
+        assert (retrying.status, retrying.attempt_count) == ("pending", 1)
+        assert (retrying.last_status_code, retrying.dispatched_at) == (500, None)
+        assert retrying.next_attempt_at > retrying.created_at
+        # A duplicate message before the backoff has passed attempts nothing.
+        assert run_delivery(db, made.id, max_attempts=8).result == "skipped"
+        assert len(receiver.requests) == 1
+
+        make_due(db, made.id)
+        assert run_delivery(db, made.id, max_attempts=8).result == "delivered"
+
+    first, second = receiver.requests
+    assert first.body == second.body == made.body  # the same signed bytes every time
+    assert first.headers["X-Importer-Signature"] == second.headers["X-Importer-Signature"]
+    assert first.headers["X-Importer-Delivery"] == second.headers["X-Importer-Delivery"]
+    done = delivery(db, made.id)
+    assert (done.status, done.attempt_count, done.next_attempt_at) == ("delivered", 2, None)
+    assert [(a["status_code"], a["error"]) for a in done.attempts] == [(500, None), (200, None)]
+    assert all(a["duration_ms"] >= 0 for a in done.attempts)
+
+
+def test_a_receiver_that_is_down_is_recorded_as_an_error_and_retried(
+    db, org, make_report, settings
+):
+    register(db, org, closed_port_url())
+    (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
+
+    assert run_delivery(db, made.id, max_attempts=8).result == "retry"
+    down = delivery(db, made.id)
+    (attempt,) = down.attempts
+    assert attempt["status_code"] is None and "ConnectionError" in attempt["error"]
+    assert down.last_error == attempt["error"] and down.last_status_code is None
+    assert (down.status, down.attempt_count) == ("pending", 1)
+
+    # Once due, the relay hands it over again (nobody else will), and it is attempted again.
+    make_due(db, made.id)
+    send = Recorder()
+    assert relay_webhooks_once(db, send, settings) == 1
+    assert send.sent == [made.id]
+    assert run_delivery(db, made.id, max_attempts=8).result == "retry"
+    assert delivery(db, made.id).attempt_count == 2
+
+
+def test_after_max_attempts_a_delivery_fails(db, org, make_report, settings):
+    with Receiver(default_status=503) as receiver:
+        register(db, org, receiver.url)
+        (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
+        results = [run_delivery(db, made.id, max_attempts=3).result]
+        for _ in range(2):
+            make_due(db, made.id)
+            results.append(run_delivery(db, made.id, max_attempts=3).result)
+        assert results == ["retry", "retry", "failed"]
+        assert delivery(db, made.id).next_attempt_at is None
+        make_due(db, made.id)  # even if it looked due, a failed delivery is not attempted
+        assert run_delivery(db, made.id, max_attempts=3).result == "skipped"
+        assert len(receiver.requests) == 3
+    failed = delivery(db, made.id)
+    assert (failed.status, failed.attempt_count) == ("failed", 3)
+    assert [a["status_code"] for a in failed.attempts] == [503, 503, 503]
+    assert relay_webhooks_once(db, Recorder(), settings) == 0
+
+
+def test_the_backoff_is_exponential_and_capped():
+    assert [webhooks.retry_delay(n) for n in range(1, 9)] == [
+        10,
+        30,
+        90,
+        270,
+        810,
+        2430,
+        3600,
+        3600,
+    ]
+
+
+def test_a_disabled_endpoint_is_not_called(db, org, make_report, receiver):
+    endpoint = register(db, org, receiver.url)
+    (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
+    disable(db, endpoint)
+
+    assert run_delivery(db, made.id, max_attempts=8).result == "failed"
+    given_up = delivery(db, made.id)
+    assert (given_up.status, given_up.attempt_count, given_up.attempts) == ("failed", 0, [])
+    assert "disabled" in given_up.last_error
+    complete_a_batch(db, org, make_report(slug="again"))
+    assert len(deliveries(db)) == 1  # no new delivery for a disabled endpoint
+    assert receiver.requests == []
+
+
+def test_a_redirect_is_not_followed(db, org, make_report, receiver):
+    with Receiver(statuses=[302], headers={"Location": receiver.url}) as redirecting:
+        register(db, org, redirecting.url)
+        (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
+        assert run_delivery(db, made.id, max_attempts=8).result == "retry"
+        assert len(redirecting.requests) == 1
+    assert receiver.requests == []
+    assert delivery(db, made.id).attempts[0]["status_code"] == 302
+
+
+@pytest.mark.parametrize(
+    "url, problem",
+    [
+        ("https://example.com/hooks?x=1", None),
+        ("http://127.0.0.1:8080/h", None),
+        ("ftp://example.com/h", "http"),
+        ("file:///etc/passwd", "http"),
+        ("javascript:alert(1)", "http"),
+        ("example.com/hooks", "http"),
+        ("http:///nohost", "host"),
+        ("http://example.com:99999/", "not a valid URL"),
+        ("http://exa mple.com/", "spaces"),
+        ("https://example.com/" + "x" * 2048, "at most"),
+    ],
+)
+def test_only_absolute_http_urls_are_endpoints(url, problem):
+    found = webhooks.url_problem(url)
+    assert (found is None) if problem is None else (problem in found)
+
+
+# --- which batches emit what ------------------------------------------------------------
+
+
+def test_a_dry_run_emits_nothing(db, org, make_report, receiver):
+    register(db, org, receiver.url)
+    send = Recorder()
+    batch_id, chunk_ids = accept(db, org, make_report(), valid(2), dry_run=True)
+    for chunk_id in chunk_ids:
+        run_chunk(db, PollingNotifier(), chunk_id, send)
+    assert load_batch(db, batch_id).status == BatchStatus.COMPLETED
+    assert deliveries(db) == [] and send.sent == []
+
+
+def test_a_batch_completed_at_accept_time_emits_import_completed(db, org, make_report):
+    register(db, org, "https://example.com/hooks")
+    every_record_invalid = [{"Supplier ID": "V1"}, {"Supplier Name": "no id"}]
+    batch_id, chunk_ids = accept(db, org, make_report(), every_record_invalid)
+    assert chunk_ids == []
+    (made,) = deliveries(db, batch_id)  # committed with the batch itself
+    assert made.event_type == webhooks.IMPORT_COMPLETED
+    body = webhooks_body(made)
+    assert (body["data"]["status"], body["data"]["failed_count"]) == ("completed", 2)
+    # What the web does right after the commit: hand it to the broker.
+    send = Recorder()
+    with db.session() as session:
+        assert hand_over_deliveries(session, batch_id, send) == 1
+    assert send.sent == [made.id]
+    with db.session() as session:
+        assert hand_over_deliveries(session, batch_id, send) == 0  # marked dispatched
+
+
+def test_a_batch_that_ends_failed_emits_import_failed(db, org, make_report):
+    failed_only = register(db, org, "https://example.com/failed", events=[webhooks.IMPORT_FAILED])
+    register(db, org, "https://example.com/completed", events=[webhooks.IMPORT_COMPLETED])
+    batch_id, (first, second) = accept(db, org, make_report(), valid(4), chunk_size=2)
+    notifier, send = PollingNotifier(), Recorder()
+    run_chunk(db, notifier, first, send)
+    assert deliveries(db) == []  # not ended yet
+    give_up_chunk(db, notifier, second, "OperationalError: server closed the connection", send)
+
+    assert load_batch(db, batch_id).status == BatchStatus.FAILED
+    (made,) = deliveries(db, batch_id)
+    assert (made.endpoint_id, made.event_type) == (failed_only.id, webhooks.IMPORT_FAILED)
+    assert send.sent == [made.id]
+    body = webhooks_body(made)
+    assert body["event_type"] == "Import.Failed"
+    assert (body["data"]["status"], body["data"]["created_count"]) == ("failed", 2)
+    assert body["data"]["failed_count"] == 2
+
+
+# --- the relay: nothing is lost when the hand-over is -------------------------------------
+
+
+def test_the_relay_sends_a_due_delivery_nobody_handed_over(db, org, make_report, settings):
+    with Receiver() as receiver:
+        register(db, org, receiver.url)
+        # The broker is down when the batch ends: the worker logs it and moves on.
+        batch_id = complete_a_batch(db, org, make_report(), send=BrokerDown())
+        (made,) = deliveries(db, batch_id)
+        assert made.dispatched_at is None
+
+        send = Recorder()
+        assert relay_webhooks_once(db, send, settings) == 0  # left to the worker for a moment
+        make_due(db, made.id, created_at=None)
+        assert relay_webhooks_once(db, send, settings) == 1
+        assert send.sent == [made.id]
+        assert relay_webhooks_once(db, send, settings) == 0  # handed over now
+        make_due(db, made.id, dispatched_at=None)  # ...long ago, and still pending
+        assert relay_webhooks_once(db, send, settings) == 1
+        assert relay_webhooks_once(db, send, settings, broker_lost_queues=True) == 1
+        assert send.sent == [made.id] * 3
+
+        assert run_delivery(db, made.id, max_attempts=8).result == "delivered"
+        assert len(receiver.requests) == 1
+    assert relay_webhooks_once(db, send, settings, broker_lost_queues=True) == 0
+
+
+def test_the_maintenance_pass_relays_webhooks(db, org, make_report, settings):
+    register(db, org, "https://example.com/hooks")
+    (made,) = deliveries(db, complete_a_batch(db, org, make_report(), send=BrokerDown()))
+    make_due(db, made.id, created_at=None)
+    send = Recorder()
+    Maintenance(settings, Recorder(), send_webhooks=send).run()
+    assert send.sent == [made.id]
+
+
+def test_an_attempt_made_before_the_hand_over_commits_keeps_its_retry(
+    db, org, make_report, settings
+):
+    """A message can be consumed before the hand-over is marked: the mark must not hide
+    the retry that attempt scheduled from the relay."""
+    with Receiver(statuses=[500]) as receiver:
+        register(db, org, receiver.url)
+
+        def send_and_attempt_at_once(delivery_ids):
+            for delivery_id in delivery_ids:
+                run_delivery(db, delivery_id, max_attempts=8)
+
+        (made,) = deliveries(db, complete_a_batch(db, org, make_report(), send_and_attempt_at_once))
+        assert len(receiver.requests) == 1
+        retrying = delivery(db, made.id)
+        assert (retrying.attempt_count, retrying.dispatched_at) == (1, None)
+        make_due(db, made.id)
+        send = Recorder()
+        assert relay_webhooks_once(db, send, settings) == 1
