@@ -197,8 +197,8 @@ def _lock_chunk(session: Session, chunk_id: int) -> ImportChunk | None:
     return chunk
 
 
-def claim_chunk(session: Session, chunk_id: int) -> bool:
-    """Mark a chunk (and its batch, if still queued) as processing.
+def claim_chunk(session: Session, chunk_id: int, worker: str | None = None) -> bool:
+    """Mark a chunk (and its batch, if still queued) as processing by ``worker``.
 
     Returns False when the chunk needs no more work. Committed on its own, so the
     status is visible while the chunk is written.
@@ -210,6 +210,7 @@ def claim_chunk(session: Session, chunk_id: int) -> bool:
     chunk.status = ChunkStatus.PROCESSING
     chunk.started_at = now
     chunk.attempts += 1
+    chunk.claimed_by = worker
     session.execute(
         sa.update(ImportBatch)
         .where(ImportBatch.id == chunk.batch_id, ImportBatch.status == BatchStatus.QUEUED)

@@ -197,6 +197,8 @@ class ImportChunk(Base):
     error_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     warning_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    #: The worker (Celery node name) that claimed the chunk last.
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(255))
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     dispatched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -206,6 +208,22 @@ class ImportChunk(Base):
     @property
     def result_count(self) -> int:
         return self.created_count + self.updated_count
+
+
+class WorkerHeartbeat(Base):
+    """A worker node's last sign of life, written by its maintenance timer."""
+
+    __tablename__ = "worker_heartbeats"
+
+    #: Celery node name, e.g. ``celery@web-7f9c``.
+    node: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    pid: Mapped[int] = mapped_column(sa.Integer)
+    concurrency: Mapped[int] = mapped_column(sa.Integer)
+    queues: Mapped[list[str]] = mapped_column(JSONType)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    #: Set when the worker shut down cleanly.
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class IdempotencyKey(Base):

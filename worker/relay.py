@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import uuid
 from typing import Any
 
 import sqlalchemy as sa
 from celery import bootsteps
 
-from importer import webhooks
+from importer import monitoring, webhooks
 from importer.config import Settings
 from importer.db import Database, utcnow
 from importer.models import ChunkStatus, ImportChunk
@@ -127,7 +128,7 @@ def broker_lost_queues(redis_client: Any) -> bool:
 
 
 class Maintenance:
-    """One pass of sweep + relay; called on the worker's timer."""
+    """One pass of heartbeat + sweep + relay; called on the worker's timer."""
 
     def __init__(
         self,
@@ -135,14 +136,27 @@ class Maintenance:
         send: ChunkSender,
         redis_client: Any = None,
         send_webhooks: WebhookSender | None = None,
+        identity: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
         self.send = send
         self.send_webhooks = send_webhooks
         self.redis = redis_client
         self.db = Database.from_settings(settings)
+        #: node, pid, concurrency, queues, started_at: what the heartbeat reports.
+        self.identity = identity
+
+    def beat(self, stopped: bool = False) -> None:
+        if self.identity is None:
+            return
+        try:
+            with self.db.session() as session:
+                monitoring.beat(session, stopped=stopped, **self.identity)
+        except Exception:
+            log.warning("could not record this worker's heartbeat", exc_info=True)
 
     def run(self) -> None:
+        self.beat()
         lost = False
         try:
             sweep_once(self.db, self.settings)
@@ -170,6 +184,7 @@ class MaintenanceStep(bootsteps.StartStopStep):
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.timer_entry: Any = None
+        self.maintenance: Maintenance | None = None
 
     def start(self, consumer: Any) -> None:
         from worker.celery_app import settings_of
@@ -181,13 +196,22 @@ class MaintenanceStep(bootsteps.StartStopStep):
             import redis
 
             redis_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+        queues = sorted(queue.name for queue in consumer.task_consumer.queues)
         maintenance = Maintenance(
             settings,
             CelerySender(consumer.app),
             redis_client,
             send_webhooks=CeleryWebhookSender(consumer.app),
+            identity={
+                "node": consumer.hostname,
+                "pid": os.getpid(),
+                "concurrency": getattr(consumer.controller, "concurrency", None) or 1,
+                "queues": queues,
+                "started_at": utcnow(),
+            },
         )
         maintenance.run()
+        self.maintenance = maintenance
         self.timer_entry = consumer.timer.call_repeatedly(
             settings.relay_interval_seconds, maintenance.run
         )
@@ -196,3 +220,8 @@ class MaintenanceStep(bootsteps.StartStopStep):
         if self.timer_entry is not None:
             self.timer_entry.cancel()
             self.timer_entry = None
+
+    def shutdown(self, consumer: Any) -> None:
+        if self.maintenance is not None:
+            self.maintenance.beat(stopped=True)  # shown as stopped, not lost
+            self.maintenance = None

@@ -42,7 +42,11 @@ def hand_over_webhooks(db: Database, batch_id: str, send: WebhookSender | None =
 
 
 def run_chunk(
-    db: Database, notifier: Notifier, chunk_id: int, send_webhooks: WebhookSender | None = None
+    db: Database,
+    notifier: Notifier,
+    chunk_id: int,
+    send_webhooks: WebhookSender | None = None,
+    worker: str | None = None,
 ) -> batches.ChunkFinished | None:
     """Claim a chunk, write it, and wake whoever waits for its batch (and queue the
     webhooks of the batch's end).
@@ -52,7 +56,7 @@ def run_chunk(
     waits for that write, then finds the chunk finished.
     """
     with db.session() as session:
-        if not batches.claim_chunk(session, chunk_id):
+        if not batches.claim_chunk(session, chunk_id, worker):
             log.info("chunk %s is already finished; nothing to do", chunk_id)
             return None
     with db.session() as session:
@@ -98,7 +102,7 @@ def import_chunk(self: Task, chunk_id: int) -> None:
     db, notifier = runtime()
     settings = settings_of(celery)
     try:
-        run_chunk(db, notifier, chunk_id)
+        run_chunk(db, notifier, chunk_id, worker=self.request.hostname)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         if self.request.retries >= settings.chunk_max_retries:

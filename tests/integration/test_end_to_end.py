@@ -182,3 +182,21 @@ def test_every_kind_of_value_reads_back_from_postgresql(api):
         "https://acme.example.com",
     )
     assert second["updated_at"] >= first["updated_at"]
+
+
+def test_the_overview_sees_the_running_worker_and_the_redis_queues(stack, api):
+    from importer import monitoring
+    from importer.config import Settings
+    from importer.db import Database
+
+    settings = Settings.from_env(stack.env)
+    db = Database.from_settings(settings)
+    try:
+        with db.session() as session:
+            overview = monitoring.overview(session, settings, ("imports", "webhooks"))
+    finally:
+        db.dispose()
+    assert all(isinstance(depth, int) for depth in overview.queues.values())
+    online = [worker for worker in overview.workers if worker.state == "online"]
+    assert len(online) == 1
+    assert (online[0].concurrency, online[0].queues) == (2, ["imports", "webhooks"])
