@@ -17,10 +17,13 @@ WORKDIR /app
 COPY . .
 RUN pip install --editable ".[ops]" \
  && useradd --system --create-home --uid 10001 --user-group importer \
- && mkdir -p /app/var \
- && chown importer:importer /app/var
+ && mkdir -p /app/var/metrics \
+ && chown -R importer:importer /app/var
 
-# The service's data folder (only the embedded `importer serve` keeps files there).
+# The service's data folder (the embedded `importer serve` keeps its files there; every
+# process writes its metrics to var/metrics, where docker-compose.yml mounts the volume
+# web and workers share: created here, owned by the service's user, so a new named
+# volume starts out writable by it).
 ENV IMPORTER_DATA_DIR=/app/var
 
 USER importer

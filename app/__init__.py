@@ -66,6 +66,10 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.teardown_appcontext(close_db_session)
     register_error_handlers(app)
 
+    from app.observability import init_app as init_observability
+
+    init_observability(app, settings)  # metrics, access lines, log ids; GET /metrics
+
     from app.api import api
     from app.health import health
     from app.openapi import openapi
@@ -73,4 +77,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health)
     app.register_blueprint(api)
     app.register_blueprint(openapi)
+    from app.ops import ops
+
+    app.register_blueprint(ops)  # /ops: the operator console (not part of the /v1 API)
     return app

@@ -11,6 +11,7 @@ from typing import Any
 from flask import current_app, g
 from sqlalchemy.orm import Session
 
+from app.ratelimits import RateLimits
 from importer.config import Settings
 from importer.db import Database
 from importer.notify import Notifier, make_notifier
@@ -59,6 +60,8 @@ class Services:
     #: Queues the webhook deliveries of a batch that ended when it was accepted.
     send_webhooks: WebhookSender
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Per-org rate limits (None: off).
+    rate_limits: RateLimits | None = None
 
 
 def build_services(settings: Settings) -> Services:
@@ -81,6 +84,7 @@ def build_services(settings: Settings) -> Services:
         notifier=make_notifier(settings.redis_url),
         check_broker=BrokerCheck(ping),
         send_webhooks=CeleryWebhookSender(celery),
+        rate_limits=RateLimits.from_settings(settings),
     )
 
 

@@ -144,6 +144,12 @@ def _shared_responses() -> dict[str, dict[str, Any]]:
             "operation does not take."
         ),
         "PayloadTooLarge": _error("`payload_too_large`: the body is over IMPORTER_MAX_BODY_BYTES."),
+        "RateLimited": _error(
+            "`rate_limited`: the org is over IMPORTER_RATE_LIMIT_REQUESTS_PER_SECOND (or, for "
+            "an import, IMPORTER_RATE_LIMIT_RECORDS_PER_MINUTE); nothing was done. Retry "
+            "after `Retry-After` seconds.",
+            ("RetryAfter",),
+        ),
     }
 
 
@@ -179,6 +185,7 @@ def _operation(
     if secured:
         operation["security"] = [{BEARER: []}]
         responses.setdefault("401", "Unauthorized")
+        responses.setdefault("429", "RateLimited")
         responses.setdefault("503", "Unavailable")
     operation["responses"] = dict(sorted(responses.items()))
     return operation
@@ -333,7 +340,17 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
                     ),
                     "413": _error(
                         "`payload_too_large`: the body is over IMPORTER_MAX_BODY_BYTES; "
-                        "`too_many_records`: more than IMPORTER_MAX_RECORDS records."
+                        "`too_many_records`: more than IMPORTER_MAX_RECORDS records; "
+                        "`batch_over_rate_limit`: more records than the org may import per "
+                        "minute (IMPORTER_RATE_LIMIT_RECORDS_PER_MINUTE), so the batch could "
+                        "never pass: split it."
+                    ),
+                    "429": _error(
+                        "`rate_limited`: the org is over IMPORTER_RATE_LIMIT_REQUESTS_PER_SECOND, "
+                        "or this batch's records do not fit in what is left of "
+                        "IMPORTER_RATE_LIMIT_RECORDS_PER_MINUTE; nothing was accepted. Retry "
+                        "after `Retry-After` seconds.",
+                        ("RetryAfter",),
                     ),
                     "415": _error(
                         "`unsupported_media_type`: not JSON, NDJSON or CSV, not UTF-8, or a "
@@ -539,6 +556,28 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
                 "503": _response("Not ready: `checks` says what is not.", schemas.ReadinessSchema),
             },
             secured=False,
+        )
+    }
+    ops["observability.metrics_view"] = {
+        "get": _operation(
+            "metrics",
+            "Prometheus metrics of every web and worker process",
+            "Health",
+            {
+                "200": {
+                    "description": "The Prometheus text format.",
+                    "headers": {"X-Request-ID": "RequestId"},
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                "401": _error(
+                    "`invalid_metrics_token`: IMPORTER_METRICS_TOKEN is set and the request "
+                    "did not send it as 'Authorization: Bearer <token>'.",
+                    ("WwwAuthenticate",),
+                ),
+            },
+            secured=False,
+            description="No API key (it carries no org data); a bearer token only when "
+            "IMPORTER_METRICS_TOKEN is set.",
         )
     }
     ops["openapi.openapi_json"] = {

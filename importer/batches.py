@@ -17,9 +17,11 @@ its task runs.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -84,6 +86,7 @@ def accept_batch(
     chunk_size: int,
     validated: bool = True,
     dry_run: bool = False,
+    handed_over: bool = False,
     request_id: str | None = None,
 ) -> ImportBatch:
     """Record an accepted batch and its chunks (the outbox), ready to be dispatched.
@@ -94,7 +97,9 @@ def accept_batch(
     ``valid`` list is consumed: each chunk's records are released once stored.
 
     Chunks cover contiguous index ranges; a chunk with nothing to do is finished at
-    once, and a batch with nothing to do is completed at once.
+    once, and a batch with nothing to do is completed at once. ``handed_over``: the
+    caller sends the chunks to the broker right after the commit, so they are marked
+    dispatched now (saving a write after the send; a failed send clears the mark).
     """
     now = utcnow()
     batch = ImportBatch(
@@ -154,6 +159,7 @@ def accept_batch(
                     error_count=len(chunk_errors),
                     warning_count=len(chunk_warnings),
                     created_at=now,
+                    dispatched_at=now if has_work and handed_over else None,
                     finished_at=None if has_work else now,
                 )
             ],
@@ -197,27 +203,38 @@ def _lock_chunk(session: Session, chunk_id: int) -> ImportChunk | None:
     return chunk
 
 
-def claim_chunk(session: Session, chunk_id: int, worker: str | None = None) -> bool:
+def claim_chunk(session: Session, chunk_id: int, worker: str | None = None) -> str | None:
     """Mark a chunk (and its batch, if still queued) as processing by ``worker``.
 
-    Returns False when the chunk needs no more work. Committed on its own, so the
-    status is visible while the chunk is written.
+    Returns the chunk's batch id, or None when the chunk needs no more work. One
+    UPDATE, which waits for the row's lock like :func:`_lock_chunk` does; committed on
+    its own, so the status is visible while the chunk is written.
     """
-    chunk = _lock_chunk(session, chunk_id)
-    if chunk is None:
-        return False
     now = utcnow()
-    chunk.status = ChunkStatus.PROCESSING
-    chunk.started_at = now
-    chunk.attempts += 1
-    chunk.claimed_by = worker
+    batch_id = session.scalar(
+        sa.update(ImportChunk)
+        .where(
+            ImportChunk.id == chunk_id,
+            ImportChunk.status.in_([ChunkStatus.PENDING, ChunkStatus.PROCESSING]),
+        )
+        .values(
+            status=ChunkStatus.PROCESSING,
+            started_at=now,
+            attempts=ImportChunk.attempts + 1,
+            claimed_by=worker,
+        )
+        .returning(ImportChunk.batch_id)
+        .execution_options(synchronize_session=False)
+    )
+    if batch_id is None:
+        return None
     session.execute(
         sa.update(ImportBatch)
-        .where(ImportBatch.id == chunk.batch_id, ImportBatch.status == BatchStatus.QUEUED)
+        .where(ImportBatch.id == batch_id, ImportBatch.status == BatchStatus.QUEUED)
         .values(status=BatchStatus.PROCESSING, started_at=now)
+        .execution_options(synchronize_session=False)
     )
-    session.flush()
-    return True
+    return str(batch_id)
 
 
 @dataclass(frozen=True)
@@ -225,6 +242,18 @@ class ChunkFinished:
     batch_id: str
     #: True when this chunk was the batch's last one.
     batch_done: bool
+    #: Webhook deliveries the batch's end recorded (to hand over after the commit).
+    deliveries: int = 0
+    #: What this chunk added (for the metrics, counted once the caller committed).
+    created: int = 0
+    updated: int = 0
+    failed: int = 0
+    #: The errors this chunk added, by error code.
+    error_codes: dict[str, int] = field(default_factory=dict)
+    dry_run: bool = False
+    #: When ``batch_done``: the batch's final status and its seconds from receipt to end.
+    batch_status: str | None = None
+    batch_seconds: float | None = None
 
 
 @dataclass
@@ -239,6 +268,7 @@ class _ChunkOutcome:
     processed: int = 0
     errors_added: int = 0
     warnings_added: int = 0
+    error_codes: dict[str, int] = field(default_factory=dict)
 
 
 def _finish_in_batch(session: Session, chunk: ImportChunk, done: _ChunkOutcome) -> ChunkFinished:
@@ -247,7 +277,7 @@ def _finish_in_batch(session: Session, chunk: ImportChunk, done: _ChunkOutcome) 
     The UPDATE takes the batch row's lock, so concurrent chunk completions of one
     batch are serialised and exactly one of them sees the last chunk finish.
     """
-    finished, total = session.execute(
+    finished, total, dry_run, received_at = session.execute(
         sa.update(ImportBatch)
         .where(ImportBatch.id == chunk.batch_id)
         .values(
@@ -259,26 +289,47 @@ def _finish_in_batch(session: Session, chunk: ImportChunk, done: _ChunkOutcome) 
             warning_count=ImportBatch.warning_count + done.warnings_added,
             chunks_finished=ImportBatch.chunks_finished + 1,
         )
-        .returning(ImportBatch.chunks_finished, ImportBatch.chunk_count)
+        .returning(
+            ImportBatch.chunks_finished,
+            ImportBatch.chunk_count,
+            ImportBatch.dry_run,
+            ImportBatch.received_at,
+        )
     ).one()
     batch_done = finished >= total
+    deliveries = 0
+    final_status: BatchStatus | None = None
+    completed_at = utcnow()
     if batch_done:
         any_failed = session.scalar(
             sa.select(sa.func.count())
             .select_from(ImportChunk)
             .where(ImportChunk.batch_id == chunk.batch_id, ImportChunk.status == ChunkStatus.FAILED)
         )
+        final_status = BatchStatus.FAILED if any_failed else BatchStatus.COMPLETED
         session.execute(
             sa.update(ImportBatch)
             .where(ImportBatch.id == chunk.batch_id)
-            .values(
-                status=BatchStatus.FAILED if any_failed else BatchStatus.COMPLETED,
-                completed_at=utcnow(),
-            )
+            .values(status=final_status, completed_at=completed_at)
         )
-        webhooks.record_batch_end(session, chunk.batch_id)
+        deliveries = webhooks.record_batch_end(session, chunk.batch_id)
     session.flush()
-    return ChunkFinished(batch_id=chunk.batch_id, batch_done=batch_done)
+    if received_at is not None and received_at.tzinfo is None:  # SQLite: naive UTC
+        received_at = received_at.replace(tzinfo=dt.UTC)
+    return ChunkFinished(
+        batch_id=chunk.batch_id,
+        batch_done=batch_done,
+        deliveries=deliveries,
+        created=done.created,
+        updated=done.updated,
+        failed=done.rejected,
+        error_codes=dict(done.error_codes),
+        dry_run=bool(dry_run),
+        batch_status=final_status.value if final_status is not None else None,
+        batch_seconds=(completed_at - received_at).total_seconds()
+        if final_status is not None and received_at is not None
+        else None,
+    )
 
 
 def _merge(existing: bytes | None, added: Sequence[Problem]) -> tuple[bytes | None, int]:
@@ -349,6 +400,7 @@ def write_chunk(session: Session, chunk_id: int) -> ChunkFinished | None:
     done.created, done.updated = outcome.created, outcome.updated
     done.rejected += outcome.rejected
     done.errors_added = len(new_problems)
+    done.error_codes = dict(Counter(problem_["error_code"] for problem_ in new_problems))
 
     chunk.errors, chunk.error_count = _merge(chunk.errors, new_problems)
     chunk.results = _dumps(outcome.results)
@@ -400,7 +452,12 @@ def fail_chunk(session: Session, chunk_id: int, reason: str) -> ChunkFinished | 
     return _finish_in_batch(
         session,
         chunk,
-        _ChunkOutcome(rejected=len(failures), processed=len(failures), errors_added=len(failures)),
+        _ChunkOutcome(
+            rejected=len(failures),
+            processed=len(failures),
+            errors_added=len(failures),
+            error_codes={ErrorCode.WRITE_FAILED.value: len(failures)} if failures else {},
+        ),
     )
 
 
@@ -411,3 +468,205 @@ def record_chunk_error(session: Session, chunk_id: int, reason: str) -> None:
         .where(ImportChunk.id == chunk_id, ImportChunk.status == ChunkStatus.PROCESSING)
         .values(last_error=reason[:2000])
     )
+
+
+# --- re-drive ------------------------------------------------------------------------
+
+
+class BatchNotFound(LookupError):
+    """No batch of that id."""
+
+
+@dataclass(frozen=True)
+class RedriveOutcome:
+    """What :func:`redrive_batch` did to a batch."""
+
+    batch_id: str
+    status_before: str
+    status_after: str
+    #: Failed chunks put back to pending (their ``write_failed`` errors removed).
+    failed_chunks: int
+    #: Records of those chunks, taken back out of ``failed_count``.
+    failed_records: int
+    #: Unfinished chunks nobody was writing, whose hand-over was cleared (sent again).
+    resent_chunks: int
+    #: Unfinished chunks being written right now (row lock held): left alone.
+    busy_chunks: int
+    #: Pending chunks still waiting for their hand-over (dispatched_at NULL): the
+    #: caller sends them right after the commit, or the relay does.
+    to_send: tuple[int, ...]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.failed_chunks or self.resent_chunks)
+
+    def describe(self) -> str:
+        """One sentence for an operator."""
+        if not self.changed and not self.to_send:
+            if self.busy_chunks:
+                return (
+                    f"Batch {self.batch_id} is {self.status_after}: nothing to re-drive, "
+                    f"{self.busy_chunks} chunk(s) being written right now."
+                )
+            if self.status_after == BatchStatus.COMPLETED:
+                return (
+                    f"Batch {self.batch_id} is completed with nothing failed: nothing to re-drive."
+                )
+            return f"Batch {self.batch_id} is {self.status_after}: nothing to re-drive."
+        parts = []
+        if self.failed_chunks:
+            parts.append(
+                f"{self.failed_chunks} failed chunk(s) ({self.failed_records} records) put back "
+                "to pending"
+            )
+        if self.resent_chunks:
+            parts.append(f"{self.resent_chunks} unfinished chunk(s) to be sent again")
+        if self.busy_chunks:
+            parts.append(f"{self.busy_chunks} chunk(s) being written left alone")
+        if not parts:
+            parts.append(f"{len(self.to_send)} chunk(s) already waiting to be sent")
+        return (
+            f"Batch {self.batch_id}: {'; '.join(parts)}; "
+            f"status {self.status_before} -> {self.status_after}."
+        )
+
+
+def _without_write_failures(errors: bytes | None) -> tuple[bytes | None, int, int]:
+    """The chunk's errors less the ``write_failed`` ones ``fail_chunk`` added:
+    (errors, how many are left, how many were removed)."""
+    problems: list[Problem] = orjson.loads(errors) if errors else []
+    kept = [item for item in problems if item["error_code"] != ErrorCode.WRITE_FAILED]
+    return (_dumps(kept) if kept else None), len(kept), len(problems) - len(kept)
+
+
+#: A pending chunk handed to the broker less than this long ago is not sent again by a
+#: re-drive: its message is on its way (so re-driving twice in a row sends nothing twice).
+RESEND_AFTER_SECONDS = 30.0
+
+
+def redrive_batch(
+    session: Session, batch_id: str, *, resend_after_seconds: float = RESEND_AFTER_SECONDS
+) -> RedriveOutcome:
+    """Re-drive the failed and unfinished chunks of a batch, in the caller's transaction.
+
+    * A **failed** chunk goes back to pending: its ``write_failed`` errors are removed
+      and what :func:`fail_chunk` added to the batch is taken back out of it (atomic
+      ``UPDATE``: ``failed_count``, ``processed_count``, ``error_count``,
+      ``chunks_finished``); the batch is ``processing`` again (``queued`` if no chunk
+      of it ever started) with ``completed_at`` cleared. It kept its payload (see
+      :func:`fail_chunk`), so it is written as if for the first time; when the batch
+      ends again, a new ``Import.Completed``/``Import.Failed`` event is recorded.
+    * A **processing** chunk that nobody is writing (its row lock is free, as the sweep
+      tells; SQLite has no row locks, so there the sweep alone does it), and a
+      **pending** one handed to the broker more than ``resend_after_seconds`` ago, are
+      put back to pending with ``dispatched_at`` cleared, so they are sent again. One
+      being written (lock held) is left alone.
+
+    Chunks are row-locked, skipping locked rows, and each change is guarded by the
+    status it was seen in, so a chunk is never re-driven twice at once nor while a
+    worker writes it. Chunks left pending with ``dispatched_at`` NULL are in
+    ``to_send``: the caller hands them to the broker after the commit (see
+    ``worker.dispatch.hand_over_chunks``), or the relay does. Re-driving again changes
+    nothing; a completed batch with nothing failed is a no-op that says so. Raises
+    :class:`BatchNotFound`.
+    """
+    found = session.scalar(sa.select(ImportBatch.status).where(ImportBatch.id == batch_id))
+    if found is None:
+        raise BatchNotFound(batch_id)
+    status_before = BatchStatus(found).value
+    unfinished = (ChunkStatus.PENDING, ChunkStatus.PROCESSING, ChunkStatus.FAILED)
+    chunk_ids = list(
+        session.scalars(
+            sa.select(ImportChunk.id).where(
+                ImportChunk.batch_id == batch_id, ImportChunk.status.in_(unfinished)
+            )
+        )
+    )
+    if not chunk_ids:
+        return RedriveOutcome(batch_id, status_before, status_before, 0, 0, 0, 0, ())
+    # A worker writing a chunk holds its row lock for the whole write: skip those.
+    chunks = session.execute(
+        sa.select(
+            ImportChunk.id,
+            ImportChunk.status,
+            ImportChunk.errors,
+            ImportChunk.dispatched_at,
+        )
+        .where(ImportChunk.id.in_(chunk_ids))
+        .order_by(ImportChunk.position)
+        .with_for_update(skip_locked=True)
+    ).all()
+    row_locks = session.get_bind().dialect.name != "sqlite"
+    fresh = utcnow() - dt.timedelta(seconds=resend_after_seconds)
+    busy = len(chunk_ids) - len(chunks)
+    failed_chunks = failed_records = resent = 0
+    to_send: list[int] = []
+    for chunk in chunks:
+        values: dict[str, Any] = {}
+        removed = 0
+        if chunk.status == ChunkStatus.FAILED:
+            errors, error_count, removed = _without_write_failures(chunk.errors)
+            values = dict(
+                errors=errors,
+                error_count=error_count,
+                rejected_count=0,
+                started_at=None,
+                finished_at=None,
+            )
+        elif chunk.status == ChunkStatus.PROCESSING and not row_locks:
+            busy += 1
+            continue
+        elif chunk.status == ChunkStatus.PENDING and (
+            chunk.dispatched_at is None or chunk.dispatched_at > fresh
+        ):
+            if chunk.dispatched_at is None:
+                to_send.append(chunk.id)  # already waiting for its hand-over
+            continue
+        elif chunk.status not in (ChunkStatus.PROCESSING, ChunkStatus.PENDING):
+            continue  # finished meanwhile
+        changed: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            sa.update(ImportChunk)
+            .where(ImportChunk.id == chunk.id, ImportChunk.status == chunk.status)
+            .values(status=ChunkStatus.PENDING, dispatched_at=None, **values)
+            .execution_options(synchronize_session=False)
+        )
+        if changed.rowcount != 1:
+            continue  # moved on since it was read (only possible without row locks)
+        to_send.append(chunk.id)
+        if chunk.status == ChunkStatus.FAILED:
+            failed_chunks += 1
+            failed_records += removed
+        else:
+            resent += 1
+    if failed_chunks:
+        # Take back exactly what fail_chunk added (see _finish_in_batch), atomically.
+        session.execute(
+            sa.update(ImportBatch)
+            .where(ImportBatch.id == batch_id)
+            .values(
+                failed_count=ImportBatch.failed_count - failed_records,
+                processed_count=ImportBatch.processed_count - failed_records,
+                error_count=ImportBatch.error_count - failed_records,
+                chunks_finished=ImportBatch.chunks_finished - failed_chunks,
+                status=sa.case(
+                    (ImportBatch.started_at.is_(None), BatchStatus.QUEUED.value),
+                    else_=BatchStatus.PROCESSING.value,
+                ),
+                completed_at=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    status_after = session.scalar(sa.select(ImportBatch.status).where(ImportBatch.id == batch_id))
+    outcome = RedriveOutcome(
+        batch_id=batch_id,
+        status_before=status_before,
+        status_after=BatchStatus(status_after or found).value,
+        failed_chunks=failed_chunks,
+        failed_records=failed_records,
+        resent_chunks=resent,
+        busy_chunks=busy,
+        to_send=tuple(to_send),
+    )
+    if outcome.changed:
+        log.info("re-drive: %s", outcome.describe())
+    return outcome

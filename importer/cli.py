@@ -6,6 +6,9 @@ variables (see README), read once by :class:`importer.config.Settings`.
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -13,8 +16,9 @@ from typing import Any
 import click
 import orjson
 
+from importer import metrics
 from importer.config import PROJECT_ROOT, ConfigError, Settings
-from importer.logs import configure_logging
+from importer.logs import GunicornLogger, configure_logging
 
 
 def _settings() -> Settings:
@@ -92,8 +96,16 @@ def _gunicorn(settings: Settings, host: str, port: int, workers: int) -> None:
                 # Longer than the synchronous wait, so a waiting import is never killed.
                 "timeout": int(settings.sync_wait_seconds) + 60,
                 "graceful_timeout": int(settings.sync_wait_seconds) + 5,
-                "accesslog": "-",
+                # gunicorn's lines go through the service's log handler (JSON or text);
+                # the app writes one access line per request itself (app.access).
+                "logger_class": GunicornLogger,
+                "loglevel": settings.log_level.lower(),
+                "accesslog": None,
                 "errorlog": "-",
+                # Metrics: the master empties the folder of an earlier run (if nothing
+                # else uses it) before forking; a worker that exits is marked dead.
+                "on_starting": lambda server: metrics.clear_stale_files(settings.metrics_path),
+                "child_exit": lambda server, worker: metrics.mark_process_dead(worker.pid),
             }
             for key, value in options.items():
                 self.cfg.set(key, value)
@@ -111,6 +123,7 @@ def web(host: str, port: int) -> None:
     """Run the web front end (gunicorn)."""
     settings = _settings()
     configure_logging(settings)
+    metrics.configure(settings)
     _gunicorn(settings, host, port, settings.web_workers)
 
 
@@ -118,24 +131,55 @@ def web(host: str, port: int) -> None:
 @click.option(
     "--concurrency", type=int, default=None, help="Processes (IMPORTER_WORKER_CONCURRENCY)."
 )
-def worker(concurrency: int | None) -> None:
+@click.option(
+    "--name",
+    default=None,
+    help="Celery node name (default importer-<pid>@<host>: unique, so several workers on "
+    "one host are told apart in heartbeats, Flower and `importer status`).",
+)
+def worker(concurrency: int | None, name: str | None) -> None:
     """Run one Celery worker process (with its pool of children)."""
     settings = _settings()
     configure_logging(settings)
+    # Before this process or its pool writes anything (see importer.metrics).
+    metrics.clear_stale_files(settings.metrics_path)
+    metrics.configure(settings)
     from worker.app import celery
     from worker.celery_app import QUEUES
 
+    processes = concurrency or settings.worker_concurrency
+    options = []
+    if settings.log_format == "json":
+        # JSON everywhere: no start-up banner (printed, not logged; its facts are in the
+        # line below), and the shutdown notices Celery prints become log lines too.
+        import celery.apps.worker as celery_worker
+
+        options.append("--quiet")
+        celery_worker.safe_say = _say_as_log  # type: ignore[assignment]
+        logging.getLogger(__name__).info(
+            "starting the worker: %d process(es), queues %s, broker %s",
+            processes,
+            ",".join(QUEUES),
+            "redis" if settings.redis_url else "embedded",
+        )
     celery.worker_main(
         [
+            *options,
             "worker",
             "--loglevel",
             settings.log_level,
             "--concurrency",
-            str(concurrency or settings.worker_concurrency),
+            str(processes),
             "--queues",
             ",".join(QUEUES),
+            "--hostname",
+            name or f"importer-{os.getpid()}@{socket.gethostname()}",
         ]
     )
+
+
+def _say_as_log(message: str, file: Any = None) -> None:
+    logging.getLogger("celery.apps.worker").info(message)
 
 
 @main.command()
@@ -148,6 +192,7 @@ def serve(host: str, port: int) -> None:
 
     settings = _settings()
     configure_logging(settings)
+    metrics.configure(settings)  # the worker started below and the web share the folder
     upgrade_database(settings)
     database = Database.from_settings(settings)
     with database.session() as session:
@@ -195,3 +240,10 @@ def serve(host: str, port: int) -> None:
 from importer.push import push_command  # noqa: E402
 
 main.add_command(push_command)
+
+# --- operators ----------------------------------------------------------------------
+
+from importer.operator_cli import batches_group, status_command  # noqa: E402
+
+main.add_command(status_command)
+main.add_command(batches_group)

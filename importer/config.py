@@ -107,9 +107,18 @@ class Settings:
     # Logging.
     log_format: str = "text"
     log_level: str = "INFO"
+    # Metrics: the folder every process writes its Prometheus samples to (None:
+    # <data_dir>/metrics), and the bearer token GET /metrics asks for (None: no token).
+    metrics_dir: Path | None = None
+    metrics_token: str | None = dataclasses.field(default=None, repr=False)
+    # Per-org rate limits of the /v1 API (0 = off; always off without Redis).
+    rate_limit_requests_per_second: int = 0
+    rate_limit_records_per_minute: int = 0
     # The push client (`importer push`): where the service is, and the key it sends.
     url: str = "http://127.0.0.1:8000"
     api_key: str | None = dataclasses.field(default=None, repr=False)
+    # The ops page (`/ops`): its token; unset, the page is disabled (404).
+    ops_token: str | None = dataclasses.field(default=None, repr=False)
 
     @property
     def is_embedded(self) -> bool:
@@ -119,6 +128,11 @@ class Settings:
     @property
     def dialect(self) -> str:
         return self.database_url.split(":", 1)[0].split("+", 1)[0]
+
+    @property
+    def metrics_path(self) -> Path:
+        """Where this deployment's processes write their metrics (shared by all of them)."""
+        return self.metrics_dir or self.data_dir / "metrics"
 
     @property
     def broker_url(self) -> str:
@@ -161,8 +175,13 @@ class Settings:
             log_level=_choice(
                 env, "IMPORTER_LOG_LEVEL", "info", ("debug", "info", "warning", "error")
             ).upper(),
+            metrics_dir=Path(env.get("IMPORTER_METRICS_DIR") or data_dir / "metrics").resolve(),
+            metrics_token=(env.get("IMPORTER_METRICS_TOKEN") or "").strip() or None,
+            rate_limit_requests_per_second=_int(env, "IMPORTER_RATE_LIMIT_REQUESTS_PER_SECOND", 0),
+            rate_limit_records_per_minute=_int(env, "IMPORTER_RATE_LIMIT_RECORDS_PER_MINUTE", 0),
             url=(env.get("IMPORTER_URL") or "").strip() or "http://127.0.0.1:8000",
             api_key=(env.get("IMPORTER_API_KEY") or "").strip() or None,
+            ops_token=(env.get("IMPORTER_OPS_TOKEN") or "").strip() or None,
         )
         values.update(overrides)
         return cls(**values)

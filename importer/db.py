@@ -79,7 +79,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     options: dict[str, Any] = {
-        "pool_pre_ping": True,
+        # No ping before each checkout (a round trip on every unit of work, a good part
+        # of a small import's latency). A connection that died with a database restart
+        # fails its next statement instead; SQLAlchemy then discards the whole pool, so
+        # that request answers 503 (a chunk task retries) and the next ones reconnect.
+        "pool_pre_ping": False,
         "pool_size": 10,
         "max_overflow": 20,
         # Fail fast when PostgreSQL is down, so callers answer 503 instead of hanging.

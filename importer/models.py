@@ -170,6 +170,8 @@ class ImportChunk(Base):
     __table_args__ = (
         sa.UniqueConstraint("batch_id", "position"),
         sa.Index("ix_import_chunks_status_dispatched_at", "status", "dispatched_at"),
+        # The ops page's throughput: chunks finished in the last hour.
+        sa.Index("ix_import_chunks_finished_at", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(BigSerial, primary_key=True, autoincrement=True)

@@ -35,18 +35,31 @@ class RedisNotifier:
             log.warning("could not publish completion of batch %s", batch_id, exc_info=True)
 
     def wait_done(self, batch_id: str, timeout: float, is_done: Callable[[], bool]) -> bool:
-        """Wait until ``is_done()`` or ``timeout`` seconds; returns ``is_done()``."""
+        """Wait until ``is_done()`` or ``timeout`` seconds; returns ``is_done()``.
+
+        The database is asked once after subscribing, then only about once a second
+        (in case a notification was lost); a notification itself means done, since
+        it is published after the commit that ended the batch.
+        """
         deadline = time.monotonic() + timeout
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(CHANNEL_PREFIX + batch_id)
             # Subscribed first, checked second: a completion can't slip in between.
-            while not is_done():
+            if is_done():
+                return True
+            checked = time.monotonic()
+            while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return False
-                pubsub.get_message(timeout=min(remaining, 1.0))
-            return True
+                    return is_done()
+                # None on timeout, and for the (ignored) subscription confirmation.
+                if pubsub.get_message(timeout=min(remaining, 1.0)) is not None:
+                    return True
+                if time.monotonic() - checked >= 1.0:
+                    if is_done():
+                        return True
+                    checked = time.monotonic()
         finally:
             pubsub.close()
 

@@ -15,8 +15,11 @@ import fakeredis
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from limits.storage import RedisStorage
 
 from app import create_app
+from app.ratelimits import KEY_PREFIX
+from importer import metrics
 from importer.cli import upgrade_database
 from importer.config import Settings
 from importer.db import Database
@@ -78,6 +81,14 @@ def settings(tmp_path: Path, template_db: Path) -> Settings:
     return make_settings(tmp_path, sync_wait_seconds=5.0)
 
 
+@pytest.fixture(autouse=True)
+def _metrics_unconfigured() -> Iterator[None]:
+    """Each test's app writes metrics to its own folder (``<tmp_path>/metrics``, set up by
+    ``create_app``); none of it outlives the test (nor PROMETHEUS_MULTIPROC_DIR)."""
+    yield
+    metrics.reset()
+
+
 @pytest.fixture
 def db(settings: Settings) -> Iterator[Database]:
     database = Database.from_settings(settings)
@@ -88,6 +99,17 @@ def db(settings: Settings) -> Iterator[Database]:
 @pytest.fixture
 def redis_client() -> fakeredis.FakeRedis:
     return fakeredis.FakeRedis()
+
+
+def limits_storage(client: fakeredis.FakeRedis) -> RedisStorage:
+    """The ``limits`` library's Redis storage over a fakeredis client (its Lua scripts
+    run in fakeredis through lupa): built on the client's connection pool."""
+    return RedisStorage(
+        "redis://",
+        connection_pool=client.connection_pool,
+        key_prefix=KEY_PREFIX,
+        wrap_exceptions=True,
+    )
 
 
 class InlineWorker:

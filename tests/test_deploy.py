@@ -269,6 +269,42 @@ def test_app_services_reach_postgres_and_redis_by_service_name(services, name):
     assert env.get("IMPORTER_LOG_FORMAT") == "json"
 
 
+def named_volume_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> named volume, from the short or the long ``volumes`` syntax."""
+    mounts: dict[str, str] = {}
+    for entry in service.get("volumes") or []:
+        if isinstance(entry, dict):
+            if entry.get("type", "volume") == "volume":
+                mounts[entry["target"]] = entry["source"]
+            continue
+        source, _, target = str(entry).partition(":")
+        if target and not source.startswith((".", "/", "~")):
+            mounts[target.split(":")[0]] = source
+    return mounts
+
+
+def test_web_and_workers_share_one_metrics_volume(compose, services):
+    """Every process writes its metrics to IMPORTER_METRICS_DIR and the web adds them
+    up: web and every worker container must see the same folder."""
+    folders = {
+        environment(services[name]).get("IMPORTER_METRICS_DIR") for name in ("web", "worker")
+    }
+    assert len(folders) == 1 and None not in folders, folders
+    (folder,) = folders
+    volumes = {named_volume_mounts(services[name]).get(folder) for name in ("web", "worker")}
+    assert len(volumes) == 1 and None not in volumes, f"{folder} is not one shared named volume"
+    (volume,) = volumes
+    assert volume in (compose.get("volumes") or {}), f"volume {volume!r} is not declared"
+    # A new named volume takes the owner of the image's folder: it must be the
+    # service's (non-root) user, or nothing could write there.
+    instructions = dockerfile()
+    runs = " ".join(arguments for keyword, arguments in instructions if keyword == "RUN")
+    assert re.search(rf"mkdir -p \S*{re.escape(folder)}", runs), runs
+    user = [arguments for keyword, arguments in instructions if keyword == "USER"][-1]
+    assert re.search(rf"chown -R {user}:\S+ /app/var\b", runs)
+    assert folder.startswith("/app/var/")
+
+
 def test_app_services_share_one_image_built_from_the_dockerfile(services):
     images = {services[name].get("image") for name in APP_SERVICES}
     assert len(images) == 1 and None not in images

@@ -3,6 +3,7 @@
 Run it with ``importer worker`` (or ``celery -A worker.app worker``).
 """
 
+import worker.signals  # noqa: F401  (the ids on each task's log lines, metrics book-keeping)
 from worker.celery_app import create_celery
 from worker.relay import MaintenanceStep
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 
 from celery import Task
 
-from importer import batches, webhooks
+from importer import batches, logs, metrics, webhooks
 from importer.db import Database
 from importer.notify import Notifier, make_notifier
 from worker.app import celery
@@ -41,6 +42,20 @@ def hand_over_webhooks(db: Database, batch_id: str, send: WebhookSender | None =
         )
 
 
+def count_finished(finished: batches.ChunkFinished) -> None:
+    """The metrics of a chunk whose transaction committed: its records and errors
+    (dry runs aside), and its batch's duration when it was the last chunk."""
+    if not finished.dry_run:
+        metrics.count_records(
+            created=finished.created,
+            updated=finished.updated,
+            failed=finished.failed,
+            errors=finished.error_codes,
+        )
+    if finished.batch_status is not None and finished.batch_seconds is not None:
+        metrics.observe_batch_end(finished.batch_status, finished.batch_seconds)
+
+
 def run_chunk(
     db: Database,
     notifier: Notifier,
@@ -55,15 +70,22 @@ def run_chunk(
     skipped, and a duplicate that arrives while another worker writes the chunk
     waits for that write, then finds the chunk finished.
     """
+    started = time.perf_counter()
     with db.session() as session:
-        if not batches.claim_chunk(session, chunk_id, worker):
+        batch_id = batches.claim_chunk(session, chunk_id, worker)
+        if batch_id is None:
             log.info("chunk %s is already finished; nothing to do", chunk_id)
             return None
+    logs.bind(batch_id=batch_id)
     with db.session() as session:
         finished = batches.write_chunk(session, chunk_id)
+    if finished is not None:  # committed: count it, once
+        metrics.observe_chunk(time.perf_counter() - started)
+        count_finished(finished)
     if finished is not None and finished.batch_done:
         notifier.publish_done(finished.batch_id)
-        hand_over_webhooks(db, finished.batch_id, send_webhooks)
+        if finished.deliveries:
+            hand_over_webhooks(db, finished.batch_id, send_webhooks)
     return finished
 
 
@@ -76,6 +98,8 @@ def give_up_chunk(
 ) -> None:
     with db.session() as session:
         finished = batches.fail_chunk(session, chunk_id, reason)
+    if finished is not None:  # committed: count it, once
+        count_finished(finished)
     if finished is not None and finished.batch_done:
         notifier.publish_done(finished.batch_id)
         hand_over_webhooks(db, finished.batch_id, send_webhooks)

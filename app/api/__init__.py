@@ -1,13 +1,27 @@
-"""The ``/v1`` API. Every view in it runs after :func:`app.auth.authenticate`."""
+"""The ``/v1`` API. Every view in it runs after :func:`app.auth.authenticate` and the
+org's request-rate limit (:mod:`app.ratelimits`)."""
 
 from __future__ import annotations
 
 from flask import Blueprint
 
-from app.auth import authenticate
+from app.auth import authenticate, current_org
+from app.extensions import services
+from importer import logs
+
+
+def _after_authentication() -> None:
+    """The org's id on every log line of the request, and its request-rate limit."""
+    org_id = current_org().id
+    logs.bind(org_id=org_id)
+    limits = services().rate_limits
+    if limits is not None:
+        limits.check_request(org_id)
+
 
 api = Blueprint("api", __name__, url_prefix="/v1")
 api.before_request(authenticate)
+api.before_request(_after_authentication)
 
 # Views register themselves on ``api`` when imported.
 from app.api import batches, imports, objects, reports, webhooks  # noqa: E402,F401

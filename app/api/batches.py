@@ -13,7 +13,7 @@ from app.auth import current_org
 from app.errors import NotFound
 from app.extensions import db_session, services
 from app.pagination import InvalidParameter, int_arg, page_args, page_body
-from importer import outcomes
+from importer import logs, outcomes
 from importer.models import BatchStatus, ImportBatch
 
 
@@ -29,6 +29,7 @@ def _batch_or_404(batch_id: str) -> ImportBatch:
     )
     if batch is None:
         raise NotFound(f"No import batch {batch_id!r} in this org.", code="batch_not_found")
+    logs.bind(batch_id=batch.id)
     return batch
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections import Counter
 
 import orjson
 import sqlalchemy as sa
@@ -25,8 +26,8 @@ from app.errors import NotFound, Unavailable
 from app.extensions import db_session, services
 from app.pagination import InvalidParameter
 from app.parsing import CSV_TYPES, JSON_TYPES, NDJSON_TYPES, ParsedBatch, parse_batch, read_body
-from importer import batches, reports
-from importer.models import ImportBatch, ImportReport, Org
+from importer import batches, logs, metrics, reports
+from importer.models import BatchStatus, ImportBatch, ImportReport, Org
 from importer.outcomes import batch_body, http_status
 from importer.validation import ValidationOutcome, screen_records, validate_records
 from worker.dispatch import hand_over_deliveries, mark_dispatched
@@ -85,14 +86,15 @@ def _dispatch(batch_id: str) -> None:
     if not chunk_ids:
         _dispatch_webhooks(batch_id)  # nothing to write: the batch ended when accepted
         return
+    session.commit()  # ends the read; the send below may take a moment
     try:
         svc.send_chunks(chunk_ids)
     except Exception:
         log.warning("could not queue batch %s now; the relay will", batch_id, exc_info=True)
-        session.rollback()
+        # Accepted as handed over: take the mark back so the relay sends them soon.
+        mark_dispatched(session, chunk_ids, handed_over=False)
+        session.commit()
         return
-    mark_dispatched(session, chunk_ids)
-    session.commit()
     log.info("queued chunk(s) %s of batch %s", chunk_ids, batch_id)
 
 
@@ -147,6 +149,19 @@ def _examine(
     return outcome
 
 
+def _count_accepted(batch: ImportBatch, outcome: ValidationOutcome) -> None:
+    """The metrics of what the web decided, once committed: the records it failed and
+    their errors (the workers count the rest), and the batch's end if nothing is left."""
+    if not batch.dry_run:
+        metrics.count_records(
+            failed=outcome.failed_count,
+            errors=Counter(problem_["error_code"] for problem_ in outcome.errors),
+        )
+    if BatchStatus(batch.status).is_done and batch.completed_at is not None:
+        seconds = (batch.completed_at - batch.received_at).total_seconds()
+        metrics.observe_batch_end(BatchStatus(batch.status).value, seconds)
+
+
 @api.post("/import/<slug>")
 def import_records(slug: str) -> Response:
     svc = services()
@@ -180,6 +195,8 @@ def import_records(slug: str) -> Response:
     del raw  # a large body is not kept through validation
 
     try:
+        if svc.rate_limits is not None:  # counted once parsed, before anything is accepted
+            svc.rate_limits.check_records(org.id, received)
         outcome = _examine(parsed, report, org, deferred)
         del parsed
         try:
@@ -198,6 +215,7 @@ def import_records(slug: str) -> Response:
             chunk_size=settings.chunk_size,
             validated=not deferred,
             dry_run=dry_run,
+            handed_over=True,
             request_id=g.get("request_id"),
         )
         if key_id is not None:
@@ -208,6 +226,8 @@ def import_records(slug: str) -> Response:
         if key_id is not None:
             idempotency.release(svc.db, key_id)
         raise
+    logs.bind(batch_id=batch.id)
+    _count_accepted(batch, outcome)
     del outcome
     log.info("accepted batch %s (%d records) for report %s", batch.id, received, slug)
 

@@ -321,3 +321,32 @@ def test_wrong_key_or_report_of_another_org_is_not_found(client, auth, make_repo
     response = post(client, auth, [vendor(1)], slug="theirs")
     assert response.status_code == 404
     assert response.json["detail"]["code"] == "report_not_found"
+
+
+def test_a_failed_hand_over_leaves_the_batch_to_the_relay(client, auth, make_report, app, db):
+    """Accepted, then the broker refuses the message: the batch is kept and the relay
+    (not the web) sends it."""
+    import datetime as dt
+
+    from importer.models import ImportChunk
+    from worker.relay import relay_once
+
+    services = app.extensions["importer"]
+    services.settings = services.settings.replace(sync_wait_seconds=0)
+
+    def refuse(chunk_ids):
+        raise ConnectionError("broker went away after the check")
+
+    services.send_chunks = refuse
+    make_report()
+    response = post(client, auth, [vendor(1)])
+    assert response.status_code == 202
+    with db.session() as session:
+        chunks = session.scalars(sa.select(ImportChunk)).all()
+        assert [(c.status.value, c.dispatched_at) for c in chunks] == [("pending", None)]
+        session.execute(
+            sa.update(ImportChunk).values(created_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+        )
+    sent = []
+    assert relay_once(db, sent.extend, services.settings) == 1
+    assert sent == [chunks[0].id]

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 import schemathesis
+from fakeredis import FakeRedis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from openapi_spec_validator import validate as validate_openapi
@@ -24,9 +25,10 @@ from schemathesis.specs.openapi.checks import (
 
 from app import openapi
 from app.parsing import NDJSON_TYPES
+from app.ratelimits import RateLimits
 from importer import catalog, reports
 from importer.models import ImportReport
-from tests.conftest import MAPPINGS, vendor
+from tests.conftest import MAPPINGS, limits_storage, vendor
 from tests.webhook_receiver import Receiver, closed_port_url
 from worker.tasks import run_delivery
 
@@ -40,33 +42,38 @@ CHECKS = [
 IMPORT = "/v1/import/{slug}"
 FLASK_ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
-# Every status code each operation can answer (the 401 and 503 of every /v1 operation
-# come from authentication and the backing services).
+# Every status code each operation can answer (the 401, 429 and 503 of every /v1
+# operation come from authentication, the org's request-rate limit and the backing
+# services).
 STATUS_CODES = {
-    ("post", "/v1/import-reports"): {201, 401, 409, 413, 415, 422, 503},
-    ("get", "/v1/import-reports"): {200, 401, 422, 503},
-    ("get", "/v1/import-reports/{slug}"): {200, 401, 404, 503},
-    ("patch", "/v1/import-reports/{slug}"): {200, 401, 404, 409, 413, 415, 422, 503},
-    ("delete", "/v1/import-reports/{slug}"): {204, 401, 404, 503},
-    ("post", "/v1/import/{slug}"): {200, 202, 400, 401, 404, 409, 413, 415, 422, 503},
-    ("get", "/v1/import/batches"): {200, 401, 422, 503},
-    ("get", "/v1/import/batches/{batch_id}"): {200, 401, 404, 422, 503},
+    ("post", "/v1/import-reports"): {201, 401, 409, 413, 415, 422, 429, 503},
+    ("get", "/v1/import-reports"): {200, 401, 422, 429, 503},
+    ("get", "/v1/import-reports/{slug}"): {200, 401, 404, 429, 503},
+    ("patch", "/v1/import-reports/{slug}"): {200, 401, 404, 409, 413, 415, 422, 429, 503},
+    ("delete", "/v1/import-reports/{slug}"): {204, 401, 404, 429, 503},
+    ("post", "/v1/import/{slug}"): {200, 202, 400, 401, 404, 409, 413, 415, 422, 429, 503},
+    ("get", "/v1/import/batches"): {200, 401, 422, 429, 503},
+    ("get", "/v1/import/batches/{batch_id}"): {200, 401, 404, 422, 429, 503},
     **{
-        ("get", f"/v1/import/batches/{{batch_id}}/{kind}"): {200, 401, 404, 422, 503}
+        ("get", f"/v1/import/batches/{{batch_id}}/{kind}"): {200, 401, 404, 422, 429, 503}
         for kind in ("results", "errors", "warnings")
     },
-    **{("get", f"/v1/{base.plural}"): {200, 401, 422, 503} for base in catalog.CATALOG.values()},
     **{
-        ("get", f"/v1/{base.plural}/{{object_id}}"): {200, 401, 404, 503}
+        ("get", f"/v1/{base.plural}"): {200, 401, 422, 429, 503}
         for base in catalog.CATALOG.values()
     },
-    ("post", "/v1/webhooks"): {201, 401, 413, 415, 422, 503},
-    ("get", "/v1/webhooks"): {200, 401, 422, 503},
-    ("get", "/v1/webhooks/{webhook_id}"): {200, 401, 404, 503},
-    ("delete", "/v1/webhooks/{webhook_id}"): {204, 401, 404, 503},
-    ("get", "/v1/webhooks/{webhook_id}/deliveries"): {200, 401, 404, 422, 503},
+    **{
+        ("get", f"/v1/{base.plural}/{{object_id}}"): {200, 401, 404, 429, 503}
+        for base in catalog.CATALOG.values()
+    },
+    ("post", "/v1/webhooks"): {201, 401, 413, 415, 422, 429, 503},
+    ("get", "/v1/webhooks"): {200, 401, 422, 429, 503},
+    ("get", "/v1/webhooks/{webhook_id}"): {200, 401, 404, 429, 503},
+    ("delete", "/v1/webhooks/{webhook_id}"): {204, 401, 404, 429, 503},
+    ("get", "/v1/webhooks/{webhook_id}/deliveries"): {200, 401, 404, 422, 429, 503},
     ("get", "/healthz"): {200},
     ("get", "/readyz"): {200, 503},
+    ("get", "/metrics"): {200, 401},
     ("get", "/openapi.json"): {200},
 }
 
@@ -122,6 +129,8 @@ def test_document_is_built_once_per_app(app, client, monkeypatch):
 def test_every_url_rule_is_documented_with_each_status_code(app, document):
     expected_paths = set()
     for rule in app.url_map.iter_rules():
+        if rule.rule == "/ops" or rule.rule.startswith("/ops/"):
+            continue  # the operator console, not part of the API (README: The ops page)
         path = FLASK_ARGUMENT.sub(r"{\1}", rule.rule)
         expected_paths.add(path)
         assert path in document["paths"], f"{rule.rule} ({rule.endpoint}) is not documented"
@@ -429,6 +438,36 @@ def _shrink_body_limit(app):
     app.config["MAX_CONTENT_LENGTH"] = 2048
 
 
+class _Spent(RateLimits):
+    """Real rate limits whose budget the org has just spent (on its first check)."""
+
+    def check_request(self, org_id):
+        if self.requests is not None:
+            self._moving.hit(self.requests, "requests", org_id, cost=self.requests.amount)
+        super().check_request(org_id)
+
+    def check_records(self, org_id, count):
+        if self.records is not None:
+            self._sliding.hit(self.records, "records", org_id, cost=self.records.amount)
+        super().check_records(org_id, count)
+
+
+def _spent_request_rate(app):
+    app.extensions["importer"].rate_limits = _Spent(limits_storage(FakeRedis()), 5, 0)
+
+
+def _spent_record_rate(app):
+    app.extensions["importer"].rate_limits = _Spent(limits_storage(FakeRedis()), 0, 100)
+
+
+def _small_record_rate(app):
+    app.extensions["importer"].rate_limits = RateLimits(limits_storage(FakeRedis()), 0, 2)
+
+
+def _metrics_token(app):
+    app.config["SETTINGS"] = app.config["SETTINGS"].replace(metrics_token="s3cret")
+
+
 def answer(label: str, url: str, status: int, change=None, **request: Any):
     """A request (``url`` may name ``{batch_id}``, ``{vendor}``, ``{service}`` and
     ``{assessment}``: seeded ids) and the status it must get; ``change`` prepares the
@@ -490,6 +529,9 @@ ANSWERS = [
     answer("POST /v1/import/{slug}", IMP, 422, json={"data": []}),
     answer("POST /v1/import/{slug}", IMP, 422, json=GOOD, headers={"Idempotency-Key": "k" * 256}),
     answer("POST /v1/import/{slug}", IMP, 503, _break_broker, json=GOOD),
+    answer("POST /v1/import/{slug}", IMP, 429, _spent_record_rate, json=GOOD),
+    answer("POST /v1/import/{slug}", IMP, 413, _small_record_rate, json=GOOD),
+    answer("GET /v1/import/batches", "/v1/import/batches", 429, _spent_request_rate),
     answer("GET /v1/import/batches", "/v1/import/batches?status=completed&slug=vendors", 200),
     answer("GET /v1/import/batches", "/v1/import/batches?status=done", 422),
     answer("GET /v1/import/batches/{batch_id}", f"{B}?wait=1", 200),
@@ -538,6 +580,8 @@ ANSWERS = [
     answer("GET /healthz", "/healthz", 200),
     answer("GET /readyz", "/readyz", 200),
     answer("GET /readyz", "/readyz", 503, _break_broker),
+    answer("GET /metrics", "/metrics", 200),
+    answer("GET /metrics", "/metrics", 401, _metrics_token),
     answer("GET /openapi.json", "/openapi.json", 200),
 ]
 
@@ -585,9 +629,10 @@ def test_every_documented_status_code_is_answered_above():
         for (method, path), codes in STATUS_CODES.items()
         for code in codes
     }
-    # Every /v1 operation's 401 comes from the same check; one is produced above.
-    unauthorized = {answer for answer in documented if answer[1] == 401}
-    assert answered | unproduced | unauthorized == documented
+    # Every /v1 operation's 401 comes from the same check, and so does its 429 (the
+    # request rate); one of each is produced above.
+    same_check = {answer for answer in documented if answer[1] in (401, 429)}
+    assert answered | unproduced | same_check == documented
 
 
 def test_a_replayed_import_conforms_to_the_document(app, client, auth, seeded):

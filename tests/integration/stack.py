@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -133,11 +135,15 @@ class Stack:
     """Web and worker processes sharing one database and one Redis database."""
 
     def __init__(self, database_url: str, redis_url: str, **settings: str) -> None:
+        #: Each stack's processes write their metrics to a folder of their own, so a
+        #: stack's /metrics counts only its own processes.
+        self.metrics_dir = tempfile.mkdtemp(prefix="importer-metrics-")
         self.env = {
             **os.environ,
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "IMPORTER_LOG_LEVEL": "info",
+            "IMPORTER_METRICS_DIR": self.metrics_dir,
             "PYTHONUNBUFFERED": "1",
             **settings,
         }
@@ -151,7 +157,7 @@ class Stack:
 
     def start_worker(self, concurrency: int = 2) -> Process:
         worker = self._spawn("worker", "worker", "--concurrency", str(concurrency))
-        worker.wait_for(r"celery@\S+ ready\.")
+        worker.wait_for(r"\S+@\S+ ready\.")
         return worker
 
     def start_web(self) -> Process:
@@ -178,6 +184,7 @@ class Stack:
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
 
 class Api:

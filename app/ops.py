@@ -1,0 +1,170 @@
+"""The ops page: ``/ops``, an operator console across every org.
+
+Not part of the ``/v1`` API (and not in its OpenAPI description). Enabled by
+``IMPORTER_OPS_TOKEN``; without it every ``/ops`` URL is a ``404`` like any unknown
+one. The token is accepted as the password of HTTP Basic authentication (any user
+name, so a browser can log in) or as ``Authorization: Bearer <token>``, compared in
+constant time.
+
+    GET  /ops                         the page (Jinja, inline CSS, SVG and JavaScript)
+    GET  /ops/data.json               what it shows, fetched by the page every 2 s
+    POST /ops/batches/<id>/retry      re-drive a batch and hand its chunks to the broker
+
+A browser sends Basic credentials by itself, also on a request another site makes
+it send, so the retry also needs a header only a script of the page's own origin
+can add (``X-Requested-With``; a cross-site request with it needs a CORS preflight,
+which this service never grants) and, when the browser says where the request
+comes from (``Origin``), this service's own origin.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import secrets
+from typing import Any
+
+from flask import Blueprint, Response, abort, g, render_template, request
+
+from app.errors import ApiError
+from app.extensions import db_session, services
+from importer.batches import BatchNotFound
+from importer.operator_cli import format_age
+from importer.opsdata import console_data
+from worker.celery_app import QUEUES
+from worker.dispatch import redrive
+
+log = logging.getLogger(__name__)
+
+ops = Blueprint("ops", __name__, url_prefix="/ops")
+
+REALM = "importer ops"
+#: How often the page fetches data.json, in milliseconds.
+REFRESH_MS = 2000
+
+
+class OpsUnauthorized(ApiError):
+    status = 401
+    code = "invalid_ops_token"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Log in with the ops token: as the password of HTTP Basic authentication "
+            "(any user name), or as 'Authorization: Bearer <token>'.",
+            headers={"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'},
+        )
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
+
+
+def _presented_token() -> str | None:
+    """The token the request carries: a Bearer token or a Basic password."""
+    header = request.headers.get("Authorization", "").strip()
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer" and value:
+        return value
+    if scheme.lower() == "basic" and value:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        _user, colon, password = decoded.partition(":")
+        return password if colon else None
+    return None
+
+
+@ops.before_request
+def _authenticate() -> None:
+    token = services().settings.ops_token
+    if not token:
+        abort(404)  # disabled: indistinguishable from any unknown URL
+    presented = _presented_token()
+    # Digests of equal length, compared in constant time: neither the token nor its
+    # length shows in the time an answer takes.
+    if presented is None or not hmac.compare_digest(_digest(presented), _digest(token)):
+        raise OpsUnauthorized()
+
+
+@ops.after_request
+def _protect(response: Response) -> Response:
+    if not services().settings.ops_token:
+        return response  # disabled: the 404 of any unknown URL, headers and all
+    nonce = g.get("csp_nonce", "")
+    script_style = f"'nonce-{nonce}'" if nonce else "'none'"
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; script-src {script_style}; style-src {script_style}; "
+        "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _clock(unix_seconds: int) -> str:
+    return dt.datetime.fromtimestamp(unix_seconds, dt.UTC).strftime("%H:%M:%S UTC")
+
+
+def _data() -> dict[str, Any]:
+    svc = services()
+    return console_data(db_session(), svc.settings, QUEUES)
+
+
+@ops.get("")
+def page() -> str:
+    g.csp_nonce = secrets.token_urlsafe(18)
+    return render_template(
+        "ops.html",
+        data=_data(),
+        nonce=g.csp_nonce,
+        refresh_ms=REFRESH_MS,
+        format_age=format_age,
+        clock=_clock,
+    )
+
+
+@ops.get("/data.json")
+def data() -> dict[str, Any]:
+    return _data()
+
+
+def _check_same_origin() -> None:
+    if not request.headers.get("X-Requested-With", "").strip():
+        raise ApiError(
+            "Send this request from the ops page (the header X-Requested-With is missing).",
+            status=403,
+            code="csrf_check_failed",
+        )
+    origin = request.headers.get("Origin")
+    if origin and origin.rstrip("/") != request.host_url.rstrip("/"):
+        raise ApiError(
+            f"Requests from {origin} are not accepted.", status=403, code="csrf_check_failed"
+        )
+
+
+def _send_when_the_broker_answers(chunk_ids: Any) -> None:
+    svc = services()
+    svc.check_broker()  # raises while the broker is down: the relay will send them
+    svc.send_chunks(chunk_ids)
+
+
+@ops.post("/batches/<batch_id>/retry")
+def retry(batch_id: str) -> dict[str, Any]:
+    _check_same_origin()
+    try:
+        done = redrive(services().db, batch_id, _send_when_the_broker_answers)
+    except BatchNotFound:
+        raise ApiError(
+            f"No import batch {batch_id!r}.", status=404, code="batch_not_found"
+        ) from None
+    log.info("ops page: %s", done.describe())
+    return done.as_dict()

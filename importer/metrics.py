@@ -1,0 +1,403 @@
+"""Prometheus metrics of every process of the service, in one place.
+
+Every process (gunicorn workers, the Celery worker and its pool processes) writes
+its samples to files in one shared folder, ``IMPORTER_METRICS_DIR`` (default
+``<IMPORTER_DATA_DIR>/metrics``): prometheus_client's *multiprocess mode*. The web's
+``GET /metrics`` adds them all up (:func:`render`) and appends the gauges read at
+scrape time from :func:`importer.monitoring.overview` (:class:`OverviewCollector`).
+
+Why :func:`configure` and why it runs first: prometheus_client decides at import
+time, from ``PROMETHEUS_MULTIPROC_DIR`` in the environment, whether a metric's value
+lives in memory or in a file of that folder, and every value reads the folder from
+the environment when it is created. So each process calls :func:`configure` with
+its :class:`~importer.config.Settings` when it starts (``importer web``, ``worker``
+and ``serve``, and :func:`app.create_app`), before any metric exists: it sets the
+variable from the settings (``importer.config`` stays the only reader of the
+environment; this is a write, for the library) and installs the file-backed value
+class. The metrics themselves are created on first use, after that.
+
+Files are named after the writing process: ``<kind>_<host>-<pid>.db``. The host
+part matters when containers share the folder through a volume: every container
+numbers its processes from 1, so the pid alone would make two processes of two
+containers write the same file.
+
+A process's files outlive it, on purpose: its counts stay in the totals, so a
+counter never goes backwards while the service runs (:func:`mark_process_dead` only
+drops the files of "live" gauges, of which there are none today). The folder is
+emptied by :func:`clear_stale_files` when a process family starts and finds nothing
+else alive using it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import functools
+import logging
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from importer.config import Settings
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from importer.monitoring import Overview
+
+log = logging.getLogger(__name__)
+
+ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
+_LOCK_FILE = ".lock"
+
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+BATCH_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+CHUNK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+def _host() -> str:
+    """This machine's (container's) name, safe in a file name prometheus_client splits on '_'."""
+    return re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "host"
+
+
+def process_identifier(pid: int | None = None) -> str:
+    """How this process (or ``pid`` of this host) names its files: ``<host>-<pid>``."""
+    return f"{_host()}-{os.getpid() if pid is None else pid}"
+
+
+class Metrics:
+    """Every metric the processes write (the gauges are read at scrape time instead)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Histogram
+
+        self.http_requests = Counter(
+            "importer_http_requests",
+            "HTTP requests answered, by method, route (the URL rule) and status.",
+            ["method", "route", "status"],
+            registry=None,
+        )
+        self.http_duration = Histogram(
+            "importer_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method and route.",
+            ["method", "route"],
+            buckets=HTTP_BUCKETS,
+            registry=None,
+        )
+        self.records = Counter(
+            "importer_records",
+            "Records imported, by outcome (created, updated, failed); dry runs excluded.",
+            ["outcome"],
+            registry=None,
+        )
+        self.record_errors = Counter(
+            "importer_record_errors",
+            "Record errors, by error_code; dry runs excluded.",
+            ["error_code"],
+            registry=None,
+        )
+        self.batch_duration = Histogram(
+            "importer_batch_duration_seconds",
+            "Time from a batch's receipt to its end, by final status.",
+            ["status"],
+            buckets=BATCH_BUCKETS,
+            registry=None,
+        )
+        self.chunk_duration = Histogram(
+            "importer_chunk_duration_seconds",
+            "Time a worker took to claim, validate and write a chunk, until its commit.",
+            buckets=CHUNK_BUCKETS,
+            registry=None,
+        )
+
+
+@dataclass
+class _State:
+    directory: Path | None = None
+    metrics: Metrics | None = None
+
+
+_state = _State()
+_lock = threading.Lock()
+
+
+def configure(settings: Settings) -> Path:
+    """Point this process's metrics at ``settings.metrics_path`` (created if needed).
+
+    Safe to call again: with the same folder it changes nothing (a forked child keeps
+    the parent's set-up and opens files of its own on first write).
+    """
+    directory = settings.metrics_path
+    directory.mkdir(parents=True, exist_ok=True)
+    with _lock:
+        if _state.directory == directory:
+            return directory
+        from prometheus_client import values
+
+        values.close_all_multiprocess_files()  # any files of an earlier folder
+        os.environ[ENV_VAR] = str(directory)
+        values.ValueClass = values.MultiProcessValue(process_identifier)
+        _state.directory = directory
+        _state.metrics = None  # created on first use, in the new folder
+    return directory
+
+
+def reset() -> None:
+    """Forget the configuration (tests): metrics are no-ops until configured again."""
+    with _lock:
+        if _state.directory is None:
+            return
+        from prometheus_client import values
+
+        values.close_all_multiprocess_files()
+        values.ValueClass = values.MutexValue
+        os.environ.pop(ENV_VAR, None)
+        _state.directory = None
+        _state.metrics = None
+
+
+def directory() -> Path | None:
+    return _state.directory
+
+
+def _metrics() -> Metrics | None:
+    """The metrics, created on first use; None when the process did not configure them."""
+    current = _state.metrics
+    if current is not None or _state.directory is None:
+        return current
+    with _lock:
+        if _state.metrics is None and _state.directory is not None:
+            _state.metrics = Metrics()
+        return _state.metrics
+
+
+# --- what the processes record ------------------------------------------------------
+
+_F = TypeVar("_F", bound=Callable[..., None])
+
+
+def _never_raises(record: _F) -> _F:
+    """A metric that cannot be written (a full disk, a folder removed) is logged, never
+    raised: the import it describes has already happened."""
+
+    @functools.wraps(record)
+    def safe(*args: Any, **kwargs: Any) -> None:
+        try:
+            record(*args, **kwargs)
+        except Exception:
+            log.warning("could not record metric %s", record.__name__, exc_info=True)
+
+    return cast(_F, safe)
+
+
+@_never_raises
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    found = _metrics()
+    if found is None:
+        return
+    found.http_requests.labels(method, route, str(status)).inc()
+    found.http_duration.labels(method, route).observe(seconds)
+
+
+@_never_raises
+def count_records(
+    *, created: int = 0, updated: int = 0, failed: int = 0, errors: Mapping[str, int] | None = None
+) -> None:
+    """Add records' outcomes and their errors by code (once per record, after the commit)."""
+    found = _metrics()
+    if found is None:
+        return
+    for outcome, count in (("created", created), ("updated", updated), ("failed", failed)):
+        if count:
+            found.records.labels(outcome).inc(count)
+    for code, count in (errors or {}).items():
+        if count:
+            found.record_errors.labels(code).inc(count)
+
+
+@_never_raises
+def observe_batch_end(status: str, seconds: float) -> None:
+    found = _metrics()
+    if found is not None:
+        found.batch_duration.labels(status).observe(max(seconds, 0.0))
+
+
+@_never_raises
+def observe_chunk(seconds: float) -> None:
+    found = _metrics()
+    if found is not None:
+        found.chunk_duration.observe(seconds)
+
+
+# --- process lifecycle --------------------------------------------------------------
+
+
+def mark_process_dead(pid: int, path: Path | None = None) -> None:
+    """Book-keeping for a process of this host that exited (gunicorn's ``child_exit``,
+    Celery's ``worker_process_shutdown``): drops its "live" gauge files, keeps its counts."""
+    folder = path or _state.directory
+    if folder is None:
+        return
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(process_identifier(pid), str(folder))
+
+
+_FILE_RE = re.compile(r"^[a-z]+(?:_[a-z]+)?_(?P<host>[A-Za-z0-9.-]+)-(?P<pid>\d+)\.db$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as error:
+        return error.errno == errno.EPERM  # exists, owned by someone else
+    return True
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    with open(folder / _LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def clear_stale_files(folder: Path) -> int:
+    """Empty ``folder`` of the files of an earlier run, when that is safe; returns how
+    many files were removed.
+
+    Called once per process family as it starts, before it writes anything: by
+    gunicorn's master in ``on_starting`` (``importer web`` and ``serve``) and by the
+    Celery worker's main process (``importer worker``). Several families may share the
+    folder (web and workers on one machine, or containers sharing a volume), so it is
+    only emptied when every file in it was written by a process of this host that is
+    no longer running (or by this very process). If anything else is alive there, or
+    a file comes from another host (whose processes cannot be checked from here),
+    everything is kept: deleting a live process's file would lose its later counts,
+    and deleting only the dead ones would make the totals go backwards mid-run.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    host, me = _host(), os.getpid()
+    with _folder_lock(folder):
+        files = sorted(folder.glob("*.db"))
+        for path in files:
+            match = _FILE_RE.match(path.name)
+            if match is None or match["host"] != host:
+                log.info(
+                    "metrics folder %s holds %s, not written by a process of this host; "
+                    "keeping its files",
+                    folder,
+                    path.name,
+                )
+                return 0
+            pid = int(match["pid"])
+            if pid != me and _alive(pid):
+                log.info(
+                    "metrics folder %s is in use by process %s; keeping its files", folder, pid
+                )
+                return 0
+        for path in files:
+            path.unlink(missing_ok=True)
+    if files:
+        log.info("cleared %d metrics file(s) of an earlier run from %s", len(files), folder)
+    return len(files)
+
+
+# --- scrape time --------------------------------------------------------------------
+
+
+class CachedOverview:
+    """``importer.monitoring.overview()`` at most once per ``ttl`` seconds per process:
+    scrapes (several Prometheus servers, retries) stay cheap for the database."""
+
+    def __init__(self, load: Callable[[], Overview], ttl: float = 2.0) -> None:
+        self.load = load
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._at = -float("inf")
+        self._value: Overview | None = None
+
+    def __call__(self) -> Overview:
+        with self._lock:
+            now = time.monotonic()
+            if self._value is None or now - self._at >= self.ttl:
+                self._value = self.load()
+                self._at = now
+            return self._value
+
+
+class OverviewCollector:
+    """The gauges read at scrape time from the overview: queue depths, the oldest
+    queued batch, live workers, the relay's lag, batches by status."""
+
+    def __init__(self, overview: Callable[[], Overview]) -> None:
+        self.overview = overview
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        try:
+            found = self.overview()
+        except Exception:
+            log.warning("could not read the overview for the metrics", exc_info=True)
+            yield GaugeMetricFamily(
+                "importer_overview_up",
+                "1 when the overview (database, broker) could be read for this scrape.",
+                value=0,
+            )
+            return
+        yield GaugeMetricFamily(
+            "importer_overview_up",
+            "1 when the overview (database, broker) could be read for this scrape.",
+            value=1,
+        )
+        queues = GaugeMetricFamily(
+            "importer_queue_depth", "Messages waiting in each broker queue.", labels=["queue"]
+        )
+        for name, depth in sorted(found.queues.items()):
+            if depth is not None:
+                queues.add_metric([name], depth)
+        yield queues
+        oldest = found.oldest_queued_batch
+        yield GaugeMetricFamily(
+            "importer_oldest_queued_batch_age_seconds",
+            "How long the oldest batch no worker has started has waited (0: none waiting).",
+            value=float(oldest["age_seconds"]) if oldest else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "importer_workers_live",
+            "Workers whose heartbeat is current.",
+            value=found.live_workers,
+        )
+        yield GaugeMetricFamily(
+            "importer_relay_lag_seconds",
+            "How long the oldest chunk not yet handed to the broker has waited (0: none).",
+            value=found.relay_lag_seconds,
+        )
+        batches = GaugeMetricFamily("importer_batches", "Batches by status.", labels=["status"])
+        for status, count in sorted(found.batches.items()):
+            batches.add_metric([status], count)
+        yield batches
+
+
+def render(extra: Any = None) -> tuple[bytes, str]:
+    """Every process's samples added up, and ``extra`` collectors (the overview), in the
+    Prometheus text format: (body, content type)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    if _state.directory is not None:
+        MultiProcessCollector(registry, path=str(_state.directory))
+    for collector in extra or ():
+        registry.register(collector)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
