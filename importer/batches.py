@@ -22,7 +22,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import sqlalchemy as sa
@@ -76,6 +76,13 @@ class _Cursor:
         return run
 
 
+@dataclass(frozen=True)
+class Accepted:
+    batch: ImportBatch
+    #: The chunks with work to do, for the caller to hand to the broker after commit.
+    chunk_ids: list[int]
+
+
 def accept_batch(
     session: Session,
     *,
@@ -88,7 +95,7 @@ def accept_batch(
     dry_run: bool = False,
     handed_over: bool = False,
     request_id: str | None = None,
-) -> ImportBatch:
+) -> Accepted:
     """Record an accepted batch and its chunks (the outbox), ready to be dispatched.
 
     ``outcome`` is what the web found: with ``validated``, every record validated
@@ -102,6 +109,10 @@ def accept_batch(
     dispatched now (saving a write after the send; a failed send clears the mark).
     """
     now = utcnow()
+    chunk_count = -(-received_count // chunk_size)
+    with_work = {index // chunk_size for index, _ in outcome.valid}
+    finished = chunk_count - len(with_work)
+    done = finished == chunk_count
     batch = ImportBatch(
         id=ids.new_id(ids.BATCH),
         org_id=org.id,
@@ -113,7 +124,7 @@ def accept_batch(
         mapping=dict(report.mapping),
         required=list(report.required),
         dry_run=dry_run,
-        status=BatchStatus.QUEUED,
+        status=BatchStatus.COMPLETED if done else BatchStatus.QUEUED,
         received_count=received_count,
         created_count=0,
         updated_count=0,
@@ -121,67 +132,60 @@ def accept_batch(
         processed_count=outcome.failed_count,
         error_count=len(outcome.errors),
         warning_count=len(outcome.warnings),
-        chunk_count=0,
-        chunks_finished=0,
+        chunk_count=chunk_count,
+        chunks_finished=finished,
         received_at=now,
+        completed_at=now if done else None,
         request_id=request_id,
     )
     session.add(batch)
-    session.flush()  # assigns batch.seq
+    session.flush()  # one INSERT, which assigns batch.seq
 
     records = _Cursor(outcome.valid, lambda item: item[0], release=True)
     errors = _Cursor(outcome.errors, lambda item: item["index"])
     warnings = _Cursor(outcome.warnings, lambda item: item["index"])
-    batch.chunk_count = -(-received_count // chunk_size)
-    finished = 0
+    # Core, not the ORM's bulk insert: one plain INSERT ... RETURNING id per chunk.
+    chunks = cast(sa.Table, ImportChunk.__table__)
+    insert_chunk = sa.insert(chunks).returning(chunks.c.id)
+    chunk_ids = []
     for position, start in enumerate(range(0, received_count, chunk_size)):
         end = min(start + chunk_size, received_count)
         chunk_records = records.take(end)
         chunk_errors = errors.take(end)
         chunk_warnings = warnings.take(end)
-        has_work = bool(chunk_records)
-        finished += not has_work
-        session.execute(
-            sa.insert(ImportChunk),
-            [
-                dict(
-                    batch_id=batch.id,
-                    position=position,
-                    start_index=start,
-                    end_index=end,
-                    status=ChunkStatus.PENDING if has_work else ChunkStatus.DONE,
-                    record_count=len(chunk_records),
-                    payload=_dumps(chunk_records) if has_work else None,
-                    validated=validated,
-                    errors=_dumps(chunk_errors) if chunk_errors else None,
-                    warnings=_dumps(chunk_warnings) if chunk_warnings else None,
-                    invalid_count=len({error["index"] for error in chunk_errors}),
-                    error_count=len(chunk_errors),
-                    warning_count=len(chunk_warnings),
-                    created_at=now,
-                    dispatched_at=now if has_work and handed_over else None,
-                    finished_at=None if has_work else now,
-                )
-            ],
-        )
+        has_work = position in with_work
+        chunk_id = session.execute(
+            insert_chunk,
+            dict(
+                batch_id=batch.id,
+                position=position,
+                start_index=start,
+                end_index=end,
+                status=ChunkStatus.PENDING if has_work else ChunkStatus.DONE,
+                record_count=len(chunk_records),
+                payload=_dumps(chunk_records) if has_work else None,
+                validated=validated,
+                results=None,
+                errors=_dumps(chunk_errors) if chunk_errors else None,
+                warnings=_dumps(chunk_warnings) if chunk_warnings else None,
+                created_count=0,
+                updated_count=0,
+                invalid_count=len({error["index"] for error in chunk_errors}),
+                rejected_count=0,
+                error_count=len(chunk_errors),
+                warning_count=len(chunk_warnings),
+                attempts=0,
+                created_at=now,
+                dispatched_at=now if has_work and handed_over else None,
+                finished_at=None if has_work else now,
+            ),
+        ).scalar_one()
+        if has_work:
+            chunk_ids.append(chunk_id)
         del chunk_records
-    batch.chunks_finished = finished
-    if batch.chunks_finished == batch.chunk_count:
-        batch.status = BatchStatus.COMPLETED
-        batch.completed_at = now
+    if done:
         webhooks.record_batch_end(session, batch.id)
-    session.flush()
-    return batch
-
-
-def pending_chunk_ids(session: Session, batch_id: str) -> list[int]:
-    return list(
-        session.scalars(
-            sa.select(ImportChunk.id)
-            .where(ImportChunk.batch_id == batch_id, ImportChunk.status == ChunkStatus.PENDING)
-            .order_by(ImportChunk.position)
-        )
-    )
+    return Accepted(batch, chunk_ids)
 
 
 def _lock_chunk(session: Session, chunk_id: int) -> ImportChunk | None:

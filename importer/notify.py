@@ -1,14 +1,17 @@
 """Telling a waiting web request that its batch is done.
 
-With Redis, the worker that finishes a batch publishes on a per-batch channel and
-the request, subscribed before it dispatched the work, wakes at once. Without
-Redis (the embedded deployment) the request re-reads the batch at short, growing
-intervals.
+With Redis, the worker that finishes a batch publishes on a per-batch channel. Each
+web process holds ONE subscription to all of those channels (a listener thread),
+and wakes the requests waiting for that batch: no connection or subscription per
+request. Without Redis (the embedded deployment) a request re-reads the batch at
+short, growing intervals.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -25,43 +28,90 @@ class Notifier(Protocol):
 
 
 class RedisNotifier:
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, recheck_every: float = 1.0) -> None:
         self.client = client
+        #: How often a waiter also asks the database (in case a message was lost).
+        self.recheck_every = recheck_every
+        self._waiters: dict[str, set[threading.Event]] = {}
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._listener: threading.Thread | None = None
+        self._pid: int | None = None
 
     def publish_done(self, batch_id: str) -> None:
         try:
             self.client.publish(CHANNEL_PREFIX + batch_id, b"1")
-        except Exception:  # a lost wake-up only costs the waiter its timeout
+        except Exception:  # a lost wake-up only costs the waiter a re-check
             log.warning("could not publish completion of batch %s", batch_id, exc_info=True)
+
+    def _ensure_listener(self) -> None:
+        with self._lock:
+            alive = self._listener is not None and self._listener.is_alive()
+            if alive and self._pid == os.getpid():
+                return
+            # First use in this process (threads do not survive a fork).
+            self._pid = os.getpid()
+            self._subscribed.clear()
+            self._listener = threading.Thread(
+                target=self._listen, name="batch-done-listener", daemon=True
+            )
+            self._listener.start()
+
+    def _listen(self) -> None:
+        while True:
+            try:
+                pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                pubsub.get_message(timeout=5)  # the subscription's confirmation
+                self._subscribed.set()
+                for message in pubsub.listen():
+                    if message["type"] != "pmessage":
+                        continue
+                    channel = message["channel"]
+                    if isinstance(channel, bytes):
+                        channel = channel.decode()
+                    with self._lock:
+                        waiting = list(self._waiters.get(channel[len(CHANNEL_PREFIX) :], ()))
+                    for event in waiting:
+                        event.set()
+            except Exception:
+                # Redis went away: waiters fall back to re-checking the database
+                # until the subscription is back.
+                self._subscribed.clear()
+                log.warning("lost the batch-done subscription; reconnecting", exc_info=True)
+                time.sleep(1)
 
     def wait_done(self, batch_id: str, timeout: float, is_done: Callable[[], bool]) -> bool:
         """Wait until ``is_done()`` or ``timeout`` seconds; returns ``is_done()``.
 
-        The database is asked once after subscribing, then only about once a second
-        (in case a notification was lost); a notification itself means done, since
-        it is published after the commit that ended the batch.
+        The database is asked once the waiter is registered (so a completion cannot
+        slip in between), then only every ``recheck_every`` seconds; a message means
+        done, since it is published after the commit that ended the batch.
         """
         deadline = time.monotonic() + timeout
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        self._ensure_listener()
+        woken = threading.Event()
+        with self._lock:
+            self._waiters.setdefault(batch_id, set()).add(woken)
         try:
-            pubsub.subscribe(CHANNEL_PREFIX + batch_id)
-            # Subscribed first, checked second: a completion can't slip in between.
+            self._subscribed.wait(min(timeout, 2.0))
             if is_done():
                 return True
-            checked = time.monotonic()
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return is_done()
-                # None on timeout, and for the (ignored) subscription confirmation.
-                if pubsub.get_message(timeout=min(remaining, 1.0)) is not None:
+                if woken.wait(min(remaining, self.recheck_every)):
                     return True
-                if time.monotonic() - checked >= 1.0:
-                    if is_done():
-                        return True
-                    checked = time.monotonic()
+                if is_done():
+                    return True
         finally:
-            pubsub.close()
+            with self._lock:
+                waiting = self._waiters.get(batch_id)
+                if waiting is not None:
+                    waiting.discard(woken)
+                    if not waiting:
+                        del self._waiters[batch_id]
 
 
 class PollingNotifier:

@@ -20,6 +20,7 @@ from limits.storage import RedisStorage
 from app import create_app
 from app.ratelimits import KEY_PREFIX
 from importer import metrics
+from importer.batches import accept_batch
 from importer.cli import upgrade_database
 from importer.config import Settings
 from importer.db import Database
@@ -27,6 +28,7 @@ from importer.models import Org
 from importer.notify import RedisNotifier
 from importer.orgs import create_org
 from importer.reports import create_report
+from importer.validation import screen_records, validate_records
 from worker.tasks import run_chunk, run_delivery
 
 VENDOR_MAPPING = {
@@ -210,6 +212,37 @@ def make_report(db: Database, org_and_key: tuple[Org, str]) -> Callable[..., Any
             return create_report(session, session.merge(org), **definition)
 
     return make
+
+
+def accept_records(
+    db: Database,
+    org: Org,
+    report: Any,
+    records: list[dict[str, Any]],
+    *,
+    chunk_size: int = 2,
+    deferred: bool = False,
+    dry_run: bool = False,
+) -> tuple[str, list[int]]:
+    """Accept ``records`` for ``report`` as the import call does, without HTTP:
+    validated here, or (``deferred``) left to the workers. Returns the batch id and
+    its pending chunks' ids, for a test to run (or not) with ``run_chunk``."""
+    if deferred:
+        outcome = screen_records(records, base_object=report.base_object, mapping=report.mapping)
+    else:
+        outcome = validate_records(records, base_object=report.base_object, mapping=report.mapping)
+    with db.session() as session:
+        accepted = accept_batch(
+            session,
+            org=session.merge(org),
+            report=session.merge(report),
+            received_count=len(records),
+            outcome=outcome,
+            chunk_size=chunk_size,
+            validated=not deferred,
+            dry_run=dry_run,
+        )
+        return accepted.batch.id, accepted.chunk_ids
 
 
 def vendor(n: int, **extra: Any) -> dict[str, Any]:

@@ -67,7 +67,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         # Task events, so Flower shows workers and tasks without extra setup.
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # (Not task-sent events: one more message per chunk from the web, and Flower
+        # shows tasks from the workers' events alone.)
         "worker_hijack_root_logger": False,
         "importer_settings": settings,
     }

@@ -78,20 +78,18 @@ def _replay(replay: idempotency.Replay) -> Response:
     return response
 
 
-def _dispatch(batch_id: str) -> None:
+def _dispatch(batch_id: str, chunk_ids: list[int]) -> None:
     """Hand the batch's chunks to the broker now; if that fails the relay will."""
     svc = services()
-    session = db_session()
-    chunk_ids = batches.pending_chunk_ids(session, batch_id)
     if not chunk_ids:
         _dispatch_webhooks(batch_id)  # nothing to write: the batch ended when accepted
         return
-    session.commit()  # ends the read; the send below may take a moment
     try:
         svc.send_chunks(chunk_ids)
     except Exception:
         log.warning("could not queue batch %s now; the relay will", batch_id, exc_info=True)
         # Accepted as handed over: take the mark back so the relay sends them soon.
+        session = db_session()
         mark_dispatched(session, chunk_ids, handed_over=False)
         session.commit()
         return
@@ -206,7 +204,7 @@ def import_records(slug: str) -> Response:
                 "The work queue is unreachable; nothing was accepted. Retry later.",
                 headers={"Retry-After": "5"},
             ) from error
-        batch = batches.accept_batch(
+        accepted = batches.accept_batch(
             session,
             org=org,
             report=report,
@@ -218,6 +216,7 @@ def import_records(slug: str) -> Response:
             handed_over=True,
             request_id=g.get("request_id"),
         )
+        batch = accepted.batch
         if key_id is not None:
             idempotency.attach_batch(session, key_id, batch.id)
         session.commit()
@@ -236,9 +235,9 @@ def import_records(slug: str) -> Response:
         # record can be written), whatever the workers manage before the answer leaves.
         status = http_status(batch)
         body = orjson.dumps(batch_body(session, batch, settings.inline_items))
-        _dispatch(batch.id)
+        _dispatch(batch.id, accepted.chunk_ids)
     else:
-        _dispatch(batch.id)
+        _dispatch(batch.id, accepted.chunk_ids)
         wait_until_done(session, batch, settings.sync_wait_seconds)
         status = http_status(batch)
         body = orjson.dumps(batch_body(session, batch, settings.inline_items))

@@ -9,10 +9,8 @@ import re
 import pytest
 
 from app import create_app
-from importer import batches
 from importer.notify import PollingNotifier
-from importer.validation import validate_records
-from tests.conftest import vendor
+from tests.conftest import accept_records, vendor
 from worker.tasks import give_up_chunk, run_chunk
 
 TOKEN = "ops-token-4f1c9a7e2b"
@@ -33,19 +31,7 @@ RETRY_HEADERS = {**BEARER, "X-Requested-With": "fetch"}
 
 
 def accept(db, org, report, n=4, chunk_size=2):
-    outcome = validate_records(
-        [vendor(i) for i in range(n)], base_object="vendor", mapping=report.mapping
-    )
-    with db.session() as session:
-        batch = batches.accept_batch(
-            session,
-            org=session.merge(org),
-            report=session.merge(report),
-            received_count=n,
-            outcome=outcome,
-            chunk_size=chunk_size,
-        )
-        return batch.id, batches.pending_chunk_ids(session, batch.id)
+    return accept_records(db, org, report, [vendor(i) for i in range(n)], chunk_size=chunk_size)
 
 
 @pytest.fixture

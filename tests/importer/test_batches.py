@@ -5,26 +5,15 @@ from __future__ import annotations
 import orjson
 import sqlalchemy as sa
 
-from importer import batches
 from importer.models import BatchStatus, ChunkStatus, ImportBatch, ImportChunk
 from importer.notify import PollingNotifier
 from importer.outcomes import page
-from importer.validation import validate_records
+from tests.conftest import accept_records
 from worker.tasks import give_up_chunk, run_chunk
 
 
 def accept(db, org, report, records, chunk_size=2):
-    outcome = validate_records(records, base_object="vendor", mapping=report.mapping)
-    with db.session() as session:
-        batch = batches.accept_batch(
-            session,
-            org=session.merge(org),
-            report=session.merge(report),
-            received_count=len(records),
-            outcome=outcome,
-            chunk_size=chunk_size,
-        )
-        return batch.id, batches.pending_chunk_ids(session, batch.id)
+    return accept_records(db, org, report, records, chunk_size=chunk_size)
 
 
 def load(db, batch_id):

@@ -9,24 +9,11 @@ import sqlalchemy as sa
 from importer import batches, monitoring
 from importer.db import utcnow
 from importer.models import ImportChunk, WorkerHeartbeat
-from importer.validation import validate_records
-from tests.conftest import vendor
+from tests.conftest import accept_records, vendor
 
 
 def accept(db, org, report, n=4, chunk_size=2):
-    outcome = validate_records(
-        [vendor(i) for i in range(n)], base_object="vendor", mapping=report.mapping
-    )
-    with db.session() as session:
-        batch = batches.accept_batch(
-            session,
-            org=session.merge(org),
-            report=session.merge(report),
-            received_count=n,
-            outcome=outcome,
-            chunk_size=chunk_size,
-        )
-        return batch.id, batches.pending_chunk_ids(session, batch.id)
+    return accept_records(db, org, report, [vendor(i) for i in range(n)], chunk_size=chunk_size)
 
 
 def beat(db, node, **extra):

@@ -21,8 +21,7 @@ from importer.models import (
 )
 from importer.notify import PollingNotifier
 from importer.outcomes import page
-from importer.validation import screen_records, validate_records
-from tests.conftest import vendor
+from tests.conftest import accept_records, vendor
 from worker.dispatch import hand_over_chunks, redrive
 from worker.relay import relay_once
 from worker.tasks import give_up_chunk, run_chunk
@@ -31,21 +30,7 @@ COUNTS = ("status", "created_count", "updated_count", "failed_count", "processed
 
 
 def accept(db, org, report, records, chunk_size=2, deferred=False):
-    if deferred:
-        outcome = screen_records(records, base_object="vendor", mapping=report.mapping)
-    else:
-        outcome = validate_records(records, base_object="vendor", mapping=report.mapping)
-    with db.session() as session:
-        batch = batches.accept_batch(
-            session,
-            org=session.merge(org),
-            report=session.merge(report),
-            received_count=len(records),
-            outcome=outcome,
-            chunk_size=chunk_size,
-            validated=not deferred,
-        )
-        return batch.id, batches.pending_chunk_ids(session, batch.id)
+    return accept_records(db, org, report, records, chunk_size=chunk_size, deferred=deferred)
 
 
 def load(db, batch_id):

@@ -10,11 +10,11 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from importer import batches, webhooks
+from importer import webhooks
 from importer.models import BatchStatus, DeliveryStatus, ImportBatch, WebhookDelivery
 from importer.notify import PollingNotifier
 from importer.outcomes import batch_summary
-from importer.validation import validate_records
+from tests.conftest import accept_records
 from tests.webhook_receiver import Receiver, closed_port_url
 from worker.dispatch import hand_over_deliveries
 from worker.relay import Maintenance, relay_webhooks_once
@@ -50,18 +50,7 @@ def disable(db, endpoint):
 
 
 def accept(db, org, report, records, chunk_size=10, dry_run=False):
-    outcome = validate_records(records, base_object="vendor", mapping=report.mapping)
-    with db.session() as session:
-        batch = batches.accept_batch(
-            session,
-            org=session.merge(org),
-            report=session.merge(report),
-            received_count=len(records),
-            outcome=outcome,
-            chunk_size=chunk_size,
-            dry_run=dry_run,
-        )
-        return batch.id, batches.pending_chunk_ids(session, batch.id)
+    return accept_records(db, org, report, records, chunk_size=chunk_size, dry_run=dry_run)
 
 
 def valid(n):

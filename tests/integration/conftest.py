@@ -11,6 +11,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import orjson
 import psycopg
@@ -187,3 +188,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("faults injected and what was counted")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+def vendor_report(db: Database, org_name: str) -> tuple[Any, Any]:
+    """A new org and a vendor report of it (``tests.conftest.VENDOR_MAPPING``)."""
+    from importer import orgs, reports
+    from tests.conftest import VENDOR_MAPPING
+
+    with db.session() as session:
+        org, _ = orgs.create_org(session, org_name)
+        report = reports.create_report(
+            session,
+            org,
+            slug=f"v-{uuid.uuid4().hex[:6]}",
+            report_name="v",
+            base_object="vendor",
+            mapping=VENDOR_MAPPING,
+        )
+    return org, report

@@ -3,36 +3,22 @@
 from __future__ import annotations
 
 import threading
-import uuid
 
 import sqlalchemy as sa
 
-from importer import batches, orgs, reports
 from importer.models import OBJECT_TABLES, BatchStatus, ImportBatch, ImportChunk
 from importer.notify import PollingNotifier
-from importer.validation import validate_records
-from tests.conftest import VENDOR_MAPPING, vendor
-from tests.integration.conftest import wait_until
+from tests.conftest import accept_records, vendor
+from tests.integration.conftest import vendor_report, wait_until
 from worker.tasks import run_chunk
 
 
 def accept(db, n=3):
-    with db.session() as session:
-        org, _ = orgs.create_org(session, "locks")
-        report = reports.create_report(
-            session,
-            org,
-            slug=f"v-{uuid.uuid4().hex[:6]}",
-            report_name="v",
-            base_object="vendor",
-            mapping=VENDOR_MAPPING,
-        )
-        records = [vendor(i) for i in range(n)]
-        outcome = validate_records(records, base_object="vendor", mapping=VENDOR_MAPPING)
-        batch = batches.accept_batch(
-            session, org=org, report=report, received_count=n, outcome=outcome, chunk_size=n
-        )
-        return org.id, batch.id, batches.pending_chunk_ids(session, batch.id)[0]
+    org, report = vendor_report(db, "locks")
+    batch_id, chunk_ids = accept_records(
+        db, org, report, [vendor(i) for i in range(n)], chunk_size=n
+    )
+    return org.id, batch_id, chunk_ids[0]
 
 
 def waiting_on_a_lock(db) -> bool:

@@ -4,40 +4,19 @@ counts back once."""
 
 from __future__ import annotations
 
-import uuid
-
 import sqlalchemy as sa
 
-from importer import batches, orgs, reports
+from importer import batches
 from importer.models import BatchStatus, ChunkStatus, ImportBatch, ImportChunk
 from importer.notify import PollingNotifier
-from importer.validation import validate_records
-from tests.conftest import VENDOR_MAPPING, vendor
+from tests.conftest import accept_records, vendor
+from tests.integration.conftest import vendor_report
 from worker.tasks import give_up_chunk, run_chunk
 
 
 def accept(db, n=6, chunk_size=2):
-    with db.session() as session:
-        org, _ = orgs.create_org(session, "redrive")
-        report = reports.create_report(
-            session,
-            org,
-            slug=f"v-{uuid.uuid4().hex[:6]}",
-            report_name="v",
-            base_object="vendor",
-            mapping=VENDOR_MAPPING,
-        )
-        records = [vendor(i) for i in range(n)]
-        outcome = validate_records(records, base_object="vendor", mapping=VENDOR_MAPPING)
-        batch = batches.accept_batch(
-            session,
-            org=org,
-            report=report,
-            received_count=n,
-            outcome=outcome,
-            chunk_size=chunk_size,
-        )
-        return batch.id, batches.pending_chunk_ids(session, batch.id)
+    org, report = vendor_report(db, "redrive")
+    return accept_records(db, org, report, [vendor(i) for i in range(n)], chunk_size=chunk_size)
 
 
 def chunk(db, chunk_id):

@@ -5,15 +5,13 @@ one delivery from attempting it at once."""
 from __future__ import annotations
 
 import threading
-import uuid
 
 import sqlalchemy as sa
 
-from importer import batches, orgs, reports, webhooks
+from importer import webhooks
 from importer.models import WebhookDelivery
-from importer.validation import validate_records
-from tests.conftest import VENDOR_MAPPING, vendor
-from tests.integration.conftest import wait_until
+from tests.conftest import VENDOR_MAPPING, accept_records, vendor
+from tests.integration.conftest import vendor_report, wait_until
 from tests.integration.test_postgres_locks import waiting_on_a_lock
 from tests.webhook_receiver import Receiver
 from worker.tasks import run_delivery
@@ -63,26 +61,13 @@ def test_an_import_is_delivered_signed_and_a_failed_attempt_is_retried(api):
 def test_two_messages_for_one_delivery_never_attempt_it_at_once(pg):
     gate = threading.Event()
     with Receiver(gate=gate) as receiver:
+        org, report = vendor_report(pg, "webhook-locks")
         with pg.session() as session:
-            org, _ = orgs.create_org(session, "webhook-locks")
-            report = reports.create_report(
-                session,
-                org,
-                slug=f"v-{uuid.uuid4().hex[:6]}",
-                report_name="v",
-                base_object="vendor",
-                mapping=VENDOR_MAPPING,
-            )
             webhooks.create_endpoint(
                 session, org.id, url=receiver.url, events=webhooks.EVENT_TYPES, secret=SECRET
             )
-            # Every record invalid: the batch ends, and its delivery is recorded, at once.
-            records = [{"Supplier Name": "no id"}]
-            outcome = validate_records(records, base_object="vendor", mapping=VENDOR_MAPPING)
-            batch = batches.accept_batch(
-                session, org=org, report=report, received_count=1, outcome=outcome, chunk_size=10
-            )
-            batch_id = batch.id
+        # Every record invalid: the batch ends, and its delivery is recorded, at once.
+        batch_id, _ = accept_records(pg, org, report, [{"Supplier Name": "no id"}], chunk_size=10)
         with pg.session() as session:
             delivery_id = session.scalars(
                 sa.select(WebhookDelivery.id).where(WebhookDelivery.batch_id == batch_id)

@@ -9,33 +9,43 @@ import fakeredis
 from importer.notify import PollingNotifier, RedisNotifier
 
 
-def test_redis_notifier_wakes_the_waiter_on_publish():
+def test_a_published_completion_wakes_the_waiter_without_asking_the_database_again():
+    notifier = RedisNotifier(fakeredis.FakeRedis(), recheck_every=60)
+    looks = []
+
+    def is_done() -> bool:
+        looks.append(1)
+        # The waiter is registered and subscribed: now a worker finishes the batch.
+        threading.Thread(target=notifier.publish_done, args=("cbbatch_1",)).start()
+        return False
+
+    assert notifier.wait_done("cbbatch_1", 30, is_done) is True
+    assert len(looks) == 1  # woken by the message, not by a re-check
+
+
+def test_one_subscription_serves_every_waiter_of_a_process():
     client = fakeredis.FakeRedis()
-    notifier = RedisNotifier(client)
-    done = threading.Event()
-    subscribed = threading.Event()
-    original = client.pubsub
+    notifier = RedisNotifier(client, recheck_every=60)
+    waiting = threading.Barrier(3)
+    results = {}
 
-    def pubsub(**kwargs):
-        ps = original(**kwargs)
-        subscribe = ps.subscribe
+    def wait(batch_id: str) -> None:
+        def is_done() -> bool:
+            waiting.wait(10)
+            return False
 
-        def subscribe_and_signal(*args):
-            subscribe(*args)
-            subscribed.set()
+        results[batch_id] = notifier.wait_done(batch_id, 30, is_done)
 
-        ps.subscribe = subscribe_and_signal
-        return ps
-
-    client.pubsub = pubsub
-
-    def finish():
-        subscribed.wait(5)
-        done.set()
-        notifier.publish_done("cbbatch_1")
-
-    threading.Thread(target=finish).start()
-    assert notifier.wait_done("cbbatch_1", 5, done.is_set) is True
+    threads = [threading.Thread(target=wait, args=(f"cbbatch_{n}",)) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    waiting.wait(10)  # both waiters registered and subscribed
+    notifier.publish_done("cbbatch_2")
+    notifier.publish_done("cbbatch_1")
+    for thread in threads:
+        thread.join(30)
+    assert results == {"cbbatch_1": True, "cbbatch_2": True}
+    assert client.pubsub_numpat() == 1
 
 
 def test_waiters_give_up_at_their_timeout():

@@ -9,23 +9,13 @@ import sqlalchemy as sa
 
 from importer import batches
 from importer.models import ChunkStatus, ImportChunk
-from importer.validation import validate_records
+from tests.conftest import accept_records, vendor
 from worker.relay import broker_lost_queues, relay_once, sweep_once
 
 
 def accept(db, org, report, n=4, chunk_size=2):
-    records = [{"Supplier ID": f"V{i}", "Supplier Name": "n"} for i in range(n)]
-    outcome = validate_records(records, base_object="vendor", mapping=report.mapping)
-    with db.session() as session:
-        batch = batches.accept_batch(
-            session,
-            org=session.merge(org),
-            report=session.merge(report),
-            received_count=n,
-            outcome=outcome,
-            chunk_size=chunk_size,
-        )
-        return batches.pending_chunk_ids(session, batch.id)
+    records = [vendor(i) for i in range(n)]
+    return accept_records(db, org, report, records, chunk_size=chunk_size)[1]
 
 
 def age(db, chunk_ids, **columns):
