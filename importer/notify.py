@@ -13,7 +13,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -21,8 +22,18 @@ log = logging.getLogger(__name__)
 CHANNEL_PREFIX = "importer:batch-done:"
 
 
+class Watch(Protocol):
+    def wait(self, timeout: float, is_done: Callable[[], bool], look_first: bool = True) -> bool:
+        """Until done or ``timeout`` seconds; returns whether the batch is done.
+        ``look_first=False`` when the watch began before the batch's work was sent, so
+        no completion can have been missed and the first database look is saved."""
+        ...
+
+
 class Notifier(Protocol):
     def publish_done(self, batch_id: str) -> None: ...
+
+    def watch(self, batch_id: str) -> AbstractContextManager[Watch]: ...
 
     def wait_done(self, batch_id: str, timeout: float, is_done: Callable[[], bool]) -> bool: ...
 
@@ -81,30 +92,17 @@ class RedisNotifier:
                 log.warning("lost the batch-done subscription; reconnecting", exc_info=True)
                 time.sleep(1)
 
-    def wait_done(self, batch_id: str, timeout: float, is_done: Callable[[], bool]) -> bool:
-        """Wait until ``is_done()`` or ``timeout`` seconds; returns ``is_done()``.
-
-        The database is asked once the waiter is registered (so a completion cannot
-        slip in between), then only every ``recheck_every`` seconds; a message means
-        done, since it is published after the commit that ended the batch.
-        """
-        deadline = time.monotonic() + timeout
+    @contextmanager
+    def watch(self, batch_id: str) -> Iterator[Watch]:
+        """Register for the batch's completion message (the subscription is live when
+        this returns)."""
         self._ensure_listener()
         woken = threading.Event()
         with self._lock:
             self._waiters.setdefault(batch_id, set()).add(woken)
         try:
-            self._subscribed.wait(min(timeout, 2.0))
-            if is_done():
-                return True
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return is_done()
-                if woken.wait(min(remaining, self.recheck_every)):
-                    return True
-                if is_done():
-                    return True
+            self._subscribed.wait(2.0)
+            yield _RedisWatch(woken, self.recheck_every)
         finally:
             with self._lock:
                 waiting = self._waiters.get(batch_id)
@@ -112,6 +110,33 @@ class RedisNotifier:
                     waiting.discard(woken)
                     if not waiting:
                         del self._waiters[batch_id]
+
+    def wait_done(self, batch_id: str, timeout: float, is_done: Callable[[], bool]) -> bool:
+        """Wait until ``is_done()`` or ``timeout`` seconds; returns ``is_done()``."""
+        with self.watch(batch_id) as watch:
+            return watch.wait(timeout, is_done)
+
+
+class _RedisWatch:
+    def __init__(self, woken: threading.Event, recheck_every: float) -> None:
+        self.woken = woken
+        self.recheck_every = recheck_every
+
+    def wait(self, timeout: float, is_done: Callable[[], bool], look_first: bool = True) -> bool:
+        # The database is asked first (a completion may have come before the watch),
+        # then only every ``recheck_every`` seconds, in case a message was lost; a
+        # message means done, since it is published after the commit that ended it.
+        deadline = time.monotonic() + timeout
+        if look_first and is_done():
+            return True
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return is_done()
+            if self.woken.wait(min(remaining, self.recheck_every)):
+                return True
+            if is_done():
+                return True
 
 
 class PollingNotifier:
@@ -121,6 +146,10 @@ class PollingNotifier:
 
     def publish_done(self, batch_id: str) -> None:
         pass
+
+    @contextmanager
+    def watch(self, batch_id: str) -> Iterator[Watch]:
+        yield _PollingWatch(self, batch_id)
 
     def wait_done(self, batch_id: str, timeout: float, is_done: Callable[[], bool]) -> bool:
         deadline = time.monotonic() + timeout
@@ -140,3 +169,11 @@ def make_notifier(redis_url: str | None) -> Notifier:
 
         return RedisNotifier(redis.Redis.from_url(redis_url, socket_connect_timeout=2))
     return PollingNotifier()
+
+
+class _PollingWatch:
+    def __init__(self, notifier: PollingNotifier, batch_id: str) -> None:
+        self.notifier, self.batch_id = notifier, batch_id
+
+    def wait(self, timeout: float, is_done: Callable[[], bool], look_first: bool = True) -> bool:
+        return self.notifier.wait_done(self.batch_id, timeout, is_done)

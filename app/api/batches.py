@@ -15,6 +15,7 @@ from app.extensions import db_session, services
 from app.pagination import InvalidParameter, int_arg, page_args, page_body
 from importer import logs, outcomes
 from importer.models import BatchStatus, ImportBatch
+from importer.notify import Watch
 
 
 def _batch_or_404(batch_id: str) -> ImportBatch:
@@ -61,8 +62,14 @@ def list_batches() -> dict[str, Any]:
     return page_body(items, total or 0, limit, offset)
 
 
-def wait_until_done(session: Session, batch: ImportBatch, seconds: float) -> None:
-    """Block until the workers finish ``batch`` or ``seconds`` pass; refresh it either way."""
+def wait_until_done(
+    session: Session, batch: ImportBatch, seconds: float, watch: Watch | None = None
+) -> None:
+    """Block until the workers finish ``batch`` or ``seconds`` pass; refresh it either way.
+
+    ``watch``: one the caller opened before it sent the batch's work, so no
+    completion can have been missed and the database needs no first look.
+    """
     if seconds <= 0 or BatchStatus(batch.status).is_done:
         return
     svc = services()
@@ -74,7 +81,10 @@ def wait_until_done(session: Session, batch: ImportBatch, seconds: float) -> Non
             status = look.scalar(sa.select(ImportBatch.status).where(ImportBatch.id == batch.id))
         return status is not None and BatchStatus(status).is_done
 
-    svc.notifier.wait_done(batch.id, seconds, is_done)
+    if watch is None:
+        svc.notifier.wait_done(batch.id, seconds, is_done)
+    else:
+        watch.wait(seconds, is_done, look_first=False)
     session.commit()  # ends the request's read transaction, so the refresh sees the workers'
     session.refresh(batch)
 

@@ -237,8 +237,10 @@ def import_records(slug: str) -> Response:
         body = orjson.dumps(batch_body(session, batch, settings.inline_items))
         _dispatch(batch.id, accepted.chunk_ids)
     else:
-        _dispatch(batch.id, accepted.chunk_ids)
-        wait_until_done(session, batch, settings.sync_wait_seconds)
+        # Watch for the completion before the work is sent, so it cannot be missed.
+        with svc.notifier.watch(batch.id) as watch:
+            _dispatch(batch.id, accepted.chunk_ids)
+            wait_until_done(session, batch, settings.sync_wait_seconds, watch)
         status = http_status(batch)
         body = orjson.dumps(batch_body(session, batch, settings.inline_items))
     if key_id is not None:
