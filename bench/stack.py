@@ -14,14 +14,7 @@ from pathlib import Path
 import orjson
 import redis
 
-from tests.integration.stack import (
-    REDIS_BASE_URL,
-    Api,
-    Process,
-    Stack,
-    create_database,
-    drop_database,
-)
+from tests.integration.stack import REDIS_BASE_URL, Api, Process, Stack, fresh_stack
 
 #: The Redis database benchmarks own (flushed at start and end).
 REDIS_DB = int(os.environ.get("IMPORTER_BENCH_REDIS_DB", "13"))
@@ -29,17 +22,15 @@ REDIS_DB = int(os.environ.get("IMPORTER_BENCH_REDIS_DB", "13"))
 
 @contextmanager
 def deployment(**settings: str) -> Iterator[Stack]:
-    database_url = create_database()
+    """A fresh, migrated database and a flushed Redis database; the benchmark starts
+    the web and worker processes it needs."""
     redis_url = f"{REDIS_BASE_URL}/{REDIS_DB}"
     broker = redis.Redis.from_url(redis_url)
     broker.flushdb()
-    stack = Stack(database_url, redis_url, **settings)
     try:
-        stack.run("db", "upgrade")
-        yield stack
+        with fresh_stack(redis_url, **settings) as stack:
+            yield stack
     finally:
-        stack.stop()
-        drop_database(database_url)
         broker.flushdb()
 
 

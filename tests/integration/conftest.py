@@ -27,6 +27,7 @@ from tests.integration.stack import (
     Stack,
     create_database,
     drop_database,
+    fresh_stack,
 )
 
 #: The Redis database the tests own (they flush it).
@@ -76,16 +77,8 @@ def redis_url(backing_services: None) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def stack(backing_services: None, redis_url: str) -> Iterator[Stack]:
     """One migrated database, one web process, one worker (2 processes)."""
-    database_url = create_database()
-    running = Stack(database_url, redis_url)
-    try:
-        running.run("db", "upgrade")
-        running.start_worker()
-        running.start_web()
+    with fresh_stack(redis_url, worker=2, web=True) as running:
         yield running
-    finally:
-        running.stop()
-        drop_database(database_url)
 
 
 @pytest.fixture
@@ -152,15 +145,9 @@ def private_redis(backing_services: None) -> Iterator[PrivateRedis]:
 
 @pytest.fixture
 def fault_stack(backing_services: None, private_redis: PrivateRedis) -> Iterator[Stack]:
-    """Web and worker processes of their own, on a private Redis and a fresh database."""
-    database_url = create_database()
-    running = Stack(database_url, private_redis.url, **FAST_RECOVERY)
-    try:
-        running.run("db", "upgrade")
+    """A fresh database and a private Redis for web and worker processes the test starts."""
+    with fresh_stack(private_redis.url, **FAST_RECOVERY) as running:
         yield running
-    finally:
-        running.stop()
-        drop_database(database_url)
 
 
 def new_org(stack: Stack) -> Api:

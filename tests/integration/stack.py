@@ -18,7 +18,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +232,23 @@ class Api:
                 return body
             if time.monotonic() > deadline:
                 raise TimeoutError(f"batch {batch_id} still {body['status']}: {body['progress']}")
+
+
+@contextmanager
+def fresh_stack(
+    redis_url: str, *, worker: int | None = None, web: bool = False, **settings: str
+) -> Iterator[Stack]:
+    """A stack on a new, migrated database (dropped afterwards); with ``worker`` (its
+    pool's process count) and ``web``, those processes started and ready."""
+    database_url = create_database()
+    stack = Stack(database_url, redis_url, **settings)
+    try:
+        stack.run("db", "upgrade")
+        if worker:
+            stack.start_worker(concurrency=worker)
+        if web:
+            stack.start_web()
+        yield stack
+    finally:
+        stack.stop()
+        drop_database(database_url)

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import VENDOR_MAPPING, vendor
 from tests.integration.conftest import new_org, wait_until
 from tests.integration.private_services import PrivateRedis
-from tests.integration.stack import Stack, create_database, drop_database
+from tests.integration.stack import Stack, fresh_stack
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -90,18 +90,14 @@ def test_metrics_count_the_records_the_worker_processes_wrote(stack, api):
 @pytest.fixture
 def json_stack(backing_services: None, private_redis: PrivateRedis) -> Iterator[Stack]:
     """A web process and a worker (one pool process) logging JSON, on a private Redis."""
-    database_url = create_database()
-    running = Stack(
-        database_url, private_redis.url, IMPORTER_LOG_FORMAT="json", IMPORTER_WEB_WORKERS="1"
-    )
-    try:
-        running.run("db", "upgrade")
-        running.start_worker(concurrency=1)
-        running.start_web()
+    with fresh_stack(
+        private_redis.url,
+        worker=1,
+        web=True,
+        IMPORTER_LOG_FORMAT="json",
+        IMPORTER_WEB_WORKERS="1",
+    ) as running:
         yield running
-    finally:
-        running.stop()
-        drop_database(database_url)
 
 
 def parsed(lines: list[str]) -> list[dict[str, Any]]:

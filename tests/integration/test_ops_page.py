@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import VENDOR_MAPPING, vendor
 from tests.integration.conftest import new_org
-from tests.integration.stack import ROOT, Stack, create_database, drop_database
+from tests.integration.stack import ROOT, Stack, fresh_stack
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -61,25 +61,18 @@ def browser_ready() -> None:
 def ops_stack(backing_services, private_redis, browser_ready) -> Iterator[Stack]:
     """Web and one worker process (one pool process) with the ops page enabled, small
     chunks, and no retry of a chunk that fails."""
-    database_url = create_database()
-    running = Stack(
-        database_url,
+    with fresh_stack(
         private_redis.url,
+        worker=1,
+        web=True,
         IMPORTER_OPS_TOKEN=OPS_TOKEN,
         IMPORTER_CHUNK_SIZE="500",
         IMPORTER_CHUNK_MAX_RETRIES="0",
         IMPORTER_RELAY_INTERVAL_SECONDS="0.5",
         IMPORTER_RELAY_GRACE_SECONDS="1",
         IMPORTER_WEB_WORKERS="1",
-    )
-    try:
-        running.run("db", "upgrade")
-        running.start_worker(concurrency=1)
-        running.start_web()
+    ) as running:
         yield running
-    finally:
-        running.stop()
-        drop_database(database_url)
 
 
 def refuse_external_id(database_url: str, external_id: str) -> None:
