@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 
 ORG = "cborg"
@@ -15,13 +14,6 @@ WEBHOOK = "cbwhk"
 DELIVERY = "cbwhdlv"
 EVENT = "cbevt"
 
-_ID_RE = re.compile(r"^[a-z]+_[0-9a-f]{32}$")
-
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
-
-
-def looks_like(prefix: str, value: str) -> bool:
-    """Whether ``value`` has the shape of an id with ``prefix`` (not whether it exists)."""
-    return bool(_ID_RE.match(value)) and value.startswith(prefix + "_")

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, mapped_column
 
-from importer import catalog, ids
+from importer import catalog
 from importer.catalog import BaseObject, FieldSpec, Kind
 from importer.db import Base, UTCDateTime, utcnow
 
@@ -355,5 +355,3 @@ def _object_table(base: BaseObject) -> sa.Table:
 OBJECT_TABLES: dict[str, sa.Table] = {
     name: _object_table(base) for name, base in catalog.CATALOG.items()
 }
-
-ID_PREFIXES = {ids.VENDOR: "vendor", ids.SERVICE: "service", ids.ASSESSMENT: "assessment"}
