@@ -81,6 +81,8 @@ class Accepted:
     batch: ImportBatch
     #: The chunks with work to do, for the caller to hand to the broker after commit.
     chunk_ids: list[int]
+    #: Webhook deliveries recorded because the batch ended at once (nothing to write).
+    deliveries: int = 0
 
 
 def accept_batch(
@@ -184,7 +186,7 @@ def accept_batch(
             chunk_ids.append(chunk_id)
         del chunk_records
     if done:
-        webhooks.record_batch_end(session, batch.id)
+        return Accepted(batch, chunk_ids, webhooks.record_batch_end(session, batch.id))
     return Accepted(batch, chunk_ids)
 
 

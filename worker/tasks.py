@@ -42,6 +42,21 @@ def hand_over_webhooks(db: Database, batch_id: str, send: WebhookSender | None =
         )
 
 
+def after_commit(
+    db: Database,
+    notifier: Notifier,
+    finished: batches.ChunkFinished,
+    send_webhooks: WebhookSender | None = None,
+) -> None:
+    """What follows a finished chunk's commit: count it (once), and when it ended its
+    batch, wake whoever waits for the batch and queue the batch's webhooks."""
+    count_finished(finished)
+    if finished.batch_done:
+        notifier.publish_done(finished.batch_id)
+        if finished.deliveries:
+            hand_over_webhooks(db, finished.batch_id, send_webhooks)
+
+
 def count_finished(finished: batches.ChunkFinished) -> None:
     """The metrics of a chunk whose transaction committed: its records and errors
     (dry runs aside), and its batch's duration when it was the last chunk."""
@@ -79,13 +94,9 @@ def run_chunk(
     logs.bind(batch_id=batch_id)
     with db.session() as session:
         finished = batches.write_chunk(session, chunk_id)
-    if finished is not None:  # committed: count it, once
+    if finished is not None:
         metrics.observe_chunk(time.perf_counter() - started)
-        count_finished(finished)
-    if finished is not None and finished.batch_done:
-        notifier.publish_done(finished.batch_id)
-        if finished.deliveries:
-            hand_over_webhooks(db, finished.batch_id, send_webhooks)
+        after_commit(db, notifier, finished, send_webhooks)
     return finished
 
 
@@ -98,11 +109,8 @@ def give_up_chunk(
 ) -> None:
     with db.session() as session:
         finished = batches.fail_chunk(session, chunk_id, reason)
-    if finished is not None:  # committed: count it, once
-        count_finished(finished)
-    if finished is not None and finished.batch_done:
-        notifier.publish_done(finished.batch_id)
-        hand_over_webhooks(db, finished.batch_id, send_webhooks)
+    if finished is not None:
+        after_commit(db, notifier, finished, send_webhooks)
 
 
 def run_delivery(

@@ -78,11 +78,13 @@ def _replay(replay: idempotency.Replay) -> Response:
     return response
 
 
-def _dispatch(batch_id: str, chunk_ids: list[int]) -> None:
+def _dispatch(accepted: batches.Accepted) -> None:
     """Hand the batch's chunks to the broker now; if that fails the relay will."""
     svc = services()
+    batch_id, chunk_ids = accepted.batch.id, accepted.chunk_ids
     if not chunk_ids:
-        _dispatch_webhooks(batch_id)  # nothing to write: the batch ended when accepted
+        if accepted.deliveries:  # nothing to write: the batch ended when accepted
+            _dispatch_webhooks(batch_id)
         return
     try:
         svc.send_chunks(chunk_ids)
@@ -235,11 +237,11 @@ def import_records(slug: str) -> Response:
         # record can be written), whatever the workers manage before the answer leaves.
         status = http_status(batch)
         body = orjson.dumps(batch_body(session, batch, settings.inline_items))
-        _dispatch(batch.id, accepted.chunk_ids)
+        _dispatch(accepted)
     else:
         # Watch for the completion before the work is sent, so it cannot be missed.
         with svc.notifier.watch(batch.id) as watch:
-            _dispatch(batch.id, accepted.chunk_ids)
+            _dispatch(accepted)
             wait_until_done(session, batch, settings.sync_wait_seconds, watch)
         status = http_status(batch)
         body = orjson.dumps(batch_body(session, batch, settings.inline_items))
