@@ -33,7 +33,7 @@ from flask import Blueprint, Response, abort, g, render_template, request
 from app.errors import ApiError
 from app.extensions import db_session, services
 from importer.batches import BatchNotFound
-from importer.operator_cli import format_age
+from importer.formatting import format_age
 from importer.opsdata import console_data
 from worker.celery_app import QUEUES
 from worker.dispatch import redrive

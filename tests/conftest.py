@@ -19,9 +19,9 @@ from limits.storage import RedisStorage
 
 from app import create_app
 from app.ratelimits import KEY_PREFIX
+from cli.service import upgrade_database
 from importer import metrics
 from importer.batches import accept_batch
-from importer.cli import upgrade_database
 from importer.config import Settings
 from importer.db import Database
 from importer.models import Org

@@ -6,7 +6,7 @@ import orjson
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from importer.cli import main
+from cli import main
 from importer.models import ApiKey, ImportReport, Org
 
 

@@ -16,7 +16,7 @@ import click
 import pytest
 import yaml
 
-from importer.cli import main
+from cli import main
 from importer.config import PROJECT_ROOT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -393,7 +393,15 @@ def test_dockerfile_image_holds_the_migrations_where_the_cli_reads_them():
         if keyword in {"COPY", "ADD"}
         for source in [word for word in arguments.split() if not word.startswith("--")][:-1]
     }
-    for needed in ("alembic.ini", "migrations", "importer", "app", "worker", "pyproject.toml"):
+    for needed in (
+        "alembic.ini",
+        "migrations",
+        "importer",
+        "app",
+        "worker",
+        "cli",
+        "pyproject.toml",
+    ):
         if "." in sources:
             assert not dockerignored(needed), f".dockerignore leaves {needed} out of the image"
         else:

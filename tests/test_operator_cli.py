@@ -7,12 +7,12 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from cli import main
 from importer import batches, monitoring
-from importer.cli import main
 from importer.db import utcnow
+from importer.formatting import format_age, table
 from importer.models import ImportChunk
 from importer.notify import PollingNotifier
-from importer.operator_cli import format_age, table
 from tests.conftest import accept_records, vendor
 from worker.celery_app import QUEUES
 from worker.tasks import give_up_chunk, run_chunk

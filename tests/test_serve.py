@@ -20,7 +20,7 @@ def test_serve_prints_a_curl_that_imports_the_sample_vendors(tmp_path):
         if key not in ("DATABASE_URL", "REDIS_URL") and not key.startswith("IMPORTER_")
     }
     env.update(IMPORTER_DATA_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
-    serve = Process("serve", [sys.executable, "-m", "importer", "serve", "--port", str(port)], env)
+    serve = Process("serve", [sys.executable, "-m", "cli", "serve", "--port", str(port)], env)
     try:
         key = serve.wait_for(r"API key \(shown once, keep it\): (ak_[0-9a-f]+)").group(1)
         curl = serve.wait_for(r"^curl .*").group(0)

@@ -20,8 +20,8 @@ from flask.testing import FlaskClient
 from rich.console import Console
 from werkzeug.serving import make_server
 
+from cli import main
 from importer import push
-from importer.cli import main
 
 HEADER = ["Supplier ID", "Supplier Name", "Website", "IRQ Score", "Tags"]
 

@@ -92,7 +92,7 @@ def pg_database_url(backing_services: None) -> Iterator[str]:
     """A migrated PostgreSQL database for tests that call the domain code directly."""
     url = create_database()
     try:
-        from importer.cli import upgrade_database
+        from cli.service import upgrade_database
         from importer.config import Settings
 
         upgrade_database(Settings.from_env({"DATABASE_URL": url}))

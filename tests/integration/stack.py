@@ -152,7 +152,7 @@ class Stack:
         self.base_url = ""
 
     def _spawn(self, name: str, *args: str) -> Process:
-        process = Process(name, [sys.executable, "-m", "importer", *args], self.env)
+        process = Process(name, [sys.executable, "-m", "cli", *args], self.env)
         self.processes.append(process)
         return process
 
@@ -171,7 +171,7 @@ class Stack:
 
     def run(self, *args: str) -> str:
         result = subprocess.run(
-            [sys.executable, "-m", "importer", *args],
+            [sys.executable, "-m", "cli", *args],
             cwd=ROOT,
             env=self.env,
             capture_output=True,

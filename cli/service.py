@@ -1,4 +1,4 @@
-"""The ``importer`` command: run the service, migrate, create orgs.
+"""``importer serve|web|worker|db upgrade|create-org``: run the service, migrate, create orgs.
 
 Configuration comes from ``DATABASE_URL``, ``REDIS_URL`` and ``IMPORTER_*``
 variables (see README), read once by :class:`importer.config.Settings`.
@@ -30,15 +30,10 @@ def _settings() -> Settings:
     return settings
 
 
-@click.group()
-def main() -> None:
-    """Bulk-import service: validate records, upsert them by external_id."""
-
-
 # --- database ---------------------------------------------------------------------
 
 
-@main.group()
+@click.group()
 def db() -> None:
     """Database schema."""
 
@@ -64,7 +59,7 @@ def db_upgrade() -> None:
 # --- orgs -------------------------------------------------------------------------
 
 
-@main.command("create-org")
+@click.command("create-org")
 @click.argument("name")
 def create_org(name: str) -> None:
     """Create an org and its API key; prints one line of JSON."""
@@ -116,7 +111,7 @@ def _gunicorn(settings: Settings, host: str, port: int, workers: int) -> None:
     WebApplication().run()
 
 
-@main.command()
+@click.command()
 @click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 def web(host: str, port: int) -> None:
@@ -127,7 +122,7 @@ def web(host: str, port: int) -> None:
     _gunicorn(settings, host, port, settings.web_workers)
 
 
-@main.command()
+@click.command()
 @click.option(
     "--concurrency", type=int, default=None, help="Processes (IMPORTER_WORKER_CONCURRENCY)."
 )
@@ -182,7 +177,7 @@ def _say_as_log(message: str, file: Any = None) -> None:
     logging.getLogger("celery.apps.worker").info(message)
 
 
-@main.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
@@ -224,7 +219,7 @@ def serve(host: str, port: int) -> None:
             "Make a new org and key with `importer create-org NAME`, or delete "
             f"{settings.data_dir} to start over."
         )
-    worker_process = subprocess.Popen([sys.executable, "-m", "importer", "worker"])
+    worker_process = subprocess.Popen([sys.executable, "-m", "cli", "worker"])
     try:
         _gunicorn(settings, host, port, workers=1)
     finally:
@@ -233,17 +228,3 @@ def serve(host: str, port: int) -> None:
             worker_process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             worker_process.kill()
-
-
-# --- client -----------------------------------------------------------------------
-
-from importer.push import push_command  # noqa: E402
-
-main.add_command(push_command)
-
-# --- operators ----------------------------------------------------------------------
-
-from importer.operator_cli import batches_group, status_command  # noqa: E402
-
-main.add_command(status_command)
-main.add_command(batches_group)

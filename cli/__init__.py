@@ -1,0 +1,24 @@
+"""The ``importer`` command line: the service's processes, its database and orgs
+(``cli.service``), the operator commands (``cli.operator``) and the push client
+(``importer.push``).
+
+Configuration comes from ``DATABASE_URL``, ``REDIS_URL`` and ``IMPORTER_*``
+variables (see README), read once by :class:`importer.config.Settings`.
+"""
+
+from __future__ import annotations
+
+import click
+
+from cli.operator import batches_group, status_command
+from cli.service import create_org, db, serve, web, worker
+from importer.push import push_command
+
+
+@click.group()
+def main() -> None:
+    """Bulk-import service: validate records, upsert them by external_id."""
+
+
+for command in (db, create_org, web, worker, serve, push_command, status_command, batches_group):
+    main.add_command(command)

@@ -1,3 +1,0 @@
-from importer.cli import main
-
-main()
