@@ -1,21 +1,22 @@
-"""What a Flask app holds besides its views: settings, database, queue, notifier."""
+"""What a Flask app holds besides its views: settings, database, outbox, notifier."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, g
 from sqlalchemy.orm import Session
 
 from app.ratelimits import RateLimits
+from importer.broker import CeleryBroker
 from importer.config import Settings
 from importer.db import Database
 from importer.notify import Notifier, make_notifier
-from worker.dispatch import ChunkSender, WebhookSender
+from importer.outbox import Outbox
 
 
 class BrokerCheck:
@@ -54,36 +55,23 @@ class BrokerCheck:
 class Services:
     settings: Settings
     db: Database
-    send_chunks: ChunkSender
+    #: Where every hand-over to the broker goes (see ``importer.outbox``).
+    outbox: Outbox
     notifier: Notifier
     check_broker: Callable[[], None]
-    #: Queues the webhook deliveries of a batch that ended when it was accepted.
-    send_webhooks: WebhookSender
-    extra: dict[str, Any] = field(default_factory=dict)
     #: Per-org rate limits (None: off).
     rate_limits: RateLimits | None = None
 
 
 def build_services(settings: Settings) -> Services:
-    from worker.celery_app import create_celery
-    from worker.dispatch import CelerySender, CeleryWebhookSender
-
-    ping = None
-    if settings.redis_url:
-        import redis
-
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=2, socket_timeout=2
-        )
-        ping = client.ping
-    celery = create_celery(settings)
+    db = Database.from_settings(settings)
+    broker = CeleryBroker(settings)
     return Services(
         settings=settings,
-        db=Database.from_settings(settings),
-        send_chunks=CelerySender(celery),
+        db=db,
+        outbox=Outbox(settings, db, broker),
         notifier=make_notifier(settings.redis_url),
-        check_broker=BrokerCheck(ping),
-        send_webhooks=CeleryWebhookSender(celery),
+        check_broker=BrokerCheck(broker.ping if settings.redis_url else None),
         rate_limits=RateLimits.from_settings(settings),
     )
 

@@ -73,11 +73,9 @@ def _end(_error: BaseException | None = None) -> None:
 
 
 def _load_overview(app: Flask) -> Overview:
-    from worker.celery_app import QUEUES
-
     svc = app.extensions["importer"]
     with svc.db.session() as session:
-        return overview(session, svc.settings, QUEUES)
+        return overview(session, svc.settings, svc.outbox.broker)
 
 
 def init_app(app: Flask, settings: Settings) -> None:

@@ -35,8 +35,6 @@ from app.extensions import db_session, services
 from importer.batches import BatchNotFound
 from importer.formatting import format_age
 from importer.opsdata import console_data
-from worker.celery_app import QUEUES
-from worker.dispatch import redrive
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +114,7 @@ def _clock(unix_seconds: int) -> str:
 
 def _data() -> dict[str, Any]:
     svc = services()
-    return console_data(db_session(), svc.settings, QUEUES)
+    return console_data(db_session(), svc.settings, svc.outbox.broker)
 
 
 @ops.get("")
@@ -151,17 +149,11 @@ def _check_same_origin() -> None:
         )
 
 
-def _send_when_the_broker_answers(chunk_ids: Any) -> None:
-    svc = services()
-    svc.check_broker()  # raises while the broker is down: the relay will send them
-    svc.send_chunks(chunk_ids)
-
-
 @ops.post("/batches/<batch_id>/retry")
 def retry(batch_id: str) -> dict[str, Any]:
     _check_same_origin()
     try:
-        done = redrive(services().db, batch_id, _send_when_the_broker_answers)
+        done = services().outbox.redrive(batch_id)
     except BatchNotFound:
         raise ApiError(
             f"No import batch {batch_id!r}.", status=404, code="batch_not_found"

@@ -9,22 +9,20 @@ metrics.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 import orjson
 import sqlalchemy as sa
 
+from importer.broker import CeleryBroker
 from importer.config import ConfigError, Settings
 from importer.db import Database, unix, utcnow
 from importer.formatting import format_age, format_time, table
 from importer.models import BatchStatus, ImportBatch, ImportChunk, Org
 from importer.opsdata import short_error
+from importer.outbox import Outbox
 from importer.outcomes import batch_summary
-
-if TYPE_CHECKING:
-    from worker.dispatch import ChunkSender
 
 # --- formatting ---------------------------------------------------------------------
 
@@ -51,24 +49,9 @@ def _database(settings: Settings) -> Database:
     return Database.from_settings(settings)
 
 
-def chunk_sender(settings: Settings) -> ChunkSender:
-    """Hands chunks to this deployment's broker (Redis asked first, so a broker that
-    is down fails at once instead of after kombu's retries)."""
-    from worker.celery_app import create_celery
-    from worker.dispatch import CelerySender
-
-    send = CelerySender(create_celery(settings))
-    if not settings.redis_url:
-        return send
-    import redis
-
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
-
-    def checked(chunk_ids: Sequence[int]) -> None:
-        client.ping()
-        send(chunk_ids)
-
-    return checked
+def _outbox(settings: Settings, database: Database) -> Outbox:
+    """Hands work to this deployment's broker, through the one seam (``importer.outbox``)."""
+    return Outbox(settings, database, CeleryBroker(settings))
 
 
 # --- importer status ------------------------------------------------------------------
@@ -95,7 +78,16 @@ def render_status(data: dict[str, Any]) -> str:
     if workers:
         lines.append(
             table(
-                ["NODE", "STATE", "PID", "PROCESSING", "CONCURRENCY", "QUEUES", "LAST SEEN"],
+                [
+                    "NODE",
+                    "STATE",
+                    "PID",
+                    "PROCESSING",
+                    "CONCURRENCY",
+                    "BULK SLOTS",
+                    "QUEUES",
+                    "LAST SEEN",
+                ],
                 [
                     [
                         w["node"],
@@ -103,6 +95,7 @@ def render_status(data: dict[str, Any]) -> str:
                         str(w["pid"]),
                         w["processing"],
                         w["concurrency"],
+                        w["bulk_slots"],
                         ",".join(w["queues"]),
                         _ago(w["last_seen_at"], now),
                     ]
@@ -112,6 +105,19 @@ def render_status(data: dict[str, Any]) -> str:
         )
     else:
         lines.append("  (no worker has reported in the last 24 hours)")
+    backlog = data["backlog"]
+    lines += [
+        "",
+        f"Bulk lane: {backlog['chunks']:,} chunk(s) ({backlog['records']:,} records) waiting "
+        f"in {backlog['orgs']:,} org(s); {backlog['in_flight']:,} in flight",
+    ]
+    if backlog["top"]:
+        lines.append(
+            table(
+                ["ORG", "WAITING CHUNKS", "WAITING RECORDS", "IN FLIGHT"],
+                [[o["org_id"], o["chunks"], o["records"], o["in_flight"]] for o in backlog["top"]],
+            )
+        )
     lines += ["", "Batches"]
     lines.append(table(["STATUS", "BATCHES"], [[s, n] for s, n in data["batches"].items()]))
     oldest = data["oldest_queued_batch"]
@@ -131,15 +137,15 @@ def render_status(data: dict[str, Any]) -> str:
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of tables.")
 def status_command(as_json: bool) -> None:
-    """Queues, workers, batches by status, the oldest queued batch, the relay's lag."""
+    """Queues, workers, the bulk lane's backlog, batches by status, the oldest queued
+    batch, the relay's lag."""
     from importer.monitoring import overview
-    from worker.celery_app import QUEUES
 
     settings = _settings()
     database = _database(settings)
     try:
         with database.session() as session:
-            data = overview(session, settings, QUEUES).as_dict()
+            data = overview(session, settings, CeleryBroker(settings)).as_dict()
     finally:
         database.dispose()
     if as_json:
@@ -352,18 +358,12 @@ def retry_batch(batch_id: str, as_json: bool) -> None:
     """Re-drive a batch: its failed chunks are written again, its unfinished chunks
     nobody is writing are sent again. Safe to run any number of times."""
     from importer.batches import BatchNotFound
-    from worker.dispatch import redrive
 
     settings = _settings()
     database = _database(settings)
     try:
         try:
-            sender = chunk_sender(settings)
-        except Exception as error:  # no broker configuration that works: the relay will
-            sender = None
-            click.echo(f"The broker cannot be used ({error}); the relay will send.", err=True)
-        try:
-            done = redrive(database, batch_id, sender)
+            done = _outbox(settings, database).redrive(batch_id)
         except BatchNotFound:
             raise click.ClickException(f"No batch {batch_id!r}.") from None
     finally:

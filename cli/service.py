@@ -124,7 +124,11 @@ def web(host: str, port: int) -> None:
 
 @click.command()
 @click.option(
-    "--concurrency", type=int, default=None, help="Processes (IMPORTER_WORKER_CONCURRENCY)."
+    "--concurrency",
+    type=int,
+    default=None,
+    help="Processes for the bulk lane (IMPORTER_WORKER_CONCURRENCY); the worker runs "
+    "IMPORTER_INTERACTIVE_SLOTS more, which only the interactive lane fills.",
 )
 @click.option(
     "--name",
@@ -139,10 +143,10 @@ def worker(concurrency: int | None, name: str | None) -> None:
     # Before this process or its pool writes anything (see importer.metrics).
     metrics.clear_stale_files(settings.metrics_path)
     metrics.configure(settings)
+    from importer.broker import QUEUES
     from worker.app import celery
-    from worker.celery_app import QUEUES
 
-    processes = concurrency or settings.worker_concurrency
+    processes = (concurrency or settings.worker_concurrency) + settings.interactive_slots
     options = []
     if settings.log_format == "json":
         # JSON everywhere: no start-up banner (printed, not logged; its facts are in the
@@ -165,6 +169,7 @@ def worker(concurrency: int | None, name: str | None) -> None:
             settings.log_level,
             "--concurrency",
             str(processes),
+            # In this order: a free process serves the interactive lane first.
             "--queues",
             ",".join(QUEUES),
             "--hostname",

@@ -36,6 +36,7 @@ from importer.models import (
     ImportBatch,
     ImportChunk,
     ImportReport,
+    Lane,
     Org,
 )
 from importer.problems import ErrorCode, Problem, problem
@@ -81,6 +82,9 @@ class Accepted:
     batch: ImportBatch
     #: The chunks with work to do, for the caller to hand to the broker after commit.
     chunk_ids: list[int]
+    #: Their lane: the interactive lane's are sent at once, the bulk lane's released
+    #: by the scheduler.
+    lane: Lane = Lane.BULK
     #: Webhook deliveries recorded because the batch ended at once (nothing to write).
     deliveries: int = 0
 
@@ -95,6 +99,7 @@ def accept_batch(
     chunk_size: int,
     validated: bool = True,
     dry_run: bool = False,
+    lane: Lane = Lane.BULK,
     handed_over: bool = False,
     request_id: str | None = None,
 ) -> Accepted:
@@ -106,7 +111,8 @@ def accept_batch(
     ``valid`` list is consumed: each chunk's records are released once stored.
 
     Chunks cover contiguous index ranges; a chunk with nothing to do is finished at
-    once, and a batch with nothing to do is completed at once. ``handed_over``: the
+    once, and a batch with nothing to do is completed at once. ``lane``: where the
+    chunks wait (see ``importer.scheduler``). ``handed_over`` (interactive lane): the
     caller sends the chunks to the broker right after the commit, so they are marked
     dispatched now (saving a write after the send; a failed send clears the mark).
     """
@@ -160,6 +166,9 @@ def accept_batch(
             insert_chunk,
             dict(
                 batch_id=batch.id,
+                org_id=org.id,
+                batch_seq=batch.seq,
+                lane=lane,
                 position=position,
                 start_index=start,
                 end_index=end,
@@ -186,8 +195,8 @@ def accept_batch(
             chunk_ids.append(chunk_id)
         del chunk_records
     if done:
-        return Accepted(batch, chunk_ids, webhooks.record_batch_end(session, batch.id))
-    return Accepted(batch, chunk_ids)
+        return Accepted(batch, chunk_ids, lane, webhooks.record_batch_end(session, batch.id))
+    return Accepted(batch, chunk_ids, lane)
 
 
 def _lock_chunk(session: Session, chunk_id: int) -> ImportChunk | None:
@@ -227,7 +236,7 @@ _CLAIM_CHUNK = (
         attempts=_CHUNKS.c.attempts + 1,
         claimed_by=sa.bindparam("worker"),
     )
-    .returning(_CHUNKS.c.batch_id)
+    .returning(_CHUNKS.c.batch_id, _CHUNKS.c.lane, _CHUNKS.c.attempts, _CHUNKS.c.created_at)
 )
 _START_BATCH = (
     sa.update(_BATCHES)
@@ -265,21 +274,33 @@ _END_BATCH = (
 )
 
 
-def claim_chunk(session: Session, chunk_id: int, worker: str | None = None) -> str | None:
+@dataclass(frozen=True)
+class Claimed:
+    batch_id: str
+    lane: Lane
+    #: Seconds from the chunk's acceptance to this start, on its first attempt only.
+    waited_seconds: float | None
+
+
+def claim_chunk(session: Session, chunk_id: int, worker: str | None = None) -> Claimed | None:
     """Mark a chunk (and its batch, if still queued) as processing by ``worker``.
 
-    Returns the chunk's batch id, or None when the chunk needs no more work. One
-    UPDATE, which waits for the row's lock like :func:`_lock_chunk` does; committed on
-    its own, so the status is visible while the chunk is written.
+    Returns the chunk's batch and lane, or None when the chunk needs no more work.
+    One UPDATE, which waits for the row's lock like :func:`_lock_chunk` does;
+    committed on its own, so the status is visible while the chunk is written.
     """
     now = utcnow()
-    batch_id = session.execute(
+    row = session.execute(
         _CLAIM_CHUNK, {"chunk_id": chunk_id, "now": now, "worker": worker}
-    ).scalar()
-    if batch_id is None:
+    ).one_or_none()
+    if row is None:
         return None
+    batch_id, lane, attempts, created_at = row
     session.execute(_START_BATCH, {"batch_id": batch_id, "now": now})
-    return str(batch_id)
+    if created_at is not None and created_at.tzinfo is None:  # SQLite: naive UTC
+        created_at = created_at.replace(tzinfo=dt.UTC)
+    waited = (now - created_at).total_seconds() if attempts == 1 and created_at else None
+    return Claimed(str(batch_id), Lane(lane), waited)
 
 
 @dataclass(frozen=True)
@@ -287,6 +308,8 @@ class ChunkFinished:
     batch_id: str
     #: True when this chunk was the batch's last one.
     batch_done: bool
+    #: The chunk's lane (a bulk chunk that finished frees a slot of the bulk lane).
+    lane: Lane = Lane.BULK
     #: Webhook deliveries the batch's end recorded (to hand over after the commit).
     deliveries: int = 0
     #: What this chunk added (for the metrics, counted once the caller committed).
@@ -352,6 +375,7 @@ def _finish_in_batch(session: Session, chunk: ImportChunk, done: _ChunkOutcome) 
     return ChunkFinished(
         batch_id=chunk.batch_id,
         batch_done=batch_done,
+        lane=Lane(chunk.lane),
         deliveries=deliveries,
         created=done.created,
         updated=done.updated,

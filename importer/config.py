@@ -96,7 +96,12 @@ class Settings:
     stuck_after_seconds: float = 60.0
     visibility_timeout_seconds: int = 1800
     chunk_max_retries: int = 5
+    # Lanes: each worker runs worker_concurrency processes for the bulk lane plus
+    # interactive_slots more that the bulk lane never fills (see importer.scheduler).
     worker_concurrency: int = 2
+    interactive_slots: int = 1
+    # At most this many bulk chunks of one org in flight (0: every bulk slot).
+    org_max_in_flight: int = 0
     # Webhooks: attempts of a delivery before it is given up as failed.
     webhook_max_attempts: int = 8
     # Idempotency-Key retention.
@@ -168,6 +173,8 @@ class Settings:
             chunk_max_retries=_int(env, "IMPORTER_CHUNK_MAX_RETRIES", 5),
             webhook_max_attempts=_int(env, "IMPORTER_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
             worker_concurrency=_int(env, "IMPORTER_WORKER_CONCURRENCY", 2, minimum=1),
+            interactive_slots=_int(env, "IMPORTER_INTERACTIVE_SLOTS", 1, minimum=1),
+            org_max_in_flight=_int(env, "IMPORTER_ORG_MAX_IN_FLIGHT", 0),
             idempotency_ttl_seconds=_int(env, "IMPORTER_IDEMPOTENCY_TTL_SECONDS", 86400, 1),
             web_workers=_int(env, "IMPORTER_WEB_WORKERS", 2, minimum=1),
             web_threads=_int(env, "IMPORTER_WEB_THREADS", 8, minimum=1),

@@ -59,6 +59,7 @@ _LOCK_FILE = ".lock"
 
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BATCH_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 CHUNK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -114,6 +115,14 @@ class Metrics:
             "importer_chunk_duration_seconds",
             "Time a worker took to claim, validate and write a chunk, until its commit.",
             buckets=CHUNK_BUCKETS,
+            registry=None,
+        )
+        self.chunk_wait = Histogram(
+            "importer_chunk_wait_seconds",
+            "Time from a chunk's acceptance to its first start by a worker, by lane "
+            "(interactive, bulk).",
+            ["lane"],
+            buckets=WAIT_BUCKETS,
             registry=None,
         )
 
@@ -236,6 +245,13 @@ def observe_chunk(seconds: float) -> None:
         found.chunk_duration.observe(seconds)
 
 
+@_never_raises
+def observe_chunk_wait(lane: str, seconds: float) -> None:
+    found = _metrics()
+    if found is not None:
+        found.chunk_wait.labels(lane).observe(max(seconds, 0.0))
+
+
 # --- process lifecycle --------------------------------------------------------------
 
 
@@ -336,8 +352,10 @@ class CachedOverview:
 
 
 class OverviewCollector:
-    """The gauges read at scrape time from the overview: queue depths, the oldest
-    queued batch, live workers, the relay's lag, batches by status."""
+    """The gauges read at scrape time from the overview: queue depths (one queue per
+    lane), the oldest queued batch, live workers, the relay's lag, the bulk lane's
+    backlog (totals only: per-org figures are on the ops page and in ``importer
+    status``, never labels), batches by status."""
 
     def __init__(self, overview: Callable[[], Overview]) -> None:
         self.overview = overview
@@ -383,6 +401,18 @@ class OverviewCollector:
             "How long the oldest chunk not yet handed to the broker has waited (0: none).",
             value=found.relay_lag_seconds,
         )
+        backlog = found.backlog
+        for name, text, number in (
+            (
+                "chunks",
+                "Bulk chunks waiting in the backlog (not handed to the broker yet).",
+                backlog.chunks,
+            ),
+            ("records", "Records of the bulk chunks waiting in the backlog.", backlog.records),
+            ("orgs", "Orgs with bulk chunks waiting in the backlog.", backlog.orgs),
+            ("in_flight", "Bulk chunks handed to the broker or being written.", backlog.in_flight),
+        ):
+            yield GaugeMetricFamily(f"importer_bulk_backlog_{name}", text, value=number)
         batches = GaugeMetricFamily("importer_batches", "Batches by status.", labels=["status"])
         for status, count in sorted(found.batches.items()):
             batches.add_metric([status], count)

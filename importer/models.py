@@ -56,6 +56,16 @@ class ChunkStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class Lane(enum.StrEnum):
+    """Where a chunk waits for a worker (see ``importer.scheduler``)."""
+
+    #: A batch whose caller waits for the answer: sent to the broker at once, and
+    #: served first, by worker capacity the bulk lane never fills.
+    INTERACTIVE = "interactive"
+    #: Everything else: released to the broker a few chunks per org at a time.
+    BULK = "bulk"
+
+
 class Org(Base):
     __tablename__ = "orgs"
 
@@ -169,6 +179,16 @@ class ImportChunk(Base):
     __tablename__ = "import_chunks"
     __table_args__ = (
         sa.UniqueConstraint("batch_id", "position"),
+        # Live work only (a partial index stays as small as the backlog): the bulk
+        # lane's backlog and in-flight chunks per org, in accept order.
+        sa.Index(
+            "ix_import_chunks_live_org_id",
+            "org_id",
+            "batch_seq",
+            "position",
+            postgresql_where=sa.text("status IN ('pending', 'processing')"),
+            sqlite_where=sa.text("status IN ('pending', 'processing')"),
+        ),
         sa.Index("ix_import_chunks_status_dispatched_at", "status", "dispatched_at"),
         # The ops page's throughput: chunks finished in the last hour.
         sa.Index("ix_import_chunks_finished_at", "finished_at"),
@@ -176,6 +196,11 @@ class ImportChunk(Base):
 
     id: Mapped[int] = mapped_column(BigSerial, primary_key=True, autoincrement=True)
     batch_id: Mapped[str] = mapped_column(sa.ForeignKey("import_batches.id", ondelete="CASCADE"))
+    #: The batch's org and ``seq``, kept on the chunk so the scheduler orders and
+    #: counts an org's work without reading the batches.
+    org_id: Mapped[str] = mapped_column(sa.String(40))
+    batch_seq: Mapped[int] = mapped_column(sa.BigInteger)
+    lane: Mapped[Lane] = mapped_column(_enum(Lane), default=Lane.BULK)
     position: Mapped[int] = mapped_column(sa.Integer)
     start_index: Mapped[int] = mapped_column(sa.Integer)
     end_index: Mapped[int] = mapped_column(sa.Integer)
@@ -221,11 +246,37 @@ class WorkerHeartbeat(Base):
     node: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     pid: Mapped[int] = mapped_column(sa.Integer)
     concurrency: Mapped[int] = mapped_column(sa.Integer)
+    #: Of ``concurrency``, the processes the bulk lane may fill (the rest are kept
+    #: free for the interactive lane); 0 for a worker that does not consume it.
+    bulk_slots: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     queues: Mapped[list[str]] = mapped_column(JSONType)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     #: Set when the worker shut down cleanly.
     stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class SchedulerState(Base):
+    """One row: the bulk lane's round-robin clock. Every release pass updates it first,
+    so its row lock (PostgreSQL) or the write lock it takes (SQLite) makes the passes
+    of all processes run one at a time."""
+
+    __tablename__ = "scheduler_state"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    #: Bulk chunks released so far; an org's turn is the value of its last release.
+    turns: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
+class BulkTurn(Base):
+    """An org's place in the bulk lane's round robin: the orgs with waiting work are
+    served least recently released first."""
+
+    __tablename__ = "bulk_turns"
+
+    org_id: Mapped[str] = mapped_column(sa.ForeignKey("orgs.id"), primary_key=True)
+    last_turn: Mapped[int] = mapped_column(sa.BigInteger)
+    released_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class IdempotencyKey(Base):

@@ -1,10 +1,12 @@
-"""What operators watch: queue depths, live workers, batches by status, the oldest
-queued batch, the relay's lag. One ``overview()`` feeds ``importer status``, the ops
-page and the Prometheus gauges alike.
+"""What operators watch: queue depths per lane, live workers, the bulk lane's backlog
+(and its biggest orgs), batches by status, the oldest queued batch, the relay's lag.
+One ``overview()`` feeds ``importer status``, the ops page and the Prometheus gauges
+alike.
 
 Workers report themselves: each worker's maintenance timer upserts a
 ``worker_heartbeats`` row (``beat``); a worker whose last beat is older than
-``STALE_AFTER`` intervals is shown as lost.
+``importer.scheduler.STALE_AFTER_BEATS`` intervals is shown as lost (and its
+processes no longer count as bulk slots).
 """
 
 from __future__ import annotations
@@ -12,20 +14,25 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from importer.broker import Broker
 from importer.config import Settings
 from importer.db import unix, utcnow
-from importer.models import BatchStatus, ChunkStatus, ImportBatch, ImportChunk, WorkerHeartbeat
+from importer.models import (
+    BatchStatus,
+    ChunkStatus,
+    ImportBatch,
+    ImportChunk,
+    Lane,
+    WorkerHeartbeat,
+)
+from importer.scheduler import Backlog, backlog, live_worker_cutoff
 
 log = logging.getLogger(__name__)
-
-#: A worker missing this many heartbeats in a row is considered gone.
-STALE_AFTER = 5
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ class WorkerState:
     state: str
     #: Chunks this worker holds in "processing" right now.
     processing: int = 0
+    #: Of ``concurrency``, the processes the bulk lane may fill.
+    bulk_slots: int = 0
 
 
 @dataclass
@@ -48,8 +57,11 @@ class Overview:
     workers: list[WorkerState]
     batches: dict[str, int]
     oldest_queued_batch: dict[str, Any] | None
-    #: Seconds the oldest chunk not yet handed to the broker has waited (0 if none).
+    #: Seconds the oldest interactive chunk not yet handed to the broker has waited
+    #: (0 if none); bulk chunks wait in the backlog by design (see ``backlog``).
     relay_lag_seconds: float
+    #: The bulk lane: chunks and records waiting, in flight, orgs waiting, top orgs.
+    backlog: Backlog = field(default_factory=Backlog)
     generated_at: int = field(default_factory=lambda: unix(utcnow()) or 0)
 
     @property
@@ -70,6 +82,7 @@ def beat(
     concurrency: int,
     queues: list[str],
     started_at: dt.datetime,
+    bulk_slots: int = 0,
     stopped: bool = False,
 ) -> None:
     """Record a worker's sign of life (or its clean shutdown)."""
@@ -79,6 +92,7 @@ def beat(
         row = WorkerHeartbeat(node=node)
         session.add(row)
     row.pid, row.concurrency, row.queues = pid, concurrency, queues
+    row.bulk_slots = bulk_slots
     row.started_at, row.last_seen_at = started_at, now
     row.stopped_at = now if stopped else None
     session.flush()
@@ -87,7 +101,7 @@ def beat(
 def workers(session: Session, settings: Settings, keep_for: float = 24 * 3600) -> list[WorkerState]:
     """Workers seen in the last ``keep_for`` seconds, live ones first."""
     now = utcnow()
-    stale = dt.timedelta(seconds=settings.relay_interval_seconds * STALE_AFTER + 5)
+    live_since = live_worker_cutoff(settings, now)
     busy = dict(
         session.execute(
             sa.select(ImportChunk.claimed_by, sa.func.count())
@@ -104,7 +118,7 @@ def workers(session: Session, settings: Settings, keep_for: float = 24 * 3600) -
     for row in rows:
         if row.stopped_at is not None:
             state = "stopped"
-        elif row.last_seen_at < now - stale:
+        elif row.last_seen_at < live_since:
             state = "lost"
         else:
             state = "online"
@@ -118,30 +132,11 @@ def workers(session: Session, settings: Settings, keep_for: float = 24 * 3600) -
                 last_seen_at=unix(row.last_seen_at),
                 state=state,
                 processing=int(busy.get(row.node, 0)) if state == "online" else 0,
+                bulk_slots=row.bulk_slots,
             )
         )
     order = {"online": 0, "lost": 1, "stopped": 2}
     return sorted(found, key=lambda worker: (order[worker.state], worker.node))
-
-
-def queue_depths(settings: Settings, queues: tuple[str, ...]) -> dict[str, int | None]:
-    """Messages waiting in each broker queue (None when the broker cannot be asked)."""
-    if settings.redis_url:
-        try:
-            import redis
-
-            client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
-            pipe = client.pipeline()
-            for name in queues:
-                pipe.llen(name)
-            return dict(zip(queues, (int(n) for n in pipe.execute()), strict=True))
-        except Exception:
-            log.warning("could not read the queue depths from Redis", exc_info=True)
-            return dict.fromkeys(queues)
-    # The embedded broker: one file per message, named "<...>.<queue>.msg".
-    folder = Path(settings.broker_folder)
-    files = [path.name for path in folder.glob("*.msg")] if folder.is_dir() else []
-    return {name: sum(1 for file in files if file.endswith(f".{name}.msg")) for name in queues}
 
 
 def batches_by_status(session: Session) -> dict[str, int]:
@@ -176,7 +171,9 @@ def oldest_queued_batch(session: Session) -> dict[str, Any] | None:
 def relay_lag_seconds(session: Session) -> float:
     oldest = session.scalar(
         sa.select(sa.func.min(ImportChunk.created_at)).where(
-            ImportChunk.status == ChunkStatus.PENDING, ImportChunk.dispatched_at.is_(None)
+            ImportChunk.status == ChunkStatus.PENDING,
+            ImportChunk.dispatched_at.is_(None),
+            ImportChunk.lane == Lane.INTERACTIVE,
         )
     )
     if oldest is None:
@@ -186,11 +183,12 @@ def relay_lag_seconds(session: Session) -> float:
     return max((utcnow() - oldest).total_seconds(), 0.0)
 
 
-def overview(session: Session, settings: Settings, queues: tuple[str, ...]) -> Overview:
+def overview(session: Session, settings: Settings, broker: Broker) -> Overview:
     return Overview(
-        queues=queue_depths(settings, queues),
+        queues=broker.depths(),
         workers=workers(session, settings),
         batches=batches_by_status(session),
         oldest_queued_batch=oldest_queued_batch(session),
         relay_lag_seconds=round(relay_lag_seconds(session), 1),
+        backlog=backlog(session),
     )

@@ -165,9 +165,9 @@ class PollingNotifier:
 
 def make_notifier(redis_url: str | None) -> Notifier:
     if redis_url:
-        import redis
+        from importer.broker import redis_client
 
-        return RedisNotifier(redis.Redis.from_url(redis_url, socket_connect_timeout=2))
+        return RedisNotifier(redis_client(redis_url, read_timeout=None))
     return PollingNotifier()
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from importer.broker import Broker
 from importer.config import Settings
 from importer.db import unix, utcnow
 from importer.models import BatchStatus, ChunkStatus, ImportBatch, ImportChunk, Org
@@ -192,12 +193,12 @@ def throughput(
     }
 
 
-def console_data(session: Session, settings: Settings, queues: tuple[str, ...]) -> dict[str, Any]:
+def console_data(session: Session, settings: Settings, broker: Broker) -> dict[str, Any]:
     """Everything the ops page shows, as one JSON-ready object."""
     now = utcnow()
     return {
         "generated_at": unix(now),
-        "overview": overview(session, settings, queues).as_dict(),
+        "overview": overview(session, settings, broker).as_dict(),
         "batches": recent_batches(session, now=now),
         "failed": failed_batches(session, now=now),
         "throughput": throughput(session, now=now),

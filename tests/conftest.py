@@ -22,11 +22,13 @@ from app.ratelimits import KEY_PREFIX
 from cli.service import upgrade_database
 from importer import metrics
 from importer.batches import accept_batch
+from importer.broker import QUEUES, ChunkMessage
 from importer.config import Settings
 from importer.db import Database
-from importer.models import Org
+from importer.models import Lane, Org
 from importer.notify import RedisNotifier
 from importer.orgs import create_org
+from importer.outbox import Outbox
 from importer.reports import create_report
 from importer.validation import screen_records, validate_records
 from worker.tasks import run_chunk, run_delivery
@@ -114,41 +116,122 @@ def limits_storage(client: fakeredis.FakeRedis) -> RedisStorage:
     )
 
 
-class InlineWorker:
-    """Stands in for the broker and a worker: runs each chunk's task function at once
-    (or, when ``hold`` is set, keeps the chunk ids until the test runs them).
+class RecordingBroker:
+    """An ``importer.broker.Broker`` that only records what it is given (nothing runs).
+    While ``down`` is set, it refuses everything as an unreachable broker would;
+    ``lost`` makes the next ``lost_queues`` say the broker came back empty."""
+
+    def __init__(self) -> None:
+        self.messages: list[ChunkMessage] = []
+        self.deliveries: list[str] = []
+        self.down = False
+        self.lost = False
+
+    @property
+    def chunk_ids(self) -> list[int]:
+        return [message.chunk_id for message in self.messages]
+
+    def _check(self) -> None:
+        if self.down:
+            raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    def send_chunks(self, messages: Sequence[ChunkMessage]) -> None:
+        self._check()
+        self.messages.extend(messages)
+
+    def send_deliveries(self, delivery_ids: Sequence[str]) -> None:
+        self._check()
+        self.deliveries.extend(delivery_ids)
+
+    def ping(self) -> None:
+        self._check()
+
+    def lost_queues(self) -> bool:
+        self._check()
+        lost, self.lost = self.lost, False
+        return lost
+
+    def depths(self) -> dict[str, int | None]:
+        return dict.fromkeys(QUEUES, 0)
+
+
+def recording_outbox(db: Database, settings: Settings | None = None) -> Outbox:
+    """An outbox over ``db`` whose broker only records (``outbox.broker``)."""
+    settings = settings or Settings.from_env({"DATABASE_URL": db.url})
+    return Outbox(settings, db, RecordingBroker())
+
+
+class InlineBroker:
+    """Stands in for the broker and a worker (an ``importer.broker.Broker``): runs each
+    chunk's task function as it is sent (or, when ``hold`` is set, keeps the chunk ids
+    until the test runs them). Chunks sent while one runs (the bulk lane's next
+    releases) run after it, in order, as a worker would take them.
 
     Webhook deliveries handed to it are only recorded in ``webhooks_sent`` (no test
     POSTs anywhere by accident), unless ``deliver_webhooks`` is set: then each is
-    attempted at once, for real."""
+    attempted at once, for real. While ``down`` is set, it refuses everything as an
+    unreachable broker would."""
 
-    def __init__(self, db: Database, notifier: Any) -> None:
+    def __init__(self, settings: Settings, db: Database, notifier: Any) -> None:
+        self.outbox = Outbox(settings, db, self)
         self.db = db
         self.notifier = notifier
         self.hold = False
         self.held: list[int] = []
         self.sent: list[int] = []
+        self.messages: list[ChunkMessage] = []
         self.deliver_webhooks = False
         self.webhooks_sent: list[str] = []
+        self.down = False
+        self._queue: list[int] = []
+        self._running = False
 
-    def __call__(self, chunk_ids: Sequence[int]) -> None:
+    def _check(self) -> None:
+        if self.down:
+            raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    def send_chunks(self, messages: Sequence[ChunkMessage]) -> None:
+        self._check()
+        self.messages.extend(messages)
+        chunk_ids = [message.chunk_id for message in messages]
         self.sent.extend(chunk_ids)
         if self.hold:
             self.held.extend(chunk_ids)
         else:
-            for chunk_id in chunk_ids:
-                run_chunk(self.db, self.notifier, chunk_id, self.send_webhooks)
+            self._run(chunk_ids)
+
+    def _run(self, chunk_ids: Sequence[int]) -> None:
+        self._queue.extend(chunk_ids)
+        if self._running:
+            return
+        self._running = True
+        try:
+            while self._queue:
+                run_chunk(self.outbox, self.notifier, self._queue.pop(0))
+        finally:
+            self._running = False
 
     def run_held(self) -> None:
-        held, self.held = self.held, []
-        for chunk_id in held:
-            run_chunk(self.db, self.notifier, chunk_id, self.send_webhooks)
+        """Run what is held, and what the bulk lane releases meanwhile, until nothing is."""
+        while self.held:
+            held, self.held = self.held, []
+            self._run(held)
 
-    def send_webhooks(self, delivery_ids: Sequence[str]) -> None:
+    def send_deliveries(self, delivery_ids: Sequence[str]) -> None:
+        self._check()
         self.webhooks_sent.extend(delivery_ids)
         if self.deliver_webhooks:
             for delivery_id in delivery_ids:
                 run_delivery(self.db, delivery_id, max_attempts=8)
+
+    def ping(self) -> None:
+        self._check()
+
+    def lost_queues(self) -> bool:
+        return False
+
+    def depths(self) -> dict[str, int | None]:
+        return dict.fromkeys(QUEUES, 0)
 
 
 @pytest.fixture
@@ -157,14 +240,13 @@ def app(settings: Settings, db: Database, redis_client: fakeredis.FakeRedis) -> 
     services = flask_app.extensions["importer"]
     services.db = db
     services.notifier = RedisNotifier(redis_client)
-    services.send_chunks = InlineWorker(db, services.notifier)
-    services.send_webhooks = services.send_chunks.send_webhooks
+    services.outbox = InlineBroker(settings, db, services.notifier).outbox
     yield flask_app
 
 
 @pytest.fixture
-def worker(app: Flask) -> InlineWorker:
-    inline: InlineWorker = app.extensions["importer"].send_chunks
+def worker(app: Flask) -> InlineBroker:
+    inline: InlineBroker = app.extensions["importer"].outbox.broker
     return inline
 
 
@@ -223,6 +305,7 @@ def accept_records(
     chunk_size: int = 2,
     deferred: bool = False,
     dry_run: bool = False,
+    lane: Lane = Lane.BULK,
 ) -> tuple[str, list[int]]:
     """Accept ``records`` for ``report`` as the import call does, without HTTP:
     validated here, or (``deferred``) left to the workers. Returns the batch id and
@@ -241,6 +324,7 @@ def accept_records(
             chunk_size=chunk_size,
             validated=not deferred,
             dry_run=dry_run,
+            lane=lane,
         )
         return accepted.batch.id, accepted.chunk_ids
 

@@ -9,12 +9,12 @@ from click.testing import CliRunner
 
 from cli import main
 from importer import batches, monitoring
+from importer.broker import QUEUES, CeleryBroker
 from importer.db import utcnow
 from importer.formatting import format_age, table
 from importer.models import ImportChunk
 from importer.notify import PollingNotifier
-from tests.conftest import accept_records, vendor
-from worker.celery_app import QUEUES
+from tests.conftest import accept_records, recording_outbox, vendor
 from worker.tasks import give_up_chunk, run_chunk
 
 
@@ -39,17 +39,25 @@ def accept(db, org, report, n=4, chunk_size=2):
 def failed_batch(db, org_and_key, make_report):
     batch_id, (first, second) = accept(db, org_and_key[0], make_report())
     notifier = PollingNotifier()
-    run_chunk(db, notifier, first, worker="celery@a")
+    run_chunk(recording_outbox(db), notifier, first, worker="celery@a")
     with db.session() as session:
         batches.claim_chunk(session, second, "celery@b")
-    give_up_chunk(db, notifier, second, "OperationalError: the database went away")
+    give_up_chunk(
+        recording_outbox(db), notifier, second, "OperationalError: the database went away"
+    )
     return batch_id, second
 
 
 def beat(db, node, **extra):
     with db.session() as session:
         monitoring.beat(
-            session, node=node, pid=4242, concurrency=2, queues=list(QUEUES), started_at=utcnow()
+            session,
+            node=node,
+            pid=4242,
+            concurrency=3,
+            bulk_slots=2,
+            queues=list(QUEUES),
+            started_at=utcnow(),
         )
 
 
@@ -64,12 +72,18 @@ def test_status_prints_queues_workers_batches_and_the_oldest_queued_batch(
     assert result.exit_code == 0, result.output
     text = result.output
     assert text.startswith("Importer status at ")
-    assert "Queues\n  QUEUE     DEPTH\n  imports       0\n  webhooks      0" in text
-    assert "Workers: 1 online, 0 lost, 0 stopped" in text
-    assert "NODE             STATE   PID   PROCESSING  CONCURRENCY  QUEUES" in text
     assert (
-        "celery@worker-1  online  4242           0            2  imports,webhooks  0s ago" in text
+        "Queues\n  QUEUE        DEPTH\n  interactive      0\n  bulk             0\n"
+        "  webhooks         0" in text
     )
+    assert "Workers: 1 online, 0 lost, 0 stopped" in text
+    assert "NODE             STATE   PID   PROCESSING  CONCURRENCY  BULK SLOTS  QUEUES" in text
+    assert (
+        "celery@worker-1  online  4242           0            3           2  "
+        "interactive,bulk,webhooks  0s ago" in text
+    )
+    assert "Bulk lane: 2 chunk(s) (4 records) waiting in 1 org(s); 0 in flight" in text
+    assert f"  {org_and_key[0].id}               2                4          0" in text
     assert "Batches\n  STATUS      BATCHES\n  queued            1\n  processing        0" in text
     assert f"Oldest queued batch: {queued_id}, waiting 0s (since " in text
     assert f"\n  report vendors, org {org_and_key[0].id}\n" in text
@@ -93,8 +107,12 @@ def test_status_json_is_one_object(settings, db, org_and_key, make_report):
         "relay_lag_seconds",
         "live_workers",
         "generated_at",
+        "backlog",
     }
-    assert data["queues"] == {"imports": 0, "webhooks": 0}
+    assert data["queues"] == {"interactive": 0, "bulk": 0, "webhooks": 0}
+    assert data["backlog"]["top"] == [
+        {"org_id": org_and_key[0].id, "chunks": 2, "records": 4, "in_flight": 0}
+    ]
     assert [(w["node"], w["state"]) for w in data["workers"]] == [("celery@worker-1", "online")]
     assert data["batches"]["queued"] == 1
     assert data["oldest_queued_batch"]["batch_id"] == queued_id
@@ -200,7 +218,7 @@ def test_retry_redrives_and_sends_at_once_then_is_a_no_op(settings, db, failed_b
         "status failed -> processing. Sent 1 chunk(s) to the broker.\n"
     )
     # Handed to the (embedded) broker: the message is in its queue.
-    assert monitoring.queue_depths(settings, QUEUES)["imports"] == 1
+    assert CeleryBroker(settings).depths()["bulk"] == 1
     with db.session() as session:
         assert session.get(ImportChunk, failed_chunk).dispatched_at is not None
 
@@ -208,7 +226,7 @@ def test_retry_redrives_and_sends_at_once_then_is_a_no_op(settings, db, failed_b
     assert again.exit_code == 0
     assert orjson.loads(again.output)["changed"] is False
 
-    run_chunk(db, PollingNotifier(), failed_chunk)  # the worker takes the message
+    run_chunk(recording_outbox(db), PollingNotifier(), failed_chunk)  # the worker takes the message
     done = invoke(settings, "batches", "retry", batch_id)
     assert done.exit_code == 0
     assert done.output == (

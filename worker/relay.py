@@ -1,178 +1,60 @@
-"""The outbox relay and the sweep of abandoned chunks.
-
-Every worker runs both on a timer (see :class:`MaintenanceStep`); ``FOR UPDATE
-SKIP LOCKED`` lets any number of them run at once without handing a chunk over
-twice in one pass.
-
-* **relay**: a chunk is committed with its batch before the client hears 200 or
-  202; the web then hands it to the broker at once. Whatever the web could not
-  hand over (broker down, web process died) is sent from here. And when the
-  broker lost its queues (a Redis restarted without persistence: its marker key
-  is gone), every chunk still waiting is sent again.
-* **sweep**: a chunk left "processing" by a worker that died is put back to
-  pending. Its row lock tells a dead worker from a slow one: a live worker holds
-  the lock for as long as it writes the chunk.
-* **webhook relay**: webhook deliveries are outbox rows too. Those that are due and
-  that nobody handed over (a retry after a failed attempt, or one the worker or the
-  web could not queue), or that were handed over long ago and are still pending,
-  are sent from here.
+"""The maintenance timer every worker runs: its heartbeat, then one
+``importer.outbox.Outbox.maintain`` pass (the sweep of abandoned chunks, the relay of
+what the broker never got or lost, a release pass of the bulk lane, the webhook
+relay). ``FOR UPDATE SKIP LOCKED`` and the scheduler's lock let any number of workers
+run it at once.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
-import uuid
 from typing import Any
 
-import sqlalchemy as sa
 from celery import bootsteps
 
-from importer import monitoring, webhooks
+from importer import monitoring
+from importer.broker import BULK_QUEUE, INTERACTIVE_QUEUE, CeleryBroker
 from importer.config import Settings
 from importer.db import Database, utcnow
-from importer.models import ChunkStatus, ImportChunk
-from worker.dispatch import ChunkSender, WebhookSender, mark_dispatched
+from importer.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-BROKER_MARKER_KEY = "importer:broker-marker"
-RELAY_BATCH = 500
 
-
-def relay_once(
-    db: Database, send: ChunkSender, settings: Settings, *, broker_lost_queues: bool = False
-) -> int:
-    """Send pending chunks the broker does not have; returns how many were sent."""
-    now = utcnow()
-    waiting = sa.and_(
-        ImportChunk.dispatched_at.is_(None),
-        ImportChunk.created_at < now - dt.timedelta(seconds=settings.relay_grace_seconds),
-    )
-    resend = ImportChunk.dispatched_at < now - dt.timedelta(
-        seconds=settings.redispatch_after_seconds
-    )
-    if broker_lost_queues:
-        resend = ImportChunk.dispatched_at.is_not(None)
-    with db.session() as session:
-        chunk_ids = list(
-            session.scalars(
-                sa.select(ImportChunk.id)
-                .where(ImportChunk.status == ChunkStatus.PENDING, sa.or_(waiting, resend))
-                .order_by(ImportChunk.id)
-                .limit(RELAY_BATCH)
-                .with_for_update(skip_locked=True)
-            )
-        )
-        if chunk_ids:
-            send(chunk_ids)
-            mark_dispatched(session, chunk_ids)
-    if chunk_ids:
-        log.info("relay sent %d chunk(s): %s", len(chunk_ids), chunk_ids[:10])
-    return len(chunk_ids)
-
-
-def relay_webhooks_once(
-    db: Database, send: WebhookSender, settings: Settings, *, broker_lost_queues: bool = False
-) -> int:
-    """Send webhook deliveries that are due and that the broker does not have; returns
-    how many were sent."""
-    with db.session() as session:
-        handed_over = webhooks.due_for_relay(
-            session,
-            grace_seconds=settings.relay_grace_seconds,
-            redispatch_after_seconds=settings.redispatch_after_seconds,
-            broker_lost_queues=broker_lost_queues,
-            limit=RELAY_BATCH,
-        )
-        if handed_over:
-            send([delivery_id for delivery_id, _ in handed_over])
-            webhooks.mark_dispatched(session, handed_over)
-    if handed_over:
-        log.info(
-            "relay sent %d webhook delivery(ies): %s",
-            len(handed_over),
-            [delivery_id for delivery_id, _ in handed_over[:10]],
-        )
-    return len(handed_over)
-
-
-def sweep_once(db: Database, settings: Settings) -> int:
-    """Put chunks abandoned mid-write back to pending; returns how many."""
-    cutoff = utcnow() - dt.timedelta(seconds=settings.stuck_after_seconds)
-    with db.session() as session:
-        chunk_ids = list(
-            session.scalars(
-                sa.select(ImportChunk.id)
-                .where(
-                    ImportChunk.status == ChunkStatus.PROCESSING, ImportChunk.started_at < cutoff
-                )
-                .with_for_update(skip_locked=True)
-            )
-        )
-        if chunk_ids:
-            session.execute(
-                sa.update(ImportChunk)
-                .where(ImportChunk.id.in_(chunk_ids))
-                .values(status=ChunkStatus.PENDING, dispatched_at=None)
-            )
-    if chunk_ids:
-        log.warning("sweep re-queued %d abandoned chunk(s): %s", len(chunk_ids), chunk_ids[:10])
-    return len(chunk_ids)
-
-
-def broker_lost_queues(redis_client: Any) -> bool:
-    """True once after the broker came back empty (the marker lives as long as its queues)."""
-    return bool(redis_client.set(BROKER_MARKER_KEY, uuid.uuid4().hex, nx=True))
+def bulk_slots(settings: Settings, concurrency: int, queues: list[str]) -> int:
+    """Of a worker's processes, how many the bulk lane may fill: all but
+    ``IMPORTER_INTERACTIVE_SLOTS`` when it also serves the interactive lane."""
+    if BULK_QUEUE not in queues:
+        return 0
+    if INTERACTIVE_QUEUE not in queues:
+        return concurrency
+    return max(concurrency - settings.interactive_slots, 1)
 
 
 class Maintenance:
-    """One pass of heartbeat + sweep + relay; called on the worker's timer."""
+    """One pass of heartbeat + outbox maintenance; called on the worker's timer."""
 
     def __init__(
-        self,
-        settings: Settings,
-        send: ChunkSender,
-        redis_client: Any = None,
-        send_webhooks: WebhookSender | None = None,
-        identity: dict[str, Any] | None = None,
+        self, settings: Settings, outbox: Outbox, identity: dict[str, Any] | None = None
     ) -> None:
         self.settings = settings
-        self.send = send
-        self.send_webhooks = send_webhooks
-        self.redis = redis_client
-        self.db = Database.from_settings(settings)
-        #: node, pid, concurrency, queues, started_at: what the heartbeat reports.
+        self.outbox = outbox
+        #: node, pid, concurrency, bulk_slots, queues, started_at: the heartbeat's facts.
         self.identity = identity
 
     def beat(self, stopped: bool = False) -> None:
         if self.identity is None:
             return
         try:
-            with self.db.session() as session:
+            with self.outbox.db.session() as session:
                 monitoring.beat(session, stopped=stopped, **self.identity)
         except Exception:
             log.warning("could not record this worker's heartbeat", exc_info=True)
 
     def run(self) -> None:
         self.beat()
-        lost = False
-        try:
-            sweep_once(self.db, self.settings)
-            lost = broker_lost_queues(self.redis) if self.redis is not None else False
-            if lost:
-                log.warning("the broker came back without its queues; re-sending waiting work")
-            relay_once(self.db, self.send, self.settings, broker_lost_queues=lost)
-        except Exception:
-            # The database or the broker is down: try again on the next tick.
-            log.warning("relay/sweep pass failed", exc_info=True)
-        if self.send_webhooks is None:
-            return
-        try:
-            relay_webhooks_once(self.db, self.send_webhooks, self.settings, broker_lost_queues=lost)
-        except Exception:
-            log.warning("webhook relay pass failed", exc_info=True)
+        self.outbox.maintain()
 
 
 class MaintenanceStep(bootsteps.StartStopStep):
@@ -188,25 +70,22 @@ class MaintenanceStep(bootsteps.StartStopStep):
 
     def start(self, consumer: Any) -> None:
         from worker.celery_app import settings_of
-        from worker.dispatch import CelerySender, CeleryWebhookSender
 
         settings = settings_of(consumer.app)
-        redis_client = None
-        if settings.redis_url:
-            import redis
-
-            redis_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
-        queues = sorted(queue.name for queue in consumer.task_consumer.queues)
+        queues = [queue.name for queue in consumer.task_consumer.queues]
+        concurrency = getattr(consumer.controller, "concurrency", None) or 1
+        outbox = Outbox(
+            settings, Database.from_settings(settings), CeleryBroker(settings, consumer.app)
+        )
         maintenance = Maintenance(
             settings,
-            CelerySender(consumer.app),
-            redis_client,
-            send_webhooks=CeleryWebhookSender(consumer.app),
+            outbox,
             identity={
                 "node": consumer.hostname,
                 "pid": os.getpid(),
-                "concurrency": getattr(consumer.controller, "concurrency", None) or 1,
-                "queues": queues,
+                "concurrency": concurrency,
+                "bulk_slots": bulk_slots(settings, concurrency, queues),
+                "queues": sorted(queues),
                 "started_at": utcnow(),
             },
         )

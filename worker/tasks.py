@@ -10,51 +10,33 @@ import time
 from celery import Task
 
 from importer import batches, logs, metrics, webhooks
+from importer.broker import DELIVER_WEBHOOK_TASK, IMPORT_CHUNK_TASK, CeleryBroker
 from importer.db import Database
 from importer.notify import Notifier, make_notifier
+from importer.outbox import Outbox
 from worker.app import celery
-from worker.celery_app import DELIVER_WEBHOOK_TASK, IMPORT_CHUNK_TASK, settings_of
-from worker.dispatch import CeleryWebhookSender, WebhookSender, hand_over_deliveries
+from worker.celery_app import settings_of
 
 log = logging.getLogger(__name__)
 
 
 @functools.cache
-def runtime() -> tuple[Database, Notifier]:
-    """This worker's database and notifier (the Database re-creates its engine after a fork)."""
+def runtime() -> tuple[Outbox, Notifier]:
+    """This worker's outbox (its database re-creates its engine after a fork) and
+    notifier."""
     settings = settings_of(celery)
-    return Database.from_settings(settings), make_notifier(settings.redis_url)
+    outbox = Outbox(settings, Database.from_settings(settings), CeleryBroker(settings, celery))
+    return outbox, make_notifier(settings.redis_url)
 
 
-@functools.cache
-def webhook_sender() -> WebhookSender:
-    return CeleryWebhookSender(celery)
-
-
-def hand_over_webhooks(db: Database, batch_id: str, send: WebhookSender | None = None) -> None:
-    """Queue the webhook deliveries the batch's end recorded; if that fails the relay will."""
-    try:
-        with db.session() as session:
-            hand_over_deliveries(session, batch_id, send or webhook_sender())
-    except Exception:
-        log.warning(
-            "could not queue the webhooks of batch %s now; the relay will", batch_id, exc_info=True
-        )
-
-
-def after_commit(
-    db: Database,
-    notifier: Notifier,
-    finished: batches.ChunkFinished,
-    send_webhooks: WebhookSender | None = None,
-) -> None:
-    """What follows a finished chunk's commit: count it (once), and when it ended its
-    batch, wake whoever waits for the batch and queue the batch's webhooks."""
+def after_commit(outbox: Outbox, notifier: Notifier, finished: batches.ChunkFinished) -> None:
+    """What follows a finished chunk's commit: count it (once); wake whoever waits for
+    its batch when it was the last; and hand its bulk slot and the batch's webhooks
+    over (``Outbox.after_chunk``)."""
     count_finished(finished)
     if finished.batch_done:
         notifier.publish_done(finished.batch_id)
-        if finished.deliveries:
-            hand_over_webhooks(db, finished.batch_id, send_webhooks)
+    outbox.after_chunk(finished)
 
 
 def count_finished(finished: batches.ChunkFinished) -> None:
@@ -72,45 +54,37 @@ def count_finished(finished: batches.ChunkFinished) -> None:
 
 
 def run_chunk(
-    db: Database,
-    notifier: Notifier,
-    chunk_id: int,
-    send_webhooks: WebhookSender | None = None,
-    worker: str | None = None,
+    outbox: Outbox, notifier: Notifier, chunk_id: int, worker: str | None = None
 ) -> batches.ChunkFinished | None:
-    """Claim a chunk, write it, and wake whoever waits for its batch (and queue the
-    webhooks of the batch's end).
+    """Claim a chunk, write it, and wake whoever waits for its batch (then hand the
+    freed bulk slot and the batch's webhooks over).
 
     Safe to run any number of times for the same chunk: a finished chunk is
     skipped, and a duplicate that arrives while another worker writes the chunk
     waits for that write, then finds the chunk finished.
     """
     started = time.perf_counter()
-    with db.session() as session:
-        batch_id = batches.claim_chunk(session, chunk_id, worker)
-        if batch_id is None:
+    with outbox.db.session() as session:
+        claimed = batches.claim_chunk(session, chunk_id, worker)
+        if claimed is None:
             log.info("chunk %s is already finished; nothing to do", chunk_id)
             return None
-    logs.bind(batch_id=batch_id)
-    with db.session() as session:
+    if claimed.waited_seconds is not None:
+        metrics.observe_chunk_wait(claimed.lane.value, claimed.waited_seconds)
+    logs.bind(batch_id=claimed.batch_id)
+    with outbox.db.session() as session:
         finished = batches.write_chunk(session, chunk_id)
     if finished is not None:
         metrics.observe_chunk(time.perf_counter() - started)
-        after_commit(db, notifier, finished, send_webhooks)
+        after_commit(outbox, notifier, finished)
     return finished
 
 
-def give_up_chunk(
-    db: Database,
-    notifier: Notifier,
-    chunk_id: int,
-    reason: str,
-    send_webhooks: WebhookSender | None = None,
-) -> None:
-    with db.session() as session:
+def give_up_chunk(outbox: Outbox, notifier: Notifier, chunk_id: int, reason: str) -> None:
+    with outbox.db.session() as session:
         finished = batches.fail_chunk(session, chunk_id, reason)
     if finished is not None:
-        after_commit(db, notifier, finished, send_webhooks)
+        after_commit(outbox, notifier, finished)
 
 
 def run_delivery(
@@ -131,15 +105,16 @@ def run_delivery(
 
 @celery.task(name=IMPORT_CHUNK_TASK, bind=True, max_retries=None)
 def import_chunk(self: Task, chunk_id: int) -> None:
-    db, notifier = runtime()
+    outbox, notifier = runtime()
+    db = outbox.db
     settings = settings_of(celery)
     try:
-        run_chunk(db, notifier, chunk_id, worker=self.request.hostname)
+        run_chunk(outbox, notifier, chunk_id, worker=self.request.hostname)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         if self.request.retries >= settings.chunk_max_retries:
             log.exception("chunk %s failed after %s retries", chunk_id, self.request.retries)
-            give_up_chunk(db, notifier, chunk_id, reason)
+            give_up_chunk(outbox, notifier, chunk_id, reason)
             return
         countdown = min(2**self.request.retries, 60)
         log.warning("chunk %s failed (%s); retrying in %ss", chunk_id, reason, countdown)
@@ -153,5 +128,5 @@ def import_chunk(self: Task, chunk_id: int) -> None:
 
 @celery.task(name=DELIVER_WEBHOOK_TASK)
 def deliver_webhook(delivery_id: str) -> None:
-    db, _ = runtime()
-    run_delivery(db, delivery_id, settings_of(celery).webhook_max_attempts)
+    outbox, _ = runtime()
+    run_delivery(outbox.db, delivery_id, settings_of(celery).webhook_max_attempts)

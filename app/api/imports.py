@@ -27,10 +27,9 @@ from app.extensions import db_session, services
 from app.pagination import InvalidParameter
 from app.parsing import CSV_TYPES, JSON_TYPES, NDJSON_TYPES, ParsedBatch, parse_batch, read_body
 from importer import batches, logs, metrics, reports
-from importer.models import BatchStatus, ImportBatch, ImportReport, Org
+from importer.models import BatchStatus, ImportBatch, ImportReport, Lane, Org
 from importer.outcomes import batch_body, http_status
 from importer.validation import ValidationOutcome, screen_records, validate_records
-from worker.dispatch import hand_over_deliveries, mark_dispatched
 
 log = logging.getLogger(__name__)
 
@@ -76,44 +75,6 @@ def _replay(replay: idempotency.Replay) -> Response:
         response = _response(http_status(batch), body, batch.id, False)
     response.headers["Idempotent-Replayed"] = "true"
     return response
-
-
-def _dispatch(accepted: batches.Accepted) -> None:
-    """Hand the batch's chunks to the broker now; if that fails the relay will."""
-    svc = services()
-    batch_id, chunk_ids = accepted.batch.id, accepted.chunk_ids
-    if not chunk_ids:
-        if accepted.deliveries:  # nothing to write: the batch ended when accepted
-            _dispatch_webhooks(batch_id)
-        return
-    try:
-        svc.send_chunks(chunk_ids)
-    except Exception:
-        log.warning("could not queue batch %s now; the relay will", batch_id, exc_info=True)
-        # Accepted as handed over: take the mark back so the relay sends them soon.
-        session = db_session()
-        mark_dispatched(session, chunk_ids, handed_over=False)
-        session.commit()
-        return
-    log.info("queued chunk(s) %s of batch %s", chunk_ids, batch_id)
-
-
-def _dispatch_webhooks(batch_id: str) -> None:
-    """Hand the webhook deliveries of a batch that ended at once to the broker now; if
-    that fails the relay will."""
-    svc = services()
-    session = db_session()
-    try:
-        count = hand_over_deliveries(session, batch_id, svc.send_webhooks)
-        session.commit()
-    except Exception:
-        log.warning(
-            "could not queue the webhooks of batch %s now; the relay will", batch_id, exc_info=True
-        )
-        session.rollback()
-        return
-    if count:
-        log.info("queued %d webhook delivery(ies) of batch %s", count, batch_id)
 
 
 def _examine(
@@ -177,6 +138,8 @@ def import_records(slug: str) -> Response:
     received = parsed.received
     async_applied = _wants_async()
     deferred = received > settings.sync_max_records
+    # The caller waits for the answer: the interactive lane, served first.
+    lane = Lane.BULK if async_applied or deferred else Lane.INTERACTIVE
 
     key_id: int | None = None
     key = request.headers.get(idempotency.HEADER)
@@ -215,7 +178,8 @@ def import_records(slug: str) -> Response:
             chunk_size=settings.chunk_size,
             validated=not deferred,
             dry_run=dry_run,
-            handed_over=True,
+            lane=lane,
+            handed_over=lane == Lane.INTERACTIVE,
             request_id=g.get("request_id"),
         )
         batch = accepted.batch
@@ -230,18 +194,20 @@ def import_records(slug: str) -> Response:
     logs.bind(batch_id=batch.id)
     _count_accepted(batch, outcome)
     del outcome
-    log.info("accepted batch %s (%d records) for report %s", batch.id, received, slug)
+    log.info(
+        "accepted batch %s (%d records, %s lane) for report %s", batch.id, received, lane, slug
+    )
 
-    if async_applied or deferred:
+    if lane == Lane.BULK:
         # Answer with the batch as accepted: 202 "queued" (or 400 at once when no
         # record can be written), whatever the workers manage before the answer leaves.
         status = http_status(batch)
         body = orjson.dumps(batch_body(session, batch, settings.inline_items))
-        _dispatch(accepted)
+        svc.outbox.after_accept(accepted)
     else:
         # Watch for the completion before the work is sent, so it cannot be missed.
         with svc.notifier.watch(batch.id) as watch:
-            _dispatch(accepted)
+            svc.outbox.after_accept(accepted)
             wait_until_done(session, batch, settings.sync_wait_seconds, watch)
         status = http_status(batch)
         body = orjson.dumps(batch_body(session, batch, settings.inline_items))

@@ -329,15 +329,11 @@ def test_a_failed_hand_over_leaves_the_batch_to_the_relay(client, auth, make_rep
     import datetime as dt
 
     from importer.models import ImportChunk
-    from worker.relay import relay_once
 
     services = app.extensions["importer"]
     services.settings = services.settings.replace(sync_wait_seconds=0)
-
-    def refuse(chunk_ids):
-        raise ConnectionError("broker went away after the check")
-
-    services.send_chunks = refuse
+    broker = services.outbox.broker
+    broker.down = True  # gone after the web's check
     make_report()
     response = post(client, auth, [vendor(1)])
     assert response.status_code == 202
@@ -347,6 +343,6 @@ def test_a_failed_hand_over_leaves_the_batch_to_the_relay(client, auth, make_rep
         session.execute(
             sa.update(ImportChunk).values(created_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
         )
-    sent = []
-    assert relay_once(db, sent.extend, services.settings) == 1
-    assert sent == [chunks[0].id]
+    broker.down = False  # back
+    assert services.outbox.relay() == 1
+    assert broker.sent == [chunks[0].id]

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from importer import metrics, monitoring
 from importer.db import utcnow
 from importer.models import ImportBatch, ImportChunk
-from tests.conftest import vendor
+from tests.conftest import recording_outbox, vendor
 from worker.tasks import run_chunk
 
 
@@ -103,8 +103,8 @@ def test_a_chunk_run_twice_is_counted_once(client, auth, make_report, worker, db
     chunk_ids = list(worker.held)
     worker.run_held()
     notifier = app.extensions["importer"].notifier
-    for chunk_id in chunk_ids:
-        assert run_chunk(db, notifier, chunk_id) is None  # a redelivery: already finished
+    for chunk_id in chunk_ids:  # a redelivery: already finished
+        assert run_chunk(recording_outbox(db), notifier, chunk_id) is None
     samples = scrape(client)
     assert value(samples, "importer_records_total", outcome="created") == 2
     assert value(samples, "importer_chunk_duration_seconds_count") == 1
@@ -157,8 +157,10 @@ def test_a_chunk_given_up_counts_its_records_as_write_failed(
     post(client, auth, [vendor(1), vendor(2)], Prefer="respond-async")
     notifier = app.extensions["importer"].notifier
     (chunk_id,) = worker.held
-    give_up_chunk(db, notifier, chunk_id, "OperationalError: the database went away")
-    give_up_chunk(db, notifier, chunk_id, "again")  # already failed: nothing more
+    give_up_chunk(
+        recording_outbox(db), notifier, chunk_id, "OperationalError: the database went away"
+    )
+    give_up_chunk(recording_outbox(db), notifier, chunk_id, "again")  # already failed: nothing more
     samples = scrape(client)
     assert value(samples, "importer_records_total", outcome="failed") == 2
     assert value(samples, "importer_record_errors_total", error_code="write_failed") == 2
@@ -194,19 +196,25 @@ def test_http_requests_are_counted_by_url_rule_and_status(client, auth, make_rep
     assert count == 3
 
 
-def test_gauges_come_from_the_overview(client, auth, make_report, worker, db):
+def test_gauges_come_from_the_overview(client, auth, make_report, worker, db, app):
     make_report()
     with db.session() as session:
         monitoring.beat(
             session,
             node="celery@a",
             pid=7,
-            concurrency=2,
-            queues=["imports"],
+            concurrency=3,
+            bulk_slots=2,
+            queues=["interactive", "bulk"],
             started_at=utcnow(),
         )
     worker.hold = True
-    response = post(client, auth, [vendor(1)], Prefer="respond-async")
+    bulk = post(client, auth, [vendor(n) for n in range(3)], Prefer="respond-async")
+    app.extensions["importer"].settings = app.extensions["importer"].settings.replace(
+        sync_wait_seconds=0
+    )
+    worker.down = True  # the interactive batch's hand-over fails: the relay's to send
+    interactive = post(client, auth, [vendor(9)])
     two_minutes_ago = utcnow() - dt.timedelta(seconds=120)
     with db.session() as session:  # waiting for two minutes, never handed over
         session.execute(
@@ -216,13 +224,17 @@ def test_gauges_come_from_the_overview(client, auth, make_report, worker, db):
     samples = scrape(client)
     assert value(samples, "importer_overview_up") == 1
     assert value(samples, "importer_workers_live") == 1
-    assert value(samples, "importer_batches", status="queued") == 1
+    assert value(samples, "importer_batches", status="queued") == 2
     assert value(samples, "importer_batches", status="completed") == 0
-    assert value(samples, "importer_queue_depth", queue="imports") == 0
-    assert value(samples, "importer_queue_depth", queue="webhooks") == 0
+    for lane in ("interactive", "bulk", "webhooks"):
+        assert value(samples, "importer_queue_depth", queue=lane) == 0
     assert value(samples, "importer_oldest_queued_batch_age_seconds") >= 119
-    assert value(samples, "importer_relay_lag_seconds") >= 119
-    assert response.json["status"] == "queued"
+    assert value(samples, "importer_relay_lag_seconds") >= 119  # the interactive chunk
+    assert value(samples, "importer_bulk_backlog_chunks") == 1
+    assert value(samples, "importer_bulk_backlog_records") == 3
+    assert value(samples, "importer_bulk_backlog_orgs") == 1
+    assert value(samples, "importer_bulk_backlog_in_flight") == 0
+    assert (bulk.json["status"], interactive.status_code) == ("queued", 202)
 
 
 def test_the_overview_is_read_at_most_every_two_seconds(app, client):

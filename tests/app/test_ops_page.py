@@ -10,7 +10,7 @@ import pytest
 
 from app import create_app
 from importer.notify import PollingNotifier
-from tests.conftest import accept_records, vendor
+from tests.conftest import accept_records, recording_outbox, vendor
 from worker.tasks import give_up_chunk, run_chunk
 
 TOKEN = "ops-token-4f1c9a7e2b"
@@ -38,8 +38,10 @@ def accept(db, org, report, n=4, chunk_size=2):
 def failed_batch(db, org_and_key, make_report):
     batch_id, (first, second) = accept(db, org_and_key[0], make_report())
     notifier = PollingNotifier()
-    run_chunk(db, notifier, first)
-    give_up_chunk(db, notifier, second, "OperationalError: the database went away")
+    run_chunk(recording_outbox(db), notifier, first)
+    give_up_chunk(
+        recording_outbox(db), notifier, second, "OperationalError: the database went away"
+    )
     return batch_id
 
 
@@ -150,7 +152,7 @@ def test_data_shows_every_org_queues_workers_failures_and_throughput(
         "completed": 0,
         "failed": 1,
     }
-    assert set(data["overview"]["queues"]) == {"imports", "webhooks"}
+    assert set(data["overview"]["queues"]) == {"interactive", "bulk", "webhooks"}
     throughput = data["throughput"]
     assert len(throughput["minutes"]) == throughput["window_minutes"] == 60
     assert throughput["total"] == 4  # both chunks of the failed batch finished just now
@@ -170,7 +172,7 @@ def test_recent_batches_keep_every_running_one(client, db, org_and_key, make_rep
     for _ in range(3):
         batch_id, pending = accept(db, org_and_key[0], report, n=2)
         for chunk_id in pending:
-            run_chunk(db, PollingNotifier(), chunk_id)
+            run_chunk(recording_outbox(db), PollingNotifier(), chunk_id)
         done.append(batch_id)
     with db.session() as session:
         shown = [b["batch_id"] for b in opsdata.recent_batches(session, limit=2)]
@@ -217,10 +219,7 @@ def test_retry_redrives_the_batch_and_hands_the_chunks_to_the_workers(client, wo
 def test_retry_leaves_the_chunks_to_the_relay_when_the_broker_is_down(
     app, client, worker, failed_batch
 ):
-    def down() -> None:
-        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-
-    app.extensions["importer"].check_broker = down
+    worker.down = True
 
     body = client.post(f"/ops/batches/{failed_batch}/retry", headers=RETRY_HEADERS).json
 

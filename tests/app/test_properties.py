@@ -17,7 +17,7 @@ from app import create_app
 from importer.catalog import VENDOR
 from importer.notify import PollingNotifier
 from importer.orgs import create_org
-from tests.conftest import InlineWorker, make_settings
+from tests.conftest import InlineBroker, make_settings
 
 OPTIONAL_FIELDS = [name for name in VENDOR.field_names if name not in ("external_id", "name")]
 
@@ -82,7 +82,7 @@ def world(tmp_path_factory, template_db):
     app = create_app(make_settings(folder, sync_wait_seconds=5.0))
     services = app.extensions["importer"]
     services.notifier = PollingNotifier()
-    services.send_chunks = InlineWorker(services.db, services.notifier)
+    services.outbox = InlineBroker(services.settings, services.db, services.notifier).outbox
     with services.db.session() as session:
         _, key = create_org(session, "properties")
     yield app.test_client(), {"Authorization": f"Bearer {key}"}

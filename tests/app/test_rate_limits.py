@@ -209,7 +209,7 @@ def test_the_budget_is_shared_by_every_web_process(app, client, make_org, make_r
         services.rate_limits = RateLimits(limits_storage(server), 0, 3)
     org, key = make_org("Shared")
     make_report(org=org)
-    app.extensions["importer"].send_chunks.hold = True
+    app.extensions["importer"].outbox.broker.hold = True
     assert post(client, key, [vendor(1), vendor(2)], Prefer="respond-async").status_code == 202
     refused = post(other.test_client(), key, [vendor(3), vendor(4)], Prefer="respond-async")
     assert refused.status_code == 429

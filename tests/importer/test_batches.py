@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from importer.models import BatchStatus, ChunkStatus, ImportBatch, ImportChunk
 from importer.notify import PollingNotifier
 from importer.outcomes import page
-from tests.conftest import accept_records
+from tests.conftest import accept_records, recording_outbox
 from worker.tasks import give_up_chunk, run_chunk
 
 
@@ -43,7 +43,7 @@ def test_running_a_chunk_twice_counts_it_once(db, org_and_key, make_report):
     batch_id, pending = accept(db, org, report, records(4), chunk_size=2)
     notifier = PollingNotifier()
     for chunk_id in pending + pending:  # every task delivered twice
-        run_chunk(db, notifier, chunk_id)
+        run_chunk(recording_outbox(db), notifier, chunk_id)
     batch = load(db, batch_id)
     assert (batch.status, batch.created_count, batch.updated_count) == (BatchStatus.COMPLETED, 4, 0)
     assert batch.processed_count == batch.received_count == 4
@@ -59,8 +59,10 @@ def test_a_chunk_that_gives_up_fails_its_records_and_the_batch(db, org_and_key, 
     report = make_report()
     batch_id, (first, second) = accept(db, org, report, records(4, bad={3}), chunk_size=2)
     notifier = PollingNotifier()
-    run_chunk(db, notifier, first)
-    give_up_chunk(db, notifier, second, "OperationalError: server closed the connection")
+    run_chunk(recording_outbox(db), notifier, first)
+    give_up_chunk(
+        recording_outbox(db), notifier, second, "OperationalError: server closed the connection"
+    )
     batch = load(db, batch_id)
     assert batch.status == BatchStatus.FAILED
     assert (batch.created_count, batch.failed_count) == (2, 2)
@@ -80,7 +82,7 @@ def test_outcome_pages_cross_chunk_boundaries(db, org_and_key, make_report):
     report = make_report()
     batch_id, pending = accept(db, org, report, records(9, bad={0, 4}), chunk_size=3)
     for chunk_id in pending:
-        run_chunk(db, PollingNotifier(), chunk_id)
+        run_chunk(recording_outbox(db), PollingNotifier(), chunk_id)
     with db.session() as session:
         everything = page(session, batch_id, "results", 0, 100)
         pieces = [page(session, batch_id, "results", offset, 2) for offset in range(0, 8, 2)]

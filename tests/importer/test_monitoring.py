@@ -1,4 +1,5 @@
-"""What operators watch: workers, queues, batches, the relay's lag."""
+"""What operators watch: workers, queues, the bulk lane's backlog, batches, the relay's
+lag."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import datetime as dt
 import sqlalchemy as sa
 
 from importer import batches, monitoring
+from importer.broker import CeleryBroker
 from importer.db import utcnow
-from importer.models import ImportChunk, WorkerHeartbeat
-from tests.conftest import accept_records, vendor
+from importer.models import ImportChunk, Lane, WorkerHeartbeat
+from tests.conftest import RecordingBroker, accept_records, vendor
 
 
 def accept(db, org, report, n=4, chunk_size=2):
@@ -23,7 +25,7 @@ def beat(db, node, **extra):
             node=node,
             pid=41,
             concurrency=2,
-            queues=["imports"],
+            queues=["interactive", "bulk"],
             started_at=utcnow(),
             **extra,
         )
@@ -44,40 +46,68 @@ def test_workers_are_online_lost_or_stopped(db, settings, org_and_key, make_repo
         batches.claim_chunk(session, chunk_id, "celery@a")
     with db.session() as session:
         found = {w.node: (w.state, w.processing) for w in monitoring.workers(session, settings)}
-        overview = monitoring.overview(session, settings, ("imports",))
+        overview = monitoring.overview(session, settings, RecordingBroker())
     assert found == {"celery@a": ("online", 1), "celery@b": ("lost", 0), "celery@c": ("stopped", 0)}
     assert overview.live_workers == 1
 
 
 def test_batches_the_oldest_queued_one_and_the_relay_lag(db, settings, org_and_key, make_report):
     report = make_report()
-    first, first_chunks = accept(db, org_and_key[0], report)
-    accept(db, org_and_key[0], report)
+    first, first_chunks = accept_records(
+        db, org_and_key[0], report, [vendor(1), vendor(2)], lane=Lane.INTERACTIVE
+    )
+    accept(db, org_and_key[0], report)  # bulk: waits in the backlog, no relay lag
     past = utcnow() - dt.timedelta(seconds=90)
     with db.session() as session:
-        session.execute(
-            sa.update(ImportChunk).where(ImportChunk.id.in_(first_chunks)).values(created_at=past)
-        )
-        overview = monitoring.overview(session, settings, ("imports",))
+        session.execute(sa.update(ImportChunk).values(created_at=past))
+        overview = monitoring.overview(session, settings, RecordingBroker())
     assert overview.batches == {"queued": 2, "processing": 0, "completed": 0, "failed": 0}
     assert overview.oldest_queued_batch["batch_id"] == first
-    assert overview.relay_lag_seconds >= 90
+    assert 90 <= overview.relay_lag_seconds < 3600
     with db.session() as session:
         session.execute(sa.update(ImportChunk).values(dispatched_at=utcnow()))
         assert monitoring.relay_lag_seconds(session) == 0
 
 
+def test_the_backlog_counts_waiting_bulk_work_per_org(db, settings, make_report, make_org):
+    busy, _ = make_org("Busy")
+    quiet, _ = make_org("Quiet")
+    accept_records(db, busy, make_report(org=busy), [vendor(i) for i in range(6)], chunk_size=2)
+    accept_records(db, quiet, make_report(org=quiet), [vendor(1)], chunk_size=2)
+    _, interactive = accept_records(
+        db, quiet, make_report(org=quiet, slug="now"), [vendor(2)], lane=Lane.INTERACTIVE
+    )
+    with db.session() as session:  # one of Busy's chunks handed over: in flight
+        first = session.scalar(
+            sa.select(ImportChunk.id)
+            .where(ImportChunk.org_id == busy.id)
+            .order_by(ImportChunk.id)
+            .limit(1)
+        )
+        session.execute(
+            sa.update(ImportChunk).where(ImportChunk.id == first).values(dispatched_at=utcnow())
+        )
+    with db.session() as session:
+        found = monitoring.overview(session, settings, RecordingBroker()).backlog
+    assert (found.chunks, found.records, found.in_flight, found.orgs) == (3, 5, 1, 2)
+    assert [(o.org_id, o.chunks, o.records, o.in_flight) for o in found.top] == [
+        (busy.id, 2, 4, 1),
+        (quiet.id, 1, 1, 0),
+    ]
+
+
 def test_embedded_queue_depths_count_message_files(settings):
     folder = settings.broker_folder
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("1_a.imports.msg", "2_b.imports.msg", "3_c.webhooks.msg", "x.imports.lock"):
+    for name in ("1_a.bulk.msg", "2_b.bulk.msg", "3_c.webhooks.msg", "x.bulk.lock"):
         (folder / name).write_text("{}")
-    assert monitoring.queue_depths(settings, ("imports", "webhooks")) == {
-        "imports": 2,
-        "webhooks": 1,
-    }
+    assert CeleryBroker(settings).depths() == {"interactive": 0, "bulk": 2, "webhooks": 1}
 
 
 def test_an_unreachable_redis_gives_unknown_depths(settings):
     unreachable = settings.replace(redis_url="redis://127.0.0.1:1/0")
-    assert monitoring.queue_depths(unreachable, ("imports",)) == {"imports": None}
+    assert CeleryBroker(unreachable).depths() == {
+        "interactive": None,
+        "bulk": None,
+        "webhooks": None,
+    }

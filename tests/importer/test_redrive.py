@@ -21,9 +21,7 @@ from importer.models import (
 )
 from importer.notify import PollingNotifier
 from importer.outcomes import page
-from tests.conftest import accept_records, vendor
-from worker.dispatch import hand_over_chunks, redrive
-from worker.relay import relay_once
+from tests.conftest import accept_records, recording_outbox, vendor
 from worker.tasks import give_up_chunk, run_chunk
 
 COUNTS = ("status", "created_count", "updated_count", "failed_count", "processed_count")
@@ -83,11 +81,13 @@ def failed_batch(db, org_and_key, make_report):
     records[5] = {"Supplier ID": "V-00005"}  # no name
     batch_id, (first, middle, last) = accept(db, org, make_report(), records)
     notifier = PollingNotifier()
-    run_chunk(db, notifier, first)
+    run_chunk(recording_outbox(db), notifier, first)
     with db.session() as session:
         batches.claim_chunk(session, middle, "celery@a")  # then its retries run out
-    give_up_chunk(db, notifier, middle, "OperationalError: server closed the connection")
-    run_chunk(db, notifier, last)
+    give_up_chunk(
+        recording_outbox(db), notifier, middle, "OperationalError: server closed the connection"
+    )
+    run_chunk(recording_outbox(db), notifier, last)
     return batch_id, middle
 
 
@@ -142,7 +142,7 @@ def test_a_redriven_failed_batch_completes_after_its_chunks_run(db, failed_batch
     batch_id, middle = failed_batch
     outcome = redrive_batch(db, batch_id)
     for chunk_id in outcome.to_send:
-        run_chunk(db, PollingNotifier(), chunk_id)
+        run_chunk(recording_outbox(db), PollingNotifier(), chunk_id)
 
     done = load(db, batch_id)
     assert counts(done) == {
@@ -176,7 +176,7 @@ def test_redriving_twice_changes_nothing_the_second_time(db, failed_batch):
     assert again.to_send == (middle,)  # still waiting for its hand-over
     assert snapshot(db, batch_id) == first
 
-    run_chunk(db, PollingNotifier(), middle)
+    run_chunk(recording_outbox(db), PollingNotifier(), middle)
     done = snapshot(db, batch_id)
     third = redrive_batch(db, batch_id)
     assert (third.changed, third.to_send, third.status_after) == (False, (), "completed")
@@ -188,7 +188,7 @@ def test_a_completed_batch_with_nothing_failed_is_a_no_op_that_says_so(
 ):
     batch_id, pending = accept(db, org_and_key[0], make_report(), [vendor(i) for i in range(4)])
     for chunk_id in pending:
-        run_chunk(db, PollingNotifier(), chunk_id)
+        run_chunk(recording_outbox(db), PollingNotifier(), chunk_id)
     before = snapshot(db, batch_id)
 
     outcome = redrive_batch(db, batch_id)
@@ -232,7 +232,7 @@ def test_unfinished_chunks_nobody_writes_are_sent_again(db, org_and_key, make_re
     assert dispatched == [False, True, False]
     assert not redrive_batch(db, batch_id).changed
     for chunk_id in (first, second, third):
-        run_chunk(db, PollingNotifier(), chunk_id)
+        run_chunk(recording_outbox(db), PollingNotifier(), chunk_id)
     done = load(db, batch_id)
     assert (done.status, done.created_count, done.processed_count) == (BatchStatus.COMPLETED, 6, 6)
 
@@ -252,8 +252,8 @@ def test_a_deferred_chunk_with_duplicates_counts_right_once_redriven(db, org_and
     records = [vendor(0), vendor(1), vendor(0), vendor(3)]  # index 2 repeats index 0's id
     batch_id, (first, second) = accept(db, org_and_key[0], make_report(), records, deferred=True)
     notifier = PollingNotifier()
-    give_up_chunk(db, notifier, first, "boom")
-    give_up_chunk(db, notifier, second, "boom")
+    give_up_chunk(recording_outbox(db), notifier, first, "boom")
+    give_up_chunk(recording_outbox(db), notifier, second, "boom")
     failed = load(db, batch_id)
     assert (failed.status, failed.failed_count, failed.processed_count) == (
         BatchStatus.FAILED,
@@ -269,7 +269,7 @@ def test_a_deferred_chunk_with_duplicates_counts_right_once_redriven(db, org_and
     )
     assert load(db, batch_id).failed_count == 2
     for chunk_id in outcome.to_send:
-        run_chunk(db, notifier, chunk_id)
+        run_chunk(recording_outbox(db), notifier, chunk_id)
 
     done = load(db, batch_id)
     assert (done.status, done.created_count, done.failed_count, done.processed_count) == (
@@ -307,20 +307,20 @@ def test_a_redriven_batch_that_ends_again_records_a_new_event(db, org_and_key, m
         )
     batch_id, (first, second) = accept(db, org, make_report(), [vendor(i) for i in range(4)])
     notifier = PollingNotifier()
-    run_chunk(db, notifier, first)
-    give_up_chunk(db, notifier, second, "boom")
+    run_chunk(recording_outbox(db), notifier, first)
+    give_up_chunk(recording_outbox(db), notifier, second, "boom")
     (failed_event,) = deliveries(db, batch_id)
     assert failed_event.event_type == webhooks.IMPORT_FAILED
 
     # Re-driven, it fails again: a second Import.Failed, a new event.
     outcome = redrive_batch(db, batch_id)
     assert len(deliveries(db, batch_id)) == 1  # re-driving records no event by itself
-    give_up_chunk(db, notifier, outcome.to_send[0], "boom again")
+    give_up_chunk(recording_outbox(db), notifier, outcome.to_send[0], "boom again")
     assert [d.event_type for d in deliveries(db, batch_id)] == [webhooks.IMPORT_FAILED] * 2
 
     # Re-driven once more, it completes: Import.Completed with the final counts.
     outcome = redrive_batch(db, batch_id)
-    run_chunk(db, notifier, outcome.to_send[0])
+    run_chunk(recording_outbox(db), notifier, outcome.to_send[0])
     found = deliveries(db, batch_id)
     assert [d.event_type for d in found] == [
         webhooks.IMPORT_FAILED,
@@ -337,29 +337,28 @@ def test_a_redriven_batch_that_ends_again_records_a_new_event(db, org_and_key, m
 
 def test_redrive_hands_the_chunks_over_or_leaves_them_to_the_relay(db, settings, failed_batch):
     batch_id, middle = failed_batch
+    outbox = recording_outbox(db, settings)
+    outbox.broker.down = True
 
-    def broken(chunk_ids):
-        raise ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
-
-    unsent = redrive(db, batch_id, broken)
+    unsent = outbox.redrive(batch_id)
     assert unsent.sent == 0 and "Connection refused" in (unsent.send_error or "")
     assert "the relay will send the 1 chunk(s)" in unsent.describe()
     assert chunks_of(db, batch_id)[1].dispatched_at is None
 
-    relayed: list[int] = []
-    assert relay_once(db, relayed.extend, settings.replace(relay_grace_seconds=0)) == 1
-    assert relayed == [middle]
+    outbox.broker.down = False
+    assert outbox.maintain().released == 1  # the workers' timer, once the broker is back
+    assert outbox.broker.chunk_ids == [middle]
 
-    # Already handed over by the relay: a hand-over now sends nothing twice.
-    with db.session() as session:
-        assert hand_over_chunks(session, [middle], relayed.extend) == []
-    assert relayed == [middle]
+    # Already handed over: another pass sends nothing twice.
+    assert outbox.maintain().released == 0
+    assert outbox.broker.chunk_ids == [middle]
 
 
-def test_redrive_sends_at_once_when_the_broker_answers(db, failed_batch):
+def test_redrive_sends_at_once_when_the_broker_answers(db, settings, failed_batch):
     batch_id, middle = failed_batch
-    sent: list[int] = []
-    done = redrive(db, batch_id, sent.extend)
+    outbox = recording_outbox(db, settings)
+    done = outbox.redrive(batch_id)
+    sent = outbox.broker.chunk_ids
     assert (done.sent, done.send_error, sent) == (1, None, [middle])
     assert done.describe().endswith("Sent 1 chunk(s) to the broker.")
     assert chunks_of(db, batch_id)[1].dispatched_at is not None

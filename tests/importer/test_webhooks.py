@@ -14,29 +14,12 @@ from importer import webhooks
 from importer.models import BatchStatus, DeliveryStatus, ImportBatch, WebhookDelivery
 from importer.notify import PollingNotifier
 from importer.outcomes import batch_summary
-from tests.conftest import accept_records
+from tests.conftest import accept_records, recording_outbox
 from tests.webhook_receiver import Receiver, closed_port_url
-from worker.dispatch import hand_over_deliveries
-from worker.relay import Maintenance, relay_webhooks_once
 from worker.tasks import give_up_chunk, run_chunk, run_delivery
 
 SECRET = "a-secret-of-at-least-16"
 BOTH = [webhooks.IMPORT_COMPLETED, webhooks.IMPORT_FAILED]
-
-
-class Recorder:
-    """Stands in for the broker: keeps the delivery ids handed to it."""
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def __call__(self, delivery_ids) -> None:
-        self.sent.extend(delivery_ids)
-
-
-class BrokerDown:
-    def __call__(self, delivery_ids) -> None:
-        raise ConnectionError("broker down")
 
 
 def register(db, org, url, events=BOTH, secret=SECRET):
@@ -57,12 +40,21 @@ def valid(n):
     return [{"Supplier ID": f"V{i}", "Supplier Name": "n"} for i in range(n)]
 
 
-def complete_a_batch(db, org, report, send=None, n=2):
-    """Accept a batch and run its chunks; ``send`` gets the deliveries' hand-over."""
+def complete_a_batch(db, org, report, outbox=None, n=2):
+    """Accept a batch and run its chunks; ``outbox``'s broker gets the deliveries'
+    hand-over (a recording one by default)."""
+    outbox = outbox or recording_outbox(db)
     batch_id, chunk_ids = accept(db, org, report, valid(n))
     for chunk_id in chunk_ids:
-        run_chunk(db, PollingNotifier(), chunk_id, send or Recorder())
+        run_chunk(outbox, PollingNotifier(), chunk_id)
     return batch_id
+
+
+def broker_down(db):
+    """An outbox whose broker cannot be reached."""
+    outbox = recording_outbox(db)
+    outbox.broker.down = True
+    return outbox
 
 
 def deliveries(db, batch_id=None):
@@ -122,13 +114,14 @@ def test_a_completed_batch_gets_one_delivery_per_matching_endpoint(
     register(db, org, receiver.url + "/failed", events=[webhooks.IMPORT_FAILED])
     register(db, make_org("Other")[0], receiver.url + "/other")
     disable(db, register(db, org, receiver.url + "/disabled"))
-    send = Recorder()
+    outbox = recording_outbox(db)
 
-    batch_id = complete_a_batch(db, org, report, send)
+    batch_id = complete_a_batch(db, org, report, outbox)
 
     made = deliveries(db, batch_id)
     assert sorted(d.endpoint_id for d in made) == sorted([both.id, completed_only.id])
-    assert sorted(send.sent) == sorted(d.id for d in made)  # handed over after the commit
+    # handed over after the commit
+    assert sorted(outbox.broker.deliveries) == sorted(d.id for d in made)
     assert {d.event_type for d in made} == {webhooks.IMPORT_COMPLETED}
     assert len({d.event_id for d in made}) == 1  # one event, one delivery per endpoint
     assert all(d.status == DeliveryStatus.PENDING and d.dispatched_at for d in made)
@@ -215,9 +208,9 @@ def test_a_receiver_that_is_down_is_recorded_as_an_error_and_retried(
 
     # Once due, the relay hands it over again (nobody else will), and it is attempted again.
     make_due(db, made.id)
-    send = Recorder()
-    assert relay_webhooks_once(db, send, settings) == 1
-    assert send.sent == [made.id]
+    outbox = recording_outbox(db, settings)
+    assert outbox.relay_webhooks() == 1
+    assert outbox.broker.deliveries == [made.id]
     assert run_delivery(db, made.id, max_attempts=8).result == "retry"
     assert delivery(db, made.id).attempt_count == 2
 
@@ -238,7 +231,7 @@ def test_after_max_attempts_a_delivery_fails(db, org, make_report, settings):
     failed = delivery(db, made.id)
     assert (failed.status, failed.attempt_count) == ("failed", 3)
     assert [a["status_code"] for a in failed.attempts] == [503, 503, 503]
-    assert relay_webhooks_once(db, Recorder(), settings) == 0
+    assert recording_outbox(db, settings).relay_webhooks() == 0
 
 
 def test_the_backoff_is_exponential_and_capped():
@@ -303,12 +296,12 @@ def test_only_absolute_http_urls_are_endpoints(url, problem):
 
 def test_a_dry_run_emits_nothing(db, org, make_report, receiver):
     register(db, org, receiver.url)
-    send = Recorder()
+    outbox = recording_outbox(db)
     batch_id, chunk_ids = accept(db, org, make_report(), valid(2), dry_run=True)
     for chunk_id in chunk_ids:
-        run_chunk(db, PollingNotifier(), chunk_id, send)
+        run_chunk(outbox, PollingNotifier(), chunk_id)
     assert load_batch(db, batch_id).status == BatchStatus.COMPLETED
-    assert deliveries(db) == [] and send.sent == []
+    assert deliveries(db) == [] and outbox.broker.deliveries == []
 
 
 def test_a_batch_completed_at_accept_time_emits_import_completed(db, org, make_report):
@@ -321,27 +314,25 @@ def test_a_batch_completed_at_accept_time_emits_import_completed(db, org, make_r
     body = webhooks_body(made)
     assert (body["data"]["status"], body["data"]["failed_count"]) == ("completed", 2)
     # What the web does right after the commit: hand it to the broker.
-    send = Recorder()
-    with db.session() as session:
-        assert hand_over_deliveries(session, batch_id, send) == 1
-    assert send.sent == [made.id]
-    with db.session() as session:
-        assert hand_over_deliveries(session, batch_id, send) == 0  # marked dispatched
+    outbox = recording_outbox(db)
+    assert outbox.hand_over_deliveries(batch_id) == 1
+    assert outbox.broker.deliveries == [made.id]
+    assert outbox.hand_over_deliveries(batch_id) == 0  # marked dispatched
 
 
 def test_a_batch_that_ends_failed_emits_import_failed(db, org, make_report):
     failed_only = register(db, org, "https://example.com/failed", events=[webhooks.IMPORT_FAILED])
     register(db, org, "https://example.com/completed", events=[webhooks.IMPORT_COMPLETED])
     batch_id, (first, second) = accept(db, org, make_report(), valid(4), chunk_size=2)
-    notifier, send = PollingNotifier(), Recorder()
-    run_chunk(db, notifier, first, send)
+    notifier, outbox = PollingNotifier(), recording_outbox(db)
+    run_chunk(outbox, notifier, first)
     assert deliveries(db) == []  # not ended yet
-    give_up_chunk(db, notifier, second, "OperationalError: server closed the connection", send)
+    give_up_chunk(outbox, notifier, second, "OperationalError: server closed the connection")
 
     assert load_batch(db, batch_id).status == BatchStatus.FAILED
     (made,) = deliveries(db, batch_id)
     assert (made.endpoint_id, made.event_type) == (failed_only.id, webhooks.IMPORT_FAILED)
-    assert send.sent == [made.id]
+    assert outbox.broker.deliveries == [made.id]
     body = webhooks_body(made)
     assert body["event_type"] == "Import.Failed"
     assert (body["data"]["status"], body["data"]["created_count"]) == ("failed", 2)
@@ -355,33 +346,33 @@ def test_the_relay_sends_a_due_delivery_nobody_handed_over(db, org, make_report,
     with Receiver() as receiver:
         register(db, org, receiver.url)
         # The broker is down when the batch ends: the worker logs it and moves on.
-        batch_id = complete_a_batch(db, org, make_report(), send=BrokerDown())
+        batch_id = complete_a_batch(db, org, make_report(), broker_down(db))
         (made,) = deliveries(db, batch_id)
         assert made.dispatched_at is None
 
-        send = Recorder()
-        assert relay_webhooks_once(db, send, settings) == 0  # left to the worker for a moment
+        outbox = recording_outbox(db, settings)
+        assert outbox.relay_webhooks() == 0  # left to the worker for a moment
         make_due(db, made.id, created_at=None)
-        assert relay_webhooks_once(db, send, settings) == 1
-        assert send.sent == [made.id]
-        assert relay_webhooks_once(db, send, settings) == 0  # handed over now
+        assert outbox.relay_webhooks() == 1
+        assert outbox.broker.deliveries == [made.id]
+        assert outbox.relay_webhooks() == 0  # handed over now
         make_due(db, made.id, dispatched_at=None)  # ...long ago, and still pending
-        assert relay_webhooks_once(db, send, settings) == 1
-        assert relay_webhooks_once(db, send, settings, broker_lost_queues=True) == 1
-        assert send.sent == [made.id] * 3
+        assert outbox.relay_webhooks() == 1
+        assert outbox.relay_webhooks(broker_lost_queues=True) == 1
+        assert outbox.broker.deliveries == [made.id] * 3
 
         assert run_delivery(db, made.id, max_attempts=8).result == "delivered"
         assert len(receiver.requests) == 1
-    assert relay_webhooks_once(db, send, settings, broker_lost_queues=True) == 0
+    assert outbox.relay_webhooks(broker_lost_queues=True) == 0
 
 
 def test_the_maintenance_pass_relays_webhooks(db, org, make_report, settings):
     register(db, org, "https://example.com/hooks")
-    (made,) = deliveries(db, complete_a_batch(db, org, make_report(), send=BrokerDown()))
+    (made,) = deliveries(db, complete_a_batch(db, org, make_report(), broker_down(db)))
     make_due(db, made.id, created_at=None)
-    send = Recorder()
-    Maintenance(settings, Recorder(), send_webhooks=send).run()
-    assert send.sent == [made.id]
+    outbox = recording_outbox(db, settings)
+    assert outbox.maintain().webhooks == 1
+    assert outbox.broker.deliveries == [made.id]
 
 
 def test_an_attempt_made_before_the_hand_over_commits_keeps_its_retry(
@@ -392,14 +383,17 @@ def test_an_attempt_made_before_the_hand_over_commits_keeps_its_retry(
     with Receiver(statuses=[500]) as receiver:
         register(db, org, receiver.url)
 
+        attempting = recording_outbox(db)
+
         def send_and_attempt_at_once(delivery_ids):
             for delivery_id in delivery_ids:
                 run_delivery(db, delivery_id, max_attempts=8)
 
-        (made,) = deliveries(db, complete_a_batch(db, org, make_report(), send_and_attempt_at_once))
+        attempting.broker.send_deliveries = send_and_attempt_at_once
+        (made,) = deliveries(db, complete_a_batch(db, org, make_report(), attempting))
         assert len(receiver.requests) == 1
         retrying = delivery(db, made.id)
         assert (retrying.attempt_count, retrying.dispatched_at) == (1, None)
         make_due(db, made.id)
-        send = Recorder()
-        assert relay_webhooks_once(db, send, settings) == 1
+        outbox = recording_outbox(db, settings)
+        assert outbox.relay_webhooks() == 1

@@ -186,6 +186,7 @@ def test_every_kind_of_value_reads_back_from_postgresql(api):
 
 def test_the_overview_sees_the_running_worker_and_the_redis_queues(stack, api):
     from importer import monitoring
+    from importer.broker import CeleryBroker
     from importer.config import Settings
     from importer.db import Database
 
@@ -193,10 +194,11 @@ def test_the_overview_sees_the_running_worker_and_the_redis_queues(stack, api):
     db = Database.from_settings(settings)
     try:
         with db.session() as session:
-            overview = monitoring.overview(session, settings, ("imports", "webhooks"))
+            overview = monitoring.overview(session, settings, CeleryBroker(settings))
     finally:
         db.dispose()
     assert all(isinstance(depth, int) for depth in overview.queues.values())
     online = [worker for worker in overview.workers if worker.state == "online"]
     assert len(online) == 1
-    assert (online[0].concurrency, online[0].queues) == (2, ["imports", "webhooks"])
+    assert (online[0].concurrency, online[0].bulk_slots) == (3, 2)  # 2 bulk + 1 interactive
+    assert online[0].queues == ["bulk", "interactive", "webhooks"]

@@ -84,7 +84,7 @@ def test_redis_stopped_after_a_202_loses_nothing(fault_stack, private_redis, fau
     assert response.status_code == 202
     batch_id = response.json()["batch_id"]
     broker = redis.Redis.from_url(private_redis.url)
-    queued_before = broker.llen("imports")
+    queued_before = broker.llen("bulk")
     assert queued_before == 1  # the web handed the chunk over
 
     private_redis.kill()  # Redis dies with the queued work (no persistence)
@@ -94,7 +94,7 @@ def test_redis_stopped_after_a_202_loses_nothing(fault_stack, private_redis, fau
     assert refused.json()["detail"]["code"] == "unavailable"
 
     private_redis.start()  # back, empty
-    queued_after_restart = redis.Redis.from_url(private_redis.url).llen("imports")
+    queued_after_restart = redis.Redis.from_url(private_redis.url).llen("bulk")
     assert queued_after_restart == 0
     fault_stack.start_worker()
     done = api.wait_done(batch_id, timeout=120)
@@ -210,9 +210,9 @@ def test_racing_batches_on_the_same_external_ids_later_wins(stack, api, fault_lo
 
 
 def test_the_same_chunk_delivered_twice_changes_nothing(stack, api, fault_log):
+    from importer.broker import CeleryBroker, ChunkMessage
     from importer.config import Settings
-    from worker.celery_app import create_celery
-    from worker.dispatch import CelerySender
+    from importer.models import Lane
 
     slug = api.create_report("vendor", VENDOR_MAPPING)
     response = api.post(
@@ -229,13 +229,17 @@ def test_the_same_chunk_delivered_twice_changes_nothing(stack, api, fault_log):
             )
         ]
     # Injected: every chunk message published again while the first copies are in flight...
-    send = CelerySender(create_celery(Settings.from_env(stack.env)))
+    broker = CeleryBroker(Settings.from_env(stack.env))
+
+    def send(chunk_ids: list[int]) -> None:
+        broker.send_chunks([ChunkMessage(i, batch_id, api.org_id, Lane.BULK) for i in chunk_ids])
+
     send(chunk_ids)
     before = api.wait_done(batch_id)
     # ...and once more after the batch is done (a late redelivery).
     send(chunk_ids)
     wait_until(
-        lambda: redis.Redis.from_url(stack.env["REDIS_URL"]).llen("imports") == 0,
+        lambda: redis.Redis.from_url(stack.env["REDIS_URL"]).llen("bulk") == 0,
         what="the duplicates to be consumed",
         every=0.05,
     )

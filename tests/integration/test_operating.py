@@ -68,7 +68,7 @@ def test_metrics_count_the_records_the_worker_processes_wrote(stack, api):
     assert delta(after, "importer_http_requests_total", **route) == 1
     assert value(after, "importer_workers_live") == 1
     assert value(after, "importer_overview_up") == 1
-    assert ("importer_queue_depth", (("queue", "imports"),)) in after
+    assert ("importer_queue_depth", (("queue", "bulk"),)) in after
 
     # Those counts are in the files of the worker's pool processes, not of gunicorn's.
     (web,) = [process for process in stack.processes if process.name == "web"]

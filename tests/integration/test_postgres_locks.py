@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from importer.models import OBJECT_TABLES, BatchStatus, ImportBatch, ImportChunk
 from importer.notify import PollingNotifier
-from tests.conftest import accept_records, vendor
+from tests.conftest import accept_records, recording_outbox, vendor
 from tests.integration.conftest import vendor_report, wait_until
 from worker.tasks import run_chunk
 
@@ -44,7 +44,9 @@ def test_a_message_arriving_while_the_web_still_holds_the_chunk_is_not_dropped(p
     _, batch_id, chunk_id = accept(pg)
     holder = pg.new_session()
     holder.execute(sa.update(ImportChunk).where(ImportChunk.id == chunk_id).values(attempts=0))
-    worker = threading.Thread(target=run_chunk, args=(pg, PollingNotifier(), chunk_id))
+    worker = threading.Thread(
+        target=run_chunk, args=(recording_outbox(pg), PollingNotifier(), chunk_id)
+    )
     worker.start()
     wait_until(
         lambda: waiting_on_a_lock(pg) or not worker.is_alive(),
@@ -65,7 +67,7 @@ def test_the_same_chunk_delivered_twice_at_once_is_written_once(pg):
 
     def deliver():
         barrier.wait()
-        outcomes.append(run_chunk(pg, PollingNotifier(), chunk_id))
+        outcomes.append(run_chunk(recording_outbox(pg), PollingNotifier(), chunk_id))
 
     threads = [threading.Thread(target=deliver) for _ in range(2)]
     for thread in threads:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from importer import batches
 from importer.models import BatchStatus, ChunkStatus, ImportBatch, ImportChunk
 from importer.notify import PollingNotifier
-from tests.conftest import accept_records, vendor
+from tests.conftest import accept_records, recording_outbox, vendor
 from tests.integration.conftest import vendor_report
 from worker.tasks import give_up_chunk, run_chunk
 
@@ -47,9 +47,9 @@ def test_a_chunk_being_written_is_left_alone(pg):
 def test_two_redrives_at_once_take_the_counts_back_once(pg):
     batch_id, (first, second, third) = accept(pg)
     notifier = PollingNotifier()
-    run_chunk(pg, notifier, first)
-    give_up_chunk(pg, notifier, second, "boom")
-    run_chunk(pg, notifier, third)
+    run_chunk(recording_outbox(pg), notifier, first)
+    give_up_chunk(recording_outbox(pg), notifier, second, "boom")
+    run_chunk(recording_outbox(pg), notifier, third)
     # The first re-drive holds the failed chunk's row while the second one runs.
     holder = pg.new_session()
     held = batches.redrive_batch(holder, batch_id)
@@ -66,7 +66,7 @@ def test_two_redrives_at_once_take_the_counts_back_once(pg):
             0,
             2,
         )
-    run_chunk(pg, notifier, second)
+    run_chunk(recording_outbox(pg), notifier, second)
     with pg.session() as session:
         batch = session.scalars(sa.select(ImportBatch).where(ImportBatch.id == batch_id)).one()
         assert (batch.status, batch.created_count, batch.failed_count) == (
