@@ -19,20 +19,21 @@ header being line 1; NDJSON: its line; JSON: its 1-based position in the array),
 A line or row that cannot be read as a record (malformed JSON, more CSV fields than
 the header names) is not sent: it goes to ``errors.csv`` as ``invalid_field_value``.
 Blank lines, and CSV rows whose every field is empty, are not records and are skipped.
+Both files are created like any file (their mode follows the umask), and a cell a
+spreadsheet would run as a formula is written inert (:class:`CsvWriter`).
 
 Exit codes: 0 every record was written, 1 some failed, 2 the push could not run.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import itertools
 import os
 import random
+import secrets
 import sys
-import tempfile
 import threading
 import time
 from array import array
@@ -48,6 +49,7 @@ import click
 import ijson
 import orjson
 import requests
+from defusedcsv import csv as defused_csv
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -655,9 +657,39 @@ def _all_items(api: Api, slug: str, batch: dict[str, Any], kind: str) -> list[di
 # --- the outcome files ----------------------------------------------------------------
 
 
+class CsvWriter:
+    """A CSV writer whose cells a spreadsheet shows as text, never runs as a formula.
+
+    defusedcsv puts a ``'`` before a cell that starts with ``= + - @ | %`` (a number
+    like ``-5`` excepted); a cell that starts with a tab or a carriage return (which
+    some spreadsheets skip before reading a formula) gets the same ``'`` here.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._writer = defused_csv.writer(stream)
+
+    @staticmethod
+    def _inert(value: Any) -> Any:
+        if isinstance(value, str) and value[:1] in ("\t", "\r"):
+            return "'" + value
+        return value
+
+    def writerow(self, row: Iterable[Any]) -> None:
+        self._writer.writerow([self._inert(value) for value in row])
+
+    def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
 class OutcomeFiles:
     """``results.csv`` and ``errors.csv``, written in row order as chunks finish (a
-    chunk's lines wait for the chunks before it), then moved into place at the end."""
+    chunk's lines wait for the chunks before it), then moved into place at the end.
+
+    The temporary files are opened like any new file (mode 0666 less the umask), not
+    with ``tempfile`` (always 0600): the outcome files are as readable as the user's
+    other files, by whoever the umask lets read them.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.results_path = folder / RESULTS_CSV
@@ -669,11 +701,11 @@ class OutcomeFiles:
         self._next = 0
         self.result_lines = self.error_lines = 0
 
-    def _open(self, folder: Path, columns: tuple[str, ...]) -> Any:
-        handle, name = tempfile.mkstemp(prefix=".push-", suffix=".csv", dir=folder)
-        stream = os.fdopen(handle, "w", encoding="utf-8", newline="")
-        self._files.append((stream, Path(name)))
-        writer = csv.writer(stream)
+    def _open(self, folder: Path, columns: tuple[str, ...]) -> CsvWriter:
+        temporary = folder / f".push-{secrets.token_hex(8)}.csv"
+        stream = temporary.open("x", encoding="utf-8", newline="")
+        self._files.append((stream, temporary))
+        writer = CsvWriter(stream)
         writer.writerow(columns)
         return writer
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import inspect
 import io
+import os
+import stat
 import threading
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -415,6 +417,61 @@ def test_the_survey_keeps_about_nine_bytes_per_external_id(tmp_path: Path) -> No
     )
     # A set of the ids would hold about 90 bytes each, a set of their hashes about 60.
     assert peak < 16 * count
+
+
+# --- the outcome files ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_outcome_files_follow_the_umask(live: Live, tmp_path: Path, umask: int) -> None:
+    path = write_csv(
+        tmp_path / "vendors.csv", [["M-1", "One", "", "", ""], ["M-2", "", "", "", ""]]
+    )
+    previous = os.umask(umask)
+    try:
+        result = live.push(path)
+    finally:
+        os.umask(previous)
+
+    assert result.exit_code == 1, result.output
+    for name in ("results.csv", "errors.csv"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def test_cells_a_spreadsheet_would_run_are_written_inert(live: Live, tmp_path: Path) -> None:
+    ids = ['=HYPERLINK("http://x.example")', "+1+2", "@SUM(A1)", "-2+3", "-12", "F-1"]
+    rows = [[value, "Vendor", "", "", ""] for value in ids] + [["%BAD", "", "", "", ""]]
+    path = write_csv(tmp_path / "vendors.csv", rows)
+
+    result = live.push(path)
+
+    assert result.exit_code == 1, result.output
+    assert [external_id for _row, external_id, _action in results(tmp_path)] == [
+        '\'=HYPERLINK("http://x.example")',
+        "'+1+2",
+        "'@SUM(A1)",
+        "'-2+3",
+        "-12",  # a number stays a number
+        "F-1",
+    ]
+    assert [external_id for _row, external_id, _field, _code in errors(tmp_path)] == ["'%BAD"]
+    stored = live.client.get("/v1/vendors?external_id=%2B1%2B2", headers=live.auth)
+    assert stored.json["total"] == 1  # type: ignore[index]  # the value itself is unchanged
+
+
+def test_cells_starting_with_a_tab_or_a_carriage_return_are_written_inert() -> None:
+    stream = io.StringIO()
+    writer = push.CsvWriter(stream)
+
+    writer.writerow([2, "\t=1+2", "\r=1+2", "a\tb", "=x"])
+
+    assert next(csv.reader(io.StringIO(stream.getvalue()))) == [
+        "2",
+        "'\t=1+2",
+        "'\r=1+2",
+        "a\tb",
+        "'=x",
+    ]
 
 
 # --- idempotent re-runs ---------------------------------------------------------------
