@@ -260,9 +260,10 @@ def survey(path: Path, fmt: str, id_field: str | None) -> Survey:
     """Count the file's rows and find its repeated external_ids, streaming; raises
     SourceError early.
 
-    Memory grows with the number of records, by about 9 bytes each: an id is kept as
-    its 64-bit hash in an ``array`` (8 bytes, not a Python object; the measure for 10
-    million ids is in the README, made by ``python -m bench.push_ids``). Equal hashes
+    Memory grows with the number of records, by about 10 bytes each: an id is kept as
+    its 64-bit hash in an ``array`` (8 bytes, not a Python object, plus the arrays' room
+    to grow; the measure for 10 million ids is in the README, made by ``python -m
+    bench.push_ids``). Equal hashes
     are found by sorting. A hash seen twice is only a candidate (two ids may share one):
     a second pass, made only when there are candidates, counts the ids themselves whose
     hash is one of them, so the answer is exact.

@@ -397,7 +397,7 @@ def test_a_push_with_duplicates_run_again_sends_nothing_twice(live: Live, tmp_pa
     assert "3 of the chunks had already been accepted by an earlier run" in again.output
 
 
-def test_the_survey_keeps_about_nine_bytes_per_external_id(tmp_path: Path) -> None:
+def test_the_survey_keeps_a_few_bytes_per_external_id(tmp_path: Path) -> None:
     count = 200_000
     path = tmp_path / "ids.ndjson"
     path.write_bytes(
