@@ -34,7 +34,7 @@ from app.errors import ApiError
 from app.extensions import db_session, services
 from importer.batches import BatchNotFound
 from importer.formatting import format_age
-from importer.opsdata import console_data
+from importer.opsdata import FINISHED_BATCHES, console_data
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ def page() -> str:
         data=_data(),
         nonce=g.csp_nonce,
         refresh_ms=REFRESH_MS,
+        finished_shown=FINISHED_BATCHES,
         format_age=format_age,
         clock=_clock,
     )

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -75,11 +76,37 @@ def create_org(name: str) -> None:
 
 # --- processes --------------------------------------------------------------------
 
+#: The longest path a Unix socket can have (``sockaddr_un``: 108 bytes with the NUL).
+UNIX_PATH_MAX = 107
+
+
+def control_socket(settings: Settings, port: int) -> Path | None:
+    """Where the web process listening on ``port`` keeps gunicorn's control socket (for
+    ``gunicornc -s PATH``), or None when that path is too long for a Unix socket.
+
+    gunicorn's default is one path per user (``$XDG_RUNTIME_DIR/gunicorn.ctl`` or
+    ``~/.gunicorn/gunicorn.ctl``): every web process on the host would take it over from
+    the one before, and remove it when it stops. In the data folder, named by the port
+    (two processes on one host cannot both listen on it), it is this process's own.
+    """
+    path = settings.data_dir / f"gunicorn-{port}.ctl"
+    return path if len(os.fsencode(path)) <= UNIX_PATH_MAX else None
+
 
 def _gunicorn(settings: Settings, host: str, port: int, workers: int) -> None:
     from gunicorn.app.base import BaseApplication
 
     from app import create_app
+
+    socket_path = control_socket(settings, port)
+    if socket_path is None:
+        logging.getLogger(__name__).warning(
+            "no gunicorn control socket: a path in %s is too long for a Unix socket",
+            settings.data_dir,
+        )
+    control: dict[str, Any] = (
+        {"control_socket": str(socket_path)} if socket_path else {"control_socket_disable": True}
+    )
 
     class WebApplication(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -101,6 +128,7 @@ def _gunicorn(settings: Settings, host: str, port: int, workers: int) -> None:
                 # else uses it) before forking; a worker that exits is marked dead.
                 "on_starting": lambda server: metrics.clear_stale_files(settings.metrics_path),
                 "child_exit": lambda server, worker: metrics.mark_process_dead(worker.pid),
+                **control,
             }
             for key, value in options.items():
                 self.cfg.set(key, value)

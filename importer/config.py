@@ -151,7 +151,10 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if environ is None else environ
-        data_dir = Path(env.get("IMPORTER_DATA_DIR") or PROJECT_ROOT / "var").resolve()
+        # Relative to the working directory, resolved now: each deployment started in a
+        # folder of its own keeps its own database, broker folder, metrics and sockets,
+        # even when several run from one checkout.
+        data_dir = Path(env.get("IMPORTER_DATA_DIR") or "var").resolve()
         database_url = normalize_database_url(
             env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'importer.sqlite'}"
         )

@@ -1,7 +1,8 @@
 """What the ops page (``app/ops.py``) shows besides :func:`importer.monitoring.overview`:
-recent batches of every org, failed batches, and the workers' throughput over the
-last hour. Every query is bounded: by a limit on an indexed order, or by the last
-hour of ``import_chunks.finished_at`` (indexed), aggregated per minute in SQL.
+recent batches of every org, failed batches, the workers worth listing, and the
+workers' throughput over the last hour. Every query is bounded: by a limit on an
+indexed order, or by the last hour of ``import_chunks.finished_at`` (indexed),
+aggregated per minute in SQL.
 """
 
 from __future__ import annotations
@@ -19,10 +20,16 @@ from importer.db import unix, utcnow
 from importer.models import BatchStatus, ChunkStatus, ImportBatch, ImportChunk, Org
 from importer.monitoring import overview
 
-#: Batches on the page: every running one (up to this many) and the newest ones.
-RECENT_BATCHES = 25
+#: Batches on the page: every running one (up to RUNNING_BATCHES) and the newest
+#: FINISHED_BATCHES finished ones. A push of a large file is many batches: the finished
+#: ones are kept few, so the list stays short whatever was sent.
+RUNNING_BATCHES = 25
+FINISHED_BATCHES = 10
 FAILED_BATCHES = 20
 THROUGHPUT_MINUTES = 60
+#: Workers stopped (or lost) longer ago than this are left off the page
+#: (``importer status`` lists them for a day).
+GONE_WORKERS_SHOWN_SECONDS = 3600
 
 
 def batch_row(batch: ImportBatch, org_name: str | None, now: dt.datetime) -> dict[str, Any]:
@@ -37,6 +44,10 @@ def batch_row(batch: ImportBatch, org_name: str | None, now: dt.datetime) -> dic
         "base_object": batch.base_object,
         "dry_run": batch.dry_run,
         "status": BatchStatus(batch.status).value,
+        #: Completed, but not one record written: shown apart from a good completion.
+        "all_failed": batch.status == BatchStatus.COMPLETED
+        and batch.received_count > 0
+        and batch.failed_count >= batch.received_count,
         "received_count": batch.received_count,
         "created_count": batch.created_count,
         "updated_count": batch.updated_count,
@@ -56,36 +67,35 @@ def _with_org(query: sa.Select[Any]) -> sa.Select[Any]:
 
 
 def recent_batches(
-    session: Session, limit: int = RECENT_BATCHES, now: dt.datetime | None = None
+    session: Session,
+    running: int = RUNNING_BATCHES,
+    finished: int = FINISHED_BATCHES,
+    now: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Running batches first in mind: every queued or processing batch (up to
-    ``limit``), then the newest ones, newest first, at most ``limit`` in all."""
+    """Every queued or processing batch (up to ``running``) and the newest ``finished``
+    finished ones, newest first."""
     now = now or utcnow()
-    running = session.execute(
-        _with_org(
-            sa.select(ImportBatch)
-            .where(ImportBatch.status.in_([BatchStatus.QUEUED, BatchStatus.PROCESSING]))
-            .order_by(ImportBatch.seq.desc())
-            .limit(limit)
-        )
-    ).all()
-    newest = session.execute(
-        _with_org(sa.select(ImportBatch).order_by(ImportBatch.seq.desc()).limit(limit))
-    ).all()
-    found: dict[int, Any] = {}
-    for batch, org_name in [*running, *newest]:
-        found.setdefault(batch.seq, (batch, org_name))
-    chosen = sorted(found.values(), key=lambda pair: pair[0].seq, reverse=True)
-    # Keep every running batch; fill the rest with the newest finished ones.
-    running_ids = {batch.id for batch, _ in running}
-    kept = [pair for pair in chosen if pair[0].id in running_ids]
-    for pair in chosen:
-        if len(kept) >= limit:
-            break
-        if pair[0].id not in running_ids:
-            kept.append(pair)
-    kept.sort(key=lambda pair: pair[0].seq, reverse=True)
-    return [batch_row(batch, org_name, now) for batch, org_name in kept]
+    live = [BatchStatus.QUEUED, BatchStatus.PROCESSING]
+    rows = [
+        *session.execute(
+            _with_org(
+                sa.select(ImportBatch)
+                .where(ImportBatch.status.in_(live))
+                .order_by(ImportBatch.seq.desc())
+                .limit(running)
+            )
+        ).all(),
+        *session.execute(
+            _with_org(
+                sa.select(ImportBatch)
+                .where(ImportBatch.status.not_in(live))
+                .order_by(ImportBatch.seq.desc())
+                .limit(finished)
+            )
+        ).all(),
+    ]
+    rows.sort(key=lambda pair: pair[0].seq, reverse=True)
+    return [batch_row(batch, org_name, now) for batch, org_name in rows]
 
 
 def failed_batches(
@@ -193,12 +203,31 @@ def throughput(
     }
 
 
+def shown_workers(
+    workers: list[dict[str, Any]], now: dt.datetime, keep_for: float = GONE_WORKERS_SHOWN_SECONDS
+) -> list[dict[str, Any]]:
+    """The workers the page lists: every online one, and those stopped or lost less
+    than ``keep_for`` seconds ago (by their last heartbeat)."""
+    since = (unix(now) or 0) - keep_for
+    return [
+        worker
+        for worker in workers
+        if worker["state"] == "online" or (worker["last_seen_at"] or 0) >= since
+    ]
+
+
 def console_data(session: Session, settings: Settings, broker: Broker) -> dict[str, Any]:
-    """Everything the ops page shows, as one JSON-ready object."""
+    """Everything the ops page shows, as one JSON-ready object. ``overview`` is
+    ``importer status --json``; ``workers`` is the part of its workers the page lists,
+    ``workers_hidden`` how many it leaves off."""
     now = utcnow()
+    summary = overview(session, settings, broker).as_dict()
+    workers = shown_workers(summary["workers"], now)
     return {
         "generated_at": unix(now),
-        "overview": overview(session, settings, broker).as_dict(),
+        "overview": summary,
+        "workers": workers,
+        "workers_hidden": len(summary["workers"]) - len(workers),
         "batches": recent_batches(session, now=now),
         "failed": failed_batches(session, now=now),
         "throughput": throughput(session, now=now),

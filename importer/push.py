@@ -1,11 +1,17 @@
 """``importer push SLUG FILE``: stream a CSV, NDJSON or JSON file to the import API.
 
-The file is never loaded whole. It is read twice, streaming both times: once to count
-its records (which also proves it readable before anything is sent), then to send them
-in chunks of ``--chunk-size`` records, ``--concurrency`` requests at a time. Each request
-carries an ``Idempotency-Key`` made from the slug, the chunk's number and the chunk's
-bytes, so running the same push again (after a crash, a kill, a lost answer) sends
-nothing twice: the service replays the answer it gave the first time.
+The file is never loaded whole. It is read at least twice, streaming every time: a
+first pass (:func:`survey`) counts its records, which also proves it readable before
+anything is sent, and finds the external_ids it holds more than once; then the records
+are sent in chunks of ``--chunk-size`` records, ``--concurrency`` requests at a time.
+Each request carries an ``Idempotency-Key`` made from the slug, the chunk's number and
+the chunk's bytes, so running the same push again (after a crash, a kill, a lost answer)
+sends nothing twice: the service replays the answer it gave the first time.
+
+One file gets the answer one batch would get: an external_id that occurs more than once
+in the file fails every occurrence with ``duplicate_external_id``, wherever they fall,
+and none of them is sent. Which rows those are depends on the file alone, so the chunks
+(and their keys) are the same on every run.
 
 Every record keeps its row number in the file (CSV: the line its row starts on, the
 header being line 1; NDJSON: its line; JSON: its 1-based position in the array), and
@@ -13,21 +19,25 @@ header being line 1; NDJSON: its line; JSON: its 1-based position in the array),
 A line or row that cannot be read as a record (malformed JSON, more CSV fields than
 the header names) is not sent: it goes to ``errors.csv`` as ``invalid_field_value``.
 Blank lines, and CSV rows whose every field is empty, are not records and are skipped.
+Both files are created like any file (their mode follows the umask), and a cell a
+spreadsheet would run as a formula is written inert (:class:`CsvWriter`).
 
 Exit codes: 0 every record was written, 1 some failed, 2 the push could not run.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
+import itertools
 import os
 import random
+import secrets
 import sys
-import tempfile
 import threading
 import time
+from array import array
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from email.utils import parsedate_to_datetime
@@ -39,6 +49,7 @@ import click
 import ijson
 import orjson
 import requests
+from defusedcsv import csv as defused_csv
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -62,6 +73,7 @@ ERRORS_CSV = "errors.csv"
 RESULT_COLUMNS = ("row", "external_id", "coverbase_id", "action")
 ERROR_COLUMNS = ("row", "external_id", "field", "error_code", "message")
 INVALID = "invalid_field_value"
+DUPLICATE = "duplicate_external_id"
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
 
@@ -200,17 +212,97 @@ def _build(event: str, value: Any, events: Iterator[tuple[str, str, Any]]) -> An
     return builder.value
 
 
-def count_records(path: Path, fmt: str) -> int:
-    """Records (and unreadable rows) in the file, streaming; raises SourceError early."""
-    return sum(1 for _ in read_rows(path, fmt))
+# --- duplicate external_ids -----------------------------------------------------------
+
+
+def external_id(record: dict[str, Any], field: str | None) -> str | None:
+    """The record's external_id as the service compares it for duplicates: a string
+    trimmed, an integral number as its digits, anything else none (the rule of
+    ``importer.validation.raw_external_id``, kept here so the client stands alone)."""
+    if field is None:
+        return None
+    value = record.get(field)
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return None
+
+
+def duplicate_message(value: str) -> str:
+    """The service's own message for a duplicate (``importer.validation``)."""
+    return (
+        f"external_id {value!r} occurs more than once in this batch; "
+        "every occurrence is rejected. Send each external_id once."
+    )
+
+
+#: The ids' hashes are spread over this many arrays, sorted one at a time: the sort's
+#: temporary list of Python ints holds one array's values, never the whole file's.
+_BUCKETS = 256
+_HASH_BITS = (1 << 64) - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Survey:
+    """What the first pass over a file found."""
+
+    #: Records and unreadable rows (what the progress display counts to).
+    rows: int
+    #: The external_ids that occur more than once, and how many records hold one.
+    duplicate_ids: frozenset[str] = frozenset()
+    duplicate_rows: int = 0
+
+
+def survey(path: Path, fmt: str, id_field: str | None) -> Survey:
+    """Count the file's rows and find its repeated external_ids, streaming; raises
+    SourceError early.
+
+    Memory grows with the number of records, by about 10 bytes each: an id is kept as
+    its 64-bit hash in an ``array`` (8 bytes, not a Python object, plus the arrays' room
+    to grow; the measure for 10 million ids is in the README, made by ``python -m
+    bench.push_ids``). Equal hashes
+    are found by sorting. A hash seen twice is only a candidate (two ids may share one):
+    a second pass, made only when there are candidates, counts the ids themselves whose
+    hash is one of them, so the answer is exact.
+    """
+    buckets = [array("Q") for _ in range(_BUCKETS)]
+    rows = 0
+    for row in read_rows(path, fmt):
+        rows += 1
+        value = external_id(row.record, id_field) if row.record is not None else None
+        if value is not None:
+            digest = hash(value) & _HASH_BITS
+            buckets[digest % _BUCKETS].append(digest)
+    candidates: set[int] = set()
+    for number in range(_BUCKETS):
+        ordered = sorted(buckets[number])
+        buckets[number] = array("Q")  # one bucket's sorted copy in memory at a time
+        candidates.update(low for low, high in itertools.pairwise(ordered) if low == high)
+    if not candidates:
+        return Survey(rows)
+    counts: Counter[str] = Counter()
+    for row in read_rows(path, fmt):
+        value = external_id(row.record, id_field) if row.record is not None else None
+        if value is not None and hash(value) & _HASH_BITS in candidates:
+            counts[value] += 1
+    repeated = {value: count for value, count in counts.items() if count > 1}
+    return Survey(rows, frozenset(repeated), sum(repeated.values()))
 
 
 # --- chunks ---------------------------------------------------------------------------
 
 
+#: A line of ``errors.csv``: row, external_id, field, error_code, message.
+ErrorLine = tuple[int, str | None, str | None, str, str]
+
+
 @dataclasses.dataclass(slots=True)
 class Chunk:
-    """Consecutive records to send in one request, with the problems read among them.
+    """Consecutive records to send in one request, with the rows among them that are
+    not sent (``problems``: their lines of ``errors.csv``).
 
     ``position`` orders every chunk (the outcome files are written in that order);
     ``index`` numbers the chunks that are sent (it goes into the Idempotency-Key).
@@ -220,19 +312,41 @@ class Chunk:
     index: int
     rows: list[int]
     records: list[dict[str, Any]]
-    problems: list[SourceRow]
+    problems: list[ErrorLine]
 
 
-def iter_chunks(rows: Iterable[SourceRow], size: int) -> Iterator[Chunk]:
-    """Group records ``size`` at a time, lazily (one chunk in memory at a time)."""
+def not_sent(
+    item: SourceRow, id_field: str | None, duplicate_ids: frozenset[str]
+) -> ErrorLine | None:
+    """Why a row of the file is not sent, as its line of ``errors.csv`` (None: it is)."""
+    if item.record is None:
+        return (item.line, item.external_id, None, INVALID, item.problem or "")
+    if duplicate_ids:
+        value = external_id(item.record, id_field)
+        if value is not None and value in duplicate_ids:
+            return (item.line, value, id_field, DUPLICATE, duplicate_message(value))
+    return None
+
+
+def iter_chunks(
+    rows: Iterable[SourceRow],
+    size: int,
+    *,
+    id_field: str | None = None,
+    duplicate_ids: frozenset[str] = frozenset(),
+) -> Iterator[Chunk]:
+    """Group records ``size`` at a time, lazily (one chunk in memory at a time); a row
+    that is not sent (unreadable, or its external_id one of ``duplicate_ids``) goes to
+    its chunk's problems."""
     position = index = 0
     chunk_rows: list[int] = []
     records: list[dict[str, Any]] = []
-    problems: list[SourceRow] = []
+    problems: list[ErrorLine] = []
     for item in rows:
-        if item.record is None:
-            problems.append(item)
-        else:
+        problem = not_sent(item, id_field, duplicate_ids)
+        if problem is not None:
+            problems.append(problem)
+        elif item.record is not None:
             chunk_rows.append(item.line)
             records.append(item.record)
         if len(records) == size or len(problems) == size:
@@ -264,7 +378,7 @@ def chunk_body(chunk: Chunk) -> bytes:
                 orjson.dumps(record)
             except TypeError as error:
                 chunk.problems.append(
-                    SourceRow(row, None, f"Row {row} cannot be sent as JSON ({error}).")
+                    (row, None, None, INVALID, f"Row {row} cannot be sent as JSON ({error}).")
                 )
             else:
                 kept_rows.append(row)
@@ -442,18 +556,12 @@ def refusal(response: requests.Response, slug: str) -> PushError:
 class ChunkOutcome:
     position: int
     results: list[tuple[int, str | None, str, str]] = dataclasses.field(default_factory=list)
-    errors: list[tuple[int, str | None, str | None, str, str]] = dataclasses.field(
-        default_factory=list
-    )
+    errors: list[ErrorLine] = dataclasses.field(default_factory=list)
     created: int = 0
     updated: int = 0
     failed: int = 0
     replayed: bool = False
     batch_id: str | None = None
-
-
-def local_outcome(chunk: Chunk) -> list[tuple[int, str | None, str | None, str, str]]:
-    return [(p.line, p.external_id, None, INVALID, p.problem or "") for p in chunk.problems]
 
 
 class Tally:
@@ -485,7 +593,7 @@ def push_chunk(api: Api, slug: str, chunk: Chunk, tally: Tally) -> ChunkOutcome:
     body = chunk_body(chunk)
     if len(chunk.problems) > before:
         tally.add(failed=len(chunk.problems) - before)
-    outcome = ChunkOutcome(chunk.position, errors=local_outcome(chunk))
+    outcome = ChunkOutcome(chunk.position, errors=list(chunk.problems))
     outcome.failed = len(chunk.problems)
     if not chunk.records:
         return outcome
@@ -550,9 +658,39 @@ def _all_items(api: Api, slug: str, batch: dict[str, Any], kind: str) -> list[di
 # --- the outcome files ----------------------------------------------------------------
 
 
+class CsvWriter:
+    """A CSV writer whose cells a spreadsheet shows as text, never runs as a formula.
+
+    defusedcsv puts a ``'`` before a cell that starts with ``= + - @ | %`` (a number
+    like ``-5`` excepted); a cell that starts with a tab or a carriage return (which
+    some spreadsheets skip before reading a formula) gets the same ``'`` here.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._writer = defused_csv.writer(stream)
+
+    @staticmethod
+    def _inert(value: Any) -> Any:
+        if isinstance(value, str) and value[:1] in ("\t", "\r"):
+            return "'" + value
+        return value
+
+    def writerow(self, row: Iterable[Any]) -> None:
+        self._writer.writerow([self._inert(value) for value in row])
+
+    def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
 class OutcomeFiles:
     """``results.csv`` and ``errors.csv``, written in row order as chunks finish (a
-    chunk's lines wait for the chunks before it), then moved into place at the end."""
+    chunk's lines wait for the chunks before it), then moved into place at the end.
+
+    The temporary files are opened like any new file (mode 0666 less the umask), not
+    with ``tempfile`` (always 0600): the outcome files are as readable as the user's
+    other files, by whoever the umask lets read them.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.results_path = folder / RESULTS_CSV
@@ -564,11 +702,11 @@ class OutcomeFiles:
         self._next = 0
         self.result_lines = self.error_lines = 0
 
-    def _open(self, folder: Path, columns: tuple[str, ...]) -> Any:
-        handle, name = tempfile.mkstemp(prefix=".push-", suffix=".csv", dir=folder)
-        stream = os.fdopen(handle, "w", encoding="utf-8", newline="")
-        self._files.append((stream, Path(name)))
-        writer = csv.writer(stream)
+    def _open(self, folder: Path, columns: tuple[str, ...]) -> CsvWriter:
+        temporary = folder / f".push-{secrets.token_hex(8)}.csv"
+        stream = temporary.open("x", encoding="utf-8", newline="")
+        self._files.append((stream, temporary))
+        writer = CsvWriter(stream)
         writer.writerow(columns)
         return writer
 
@@ -734,6 +872,8 @@ class PushSummary:
     created: int = 0
     updated: int = 0
     failed: int = 0
+    #: Records not sent because their external_id occurs more than once in the file.
+    duplicates: int = 0
     error_lines: int = 0
     chunks: int = 0
     replayed: int = 0
@@ -756,6 +896,11 @@ class PushSummary:
             f"{self.written:,} written ({self.created:,} created, {self.updated:,} updated), "
             f"{self.failed:,} failed, in {self.seconds:.1f} s ({rate:,.0f} records/s)."
         ]
+        if self.duplicates:
+            lines.append(
+                f"{self.duplicates:,} of the records share their external_id with another "
+                "record of the file: none of those was sent (duplicate_external_id)."
+            )
         if self.replayed:
             lines.append(
                 f"{self.replayed:,} of the chunks had already been accepted by an earlier run "
@@ -790,16 +935,23 @@ def push_file(options: PushOptions, display: Display | None = None) -> PushSumma
     try:
         report = check_report(api, options.slug)
         id_field = report.get("mapping", {}).get("external_id")
-        total = count_records(path, fmt)
-        tally = Tally(total, display.update)
+        found = survey(path, fmt, id_field)
+        tally = Tally(found.rows, display.update)
         try:
             files = OutcomeFiles(folder)
         except OSError as error:
             raise PushError(f"Cannot write the outcome files in {folder}: {error}.") from None
         summary = PushSummary(path, files.results_path, files.errors_path)
+        summary.duplicates = found.duplicate_rows
+        chunks = iter_chunks(
+            counted(read_rows(path, fmt, id_field), tally),
+            options.chunk_size,
+            id_field=id_field,
+            duplicate_ids=found.duplicate_ids,
+        )
         display.start(tally)
         try:
-            _run(api, options, read_rows(path, fmt, id_field), tally, files, summary)
+            _run(api, options, chunks, tally, files, summary)
         except BaseException:
             api.stop.set()
             files.discard()
@@ -818,10 +970,16 @@ def push_file(options: PushOptions, display: Display | None = None) -> PushSumma
     return summary
 
 
+def counted(rows: Iterable[SourceRow], tally: Tally) -> Iterator[SourceRow]:
+    for item in rows:
+        tally.add(read=1)
+        yield item
+
+
 def _run(
     api: Api,
     options: PushOptions,
-    rows: Iterator[SourceRow],
+    chunks: Iterator[Chunk],
     tally: Tally,
     files: OutcomeFiles,
     summary: PushSummary,
@@ -841,15 +999,11 @@ def _run(
         if outcome.batch_id:
             summary.batch_ids.append(outcome.batch_id)
 
-    def counted(rows: Iterator[SourceRow]) -> Iterator[SourceRow]:
-        for item in rows:
-            tally.add(read=1, failed=int(item.record is None))
-            yield item
-
     pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="push")
     in_flight: set[Future[ChunkOutcome]] = set()
     try:
-        for chunk in iter_chunks(counted(rows), options.chunk_size):
+        for chunk in chunks:
+            tally.add(failed=len(chunk.problems))  # the rows it does not send
             summary.chunks += bool(chunk.records)
             # At most `concurrency` requests, and a bounded backlog of finished chunks
             # waiting for an earlier one, so memory stays flat whatever the file's size.

@@ -253,6 +253,30 @@ def test_flower_watches_the_broker_on_5555(services):
     assert depends_on(flower).get("redis") == HEALTHY
 
 
+def test_flower_is_published_on_the_hosts_loopback_only(services):
+    for entry in services["flower"]["ports"]:
+        assert str(entry).startswith("127.0.0.1:"), f"Flower published beyond loopback: {entry}"
+
+
+def test_flowers_api_needs_the_login_the_operator_passes_through(services, monkeypatch):
+    flower_views = pytest.importorskip("flower.views")
+    from flower.command import is_flower_envvar
+
+    declared = services["flower"]["environment"]
+    # No value: compose passes FLOWER_BASIC_AUTH from where it runs, and leaves it unset
+    # when it is not set there (an empty value would be a login nobody has).
+    assert "FLOWER_BASIC_AUTH" in declared and declared["FLOWER_BASIC_AUTH"] is None
+    assert is_flower_envvar("FLOWER_BASIC_AUTH")  # the name Flower reads its login from
+    # Set, and off, on purpose: on, Flower would answer its API without a login, to pages
+    # of any origin.
+    monkeypatch.setenv("FLOWER_UNAUTHENTICATED_API", declared["FLOWER_UNAUTHENTICATED_API"])
+    assert not flower_views.BaseHandler.unauthenticated_api.fget(None)
+    # Flower loads worker.app: it keeps the app services' broker.
+    assert (
+        environment(services["flower"])["REDIS_URL"] == environment(services["worker"])["REDIS_URL"]
+    )
+
+
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_app_services_reach_postgres_and_redis_by_service_name(services, name):
     env = environment(services[name])

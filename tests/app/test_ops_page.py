@@ -4,11 +4,15 @@ Bearer), its data across every org, and Retry (CSRF-protected) re-driving a batc
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import re
 
 import pytest
 
 from app import create_app
+from importer.db import utcnow
+from importer.models import WorkerHeartbeat
+from importer.monitoring import beat
 from importer.notify import PollingNotifier
 from tests.conftest import accept_records, recording_outbox, vendor
 from worker.tasks import give_up_chunk, run_chunk
@@ -129,7 +133,15 @@ def test_data_shows_every_org_queues_workers_failures_and_throughput(
 
     data = client.get("/ops/data.json", headers=BEARER).json
 
-    assert set(data) == {"generated_at", "overview", "batches", "failed", "throughput"}
+    assert set(data) == {
+        "generated_at",
+        "overview",
+        "workers",
+        "workers_hidden",
+        "batches",
+        "failed",
+        "throughput",
+    }
     assert [b["batch_id"] for b in data["batches"]] == [queued_id, failed_batch]
     queued, failed = data["batches"]
     assert (queued["org_name"], queued["status"], queued["received_count"]) == (
@@ -175,8 +187,113 @@ def test_recent_batches_keep_every_running_one(client, db, org_and_key, make_rep
             run_chunk(recording_outbox(db), PollingNotifier(), chunk_id)
         done.append(batch_id)
     with db.session() as session:
-        shown = [b["batch_id"] for b in opsdata.recent_batches(session, limit=2)]
+        shown = [b["batch_id"] for b in opsdata.recent_batches(session, running=5, finished=1)]
     assert shown == [done[-1], running_id]  # the running one is kept, newest first
+
+
+def run_all(db, batch_chunks):
+    batch_id, pending = batch_chunks
+    for chunk_id in pending:
+        run_chunk(recording_outbox(db), PollingNotifier(), chunk_id)
+    return batch_id
+
+
+def pill(html: str, batch_id: str) -> tuple[str, str]:
+    """The status pill of a batch's row in the recent batches: (data-status, text)."""
+    row = re.search(rf'<tr data-key="{batch_id}".*?</tr>', html, re.DOTALL).group(0)
+    found = re.search(r'<span class="pill" data-f="status" data-status="([^"]+)">([^<]+)<', row)
+    return found.group(1), found.group(2)
+
+
+def test_a_batch_whose_every_record_failed_is_not_shown_as_a_good_completion(
+    client, db, org_and_key, make_report
+):
+    report = make_report()
+    org = org_and_key[0]
+    nameless = [{"Supplier ID": f"X-{n}"} for n in range(3)]
+    all_failed = run_all(db, accept_records(db, org, report, nameless))
+    some_failed = run_all(db, accept_records(db, org, report, [vendor(1), *nameless[:1]]))
+    good = run_all(db, accept_records(db, org, report, [vendor(2)]))
+
+    data = client.get("/ops/data.json", headers=BEARER).json
+    html = client.get("/ops", headers=BEARER).get_data(as_text=True)
+
+    shown = {b["batch_id"]: (b["status"], b["all_failed"]) for b in data["batches"]}
+    assert shown == {
+        all_failed: ("completed", True),
+        some_failed: ("completed", False),
+        good: ("completed", False),
+    }
+    assert pill(html, all_failed) == ("all-failed", "completed, all failed")
+    assert pill(html, some_failed) == ("completed", "completed")
+    assert pill(html, good) == ("completed", "completed")
+    amber = re.search(r'\.pill\[data-status="all-failed"\][^{]*\{([^}]*)\}', html).group(1)
+    green = re.search(r'\.pill\[data-status="completed"\][^{]*\{([^}]*)\}', html).group(1)
+    assert amber != green
+
+
+def test_a_push_of_many_batches_keeps_the_list_short_and_the_failed_panel_first(
+    client, db, org_and_key, make_report, failed_batch
+):
+    report = make_report(slug="pushed")
+    org = org_and_key[0]
+    finished = [run_all(db, accept(db, org, report, n=2)) for _ in range(30)]
+    running = [accept(db, org, report, n=2)[0] for _ in range(4)]
+
+    data = client.get("/ops/data.json", headers=BEARER).json
+    html = client.get("/ops", headers=BEARER).get_data(as_text=True)
+
+    from importer.opsdata import FINISHED_BATCHES
+
+    shown = [b["batch_id"] for b in data["batches"]]
+    assert shown == [*reversed(running), *reversed(finished[-FINISHED_BATCHES:])]
+    assert [b["batch_id"] for b in data["failed"]] == [failed_batch]  # older, still listed
+    assert html.index('id="h-failed"') < html.index('id="h-batches"')
+    assert f"the {FINISHED_BATCHES} newest finished" in html
+
+
+def test_workers_stopped_or_lost_over_an_hour_ago_are_left_off_the_page(client, db):
+    now = utcnow()
+    seen = {
+        "online@a": None,
+        "stopped-now@a": None,
+        "lost-lately@a": now - dt.timedelta(minutes=20),
+        "stopped-long-ago@a": now - dt.timedelta(hours=2),
+        "lost-long-ago@a": now - dt.timedelta(hours=5),
+    }
+    with db.session() as session:
+        for node, last_seen in seen.items():
+            beat(
+                session,
+                node=node,
+                pid=1,
+                concurrency=2,
+                queues=["imports"],
+                started_at=now - dt.timedelta(hours=6),
+                stopped=node.startswith("stopped"),
+            )
+            if last_seen is not None:
+                row = session.get(WorkerHeartbeat, node)
+                row.last_seen_at = last_seen
+                if row.stopped_at is not None:
+                    row.stopped_at = last_seen
+
+    data = client.get("/ops/data.json", headers=BEARER).json
+    html = client.get("/ops", headers=BEARER).get_data(as_text=True)
+
+    assert [(w["node"], w["state"]) for w in data["workers"]] == [
+        ("online@a", "online"),
+        ("lost-lately@a", "lost"),
+        ("stopped-now@a", "stopped"),
+    ]
+    assert data["workers_hidden"] == 2
+    assert len(data["overview"]["workers"]) == 5  # importer status still lists them all
+    assert 'data-key="stopped-long-ago@a"' not in html and 'data-key="lost-lately@a"' in html
+    hidden = re.search(r'<p class="empty" id="workers-hidden"([^>]*)>(.*?)</p>', html, re.DOTALL)
+    assert "hidden" not in hidden.group(1)
+    assert re.sub(r"<[^>]+>", "", hidden.group(2)).startswith(
+        "2 stopped or lost over an hour ago: not shown"
+    )
 
 
 def test_retry_needs_the_custom_header_and_the_same_origin(client, failed_batch):

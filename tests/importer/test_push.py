@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import inspect
 import io
+import os
+import stat
 import threading
+import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,6 +287,191 @@ def test_format_override_for_an_unknown_extension(live: Live, tmp_path: Path) ->
     result = live.push(path, "--format", "ndjson")
     assert result.exit_code == 0, result.output
     assert results(tmp_path) == [(1, "T-1", "created")]
+
+
+# --- one file, one batch -------------------------------------------------------------
+
+
+def dry_run_errors(live: Live, records: list[dict[str, Any]]) -> list[tuple[int, ...]]:
+    """The errors one batch of ``records`` gets (a dry run: nothing is written), as
+    (index, external_id, field, error_code, message)."""
+    response = live.client.post(
+        "/v1/import/vendors?dry_run=true", json={"data": records}, headers=live.auth
+    )
+    assert response.status_code == 200, response.json
+    return [
+        (e["index"], e["external_id"], e["field"], e["error_code"], e["message"])
+        for e in response.json["errors"]  # type: ignore[index]
+    ]
+
+
+def test_duplicates_anywhere_in_the_file_fail_every_occurrence_as_one_batch_would(
+    live: Live, tmp_path: Path
+) -> None:
+    # 12 rows, chunks of 2: the two "D-1" are 9 rows apart, the two "D-2" differ only by
+    # spaces (the service trims), the two "D-3" share a chunk.
+    ids = ["D-1", "U-1", "D-3", "D-3", " D-2", "U-2", "U-3", "U-4", "U-5", "U-6", "D-1", "D-2 "]
+    rows = [[value, f"Vendor {n}", "", "", ""] for n, value in enumerate(ids)]
+    path = write_csv(tmp_path / "vendors.csv", rows)
+
+    result = live.push(path, "--chunk-size", "2")
+
+    assert result.exit_code == 1, result.output
+    duplicate_rows = [n + 2 for n, value in enumerate(ids) if value.strip().startswith("D-")]
+    assert [(row, code) for row, _id, _field, code in errors(tmp_path)] == [
+        (row, "duplicate_external_id") for row in duplicate_rows
+    ]
+    assert [row for row, _id, _action in results(tmp_path)] == [
+        n + 2 for n, value in enumerate(ids) if value.startswith("U-")
+    ]
+    # The same lines, field and message as the service gives the whole file as one batch.
+    records = [dict(zip(HEADER[:2], row[:2], strict=True)) for row in rows]
+    one_batch = [(index + 2, *rest) for index, *rest in dry_run_errors(live, records)]
+    pushed = [
+        (int(line["row"]), line["external_id"], line["field"], line["error_code"], line["message"])
+        for line in read_csv(tmp_path / "errors.csv")
+    ]
+    assert pushed == one_batch
+    for value in ("D-1", "D-2", "D-3"):  # none of them written
+        found = live.client.get(f"/v1/vendors?external_id={value}", headers=live.auth)
+        assert found.json["total"] == 0  # type: ignore[index]
+    assert "6 written (6 created, 0 updated), 6 failed" in result.output
+    assert "6 of the records share their external_id with another record" in result.output
+
+
+def test_duplicate_numbers_and_strings_in_ndjson_match_the_service(
+    live: Live, tmp_path: Path
+) -> None:
+    records: list[dict[str, Any]] = [
+        {"Supplier ID": 7, "Supplier Name": "int"},
+        {"Supplier ID": "8", "Supplier Name": "string"},
+        {"Supplier ID": 8.0, "Supplier Name": "integral float"},
+        {"Supplier ID": "7", "Supplier Name": "string"},
+        {"Supplier ID": 7.5, "Supplier Name": "not an id"},
+        {"Supplier ID": 7.5, "Supplier Name": "not an id either"},
+    ]
+    path = tmp_path / "vendors.ndjson"
+    path.write_bytes(b"\n".join(orjson.dumps(record) for record in records))
+
+    result = live.push(path, "--chunk-size", "1")
+
+    assert result.exit_code == 1, result.output
+    duplicates = [
+        (int(line["row"]), line["external_id"], line["message"])
+        for line in read_csv(tmp_path / "errors.csv")
+        if line["error_code"] == "duplicate_external_id"
+    ]
+    expected = [
+        (index + 1, external_id, message)
+        for index, external_id, _field, code, message in dry_run_errors(live, records)
+        if code == "duplicate_external_id"
+    ]
+    assert duplicates == expected
+    assert [row for row, _id, _message in duplicates] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    "value", ["V-1", "  V-1 ", "", "   ", 7, 7.0, 7.5, -3, 1e20, True, None, [1], {"a": 1}]
+)
+def test_external_id_is_read_by_the_services_rule(value: Any) -> None:
+    from importer.validation import raw_external_id
+
+    record = {"Supplier ID": value}
+    assert push.external_id(record, "Supplier ID") == raw_external_id(record, "Supplier ID")
+
+
+def test_a_push_with_duplicates_run_again_sends_nothing_twice(live: Live, tmp_path: Path) -> None:
+    ids = [f"R-{n}" for n in range(9)] + ["R-0", "R-8"]
+    path = write_csv(tmp_path / "vendors.csv", [[value, "Vendor", "", "", ""] for value in ids])
+
+    first = live.push(path, "--chunk-size", "3")
+    assert first.exit_code == 1, first.output
+    batches = live.batches()
+    first_errors = (tmp_path / "errors.csv").read_bytes()
+
+    again = live.push(path, "--chunk-size", "3")
+
+    assert again.exit_code == 1, again.output
+    assert live.batches() == batches == 3  # 7 records sent, 3 a chunk
+    assert (tmp_path / "errors.csv").read_bytes() == first_errors
+    assert "3 of the chunks had already been accepted by an earlier run" in again.output
+
+
+def test_the_survey_keeps_a_few_bytes_per_external_id(tmp_path: Path) -> None:
+    count = 200_000
+    path = tmp_path / "ids.ndjson"
+    path.write_bytes(
+        b"".join(b'{"id": "ID-%09d"}\n' % n for n in range(count)) + b'{"id": "ID-000000007"}\n'
+    )
+    tracemalloc.start()
+    try:
+        found = push.survey(path, "ndjson", "id")
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert (found.rows, found.duplicate_ids, found.duplicate_rows) == (
+        count + 1,
+        frozenset({"ID-000000007"}),
+        2,
+    )
+    # A set of the ids would hold about 90 bytes each, a set of their hashes about 60.
+    assert peak < 16 * count
+
+
+# --- the outcome files ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_outcome_files_follow_the_umask(live: Live, tmp_path: Path, umask: int) -> None:
+    path = write_csv(
+        tmp_path / "vendors.csv", [["M-1", "One", "", "", ""], ["M-2", "", "", "", ""]]
+    )
+    previous = os.umask(umask)
+    try:
+        result = live.push(path)
+    finally:
+        os.umask(previous)
+
+    assert result.exit_code == 1, result.output
+    for name in ("results.csv", "errors.csv"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def test_cells_a_spreadsheet_would_run_are_written_inert(live: Live, tmp_path: Path) -> None:
+    ids = ['=HYPERLINK("http://x.example")', "+1+2", "@SUM(A1)", "-2+3", "-12", "F-1"]
+    rows = [[value, "Vendor", "", "", ""] for value in ids] + [["%BAD", "", "", "", ""]]
+    path = write_csv(tmp_path / "vendors.csv", rows)
+
+    result = live.push(path)
+
+    assert result.exit_code == 1, result.output
+    assert [external_id for _row, external_id, _action in results(tmp_path)] == [
+        '\'=HYPERLINK("http://x.example")',
+        "'+1+2",
+        "'@SUM(A1)",
+        "'-2+3",
+        "-12",  # a number stays a number
+        "F-1",
+    ]
+    assert [external_id for _row, external_id, _field, _code in errors(tmp_path)] == ["'%BAD"]
+    stored = live.client.get("/v1/vendors?external_id=%2B1%2B2", headers=live.auth)
+    assert stored.json["total"] == 1  # type: ignore[index]  # the value itself is unchanged
+
+
+def test_cells_starting_with_a_tab_or_a_carriage_return_are_written_inert() -> None:
+    stream = io.StringIO()
+    writer = push.CsvWriter(stream)
+
+    writer.writerow([2, "\t=1+2", "\r=1+2", "a\tb", "=x"])
+
+    assert next(csv.reader(io.StringIO(stream.getvalue()))) == [
+        "2",
+        "'\t=1+2",
+        "'\r=1+2",
+        "a\tb",
+        "'=x",
+    ]
 
 
 # --- idempotent re-runs ---------------------------------------------------------------

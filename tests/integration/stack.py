@@ -58,13 +58,15 @@ def free_port() -> int:
 class Process:
     """A child process whose merged output is collected line by line."""
 
-    def __init__(self, name: str, args: list[str], env: Mapping[str, str]) -> None:
+    def __init__(
+        self, name: str, args: list[str], env: Mapping[str, str], cwd: Path = ROOT
+    ) -> None:
         self.name = name
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self.popen = subprocess.Popen(
             args,
-            cwd=ROOT,
+            cwd=cwd,
             env=dict(env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
