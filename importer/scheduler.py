@@ -58,7 +58,7 @@ _WAITING = sa.and_(ImportChunk.status == ChunkStatus.PENDING, ImportChunk.dispat
 
 
 def live_worker_cutoff(settings: Settings, now: dt.datetime | None = None) -> dt.datetime:
-    """Heartbeats older than this are from workers that are gone."""
+    """Heartbeats older than this belong to workers that are gone."""
     stale = settings.relay_interval_seconds * STALE_AFTER_BEATS + 5
     return (now or utcnow()) - dt.timedelta(seconds=stale)
 

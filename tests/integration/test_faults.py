@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 
+import orjson
 import psycopg
 import pytest
 import redis
@@ -251,4 +252,79 @@ def test_the_same_chunk_delivered_twice_changes_nothing(stack, api, fault_log):
         f"{len(chunk_ids)} chunk message(s) published twice more (in flight and after completion): "
         f"created={after['created_count']} updated={after['updated_count']}, "
         f"3000 vendors, the batch body unchanged"
+    )
+
+
+def test_kill_9_of_a_worker_holding_an_orgs_bulk_chunks_leaves_nothing_stuck(
+    fault_stack, fault_log
+):
+    """The scheduler in the path: the killed worker held the flooding org's in-flight
+    chunks (its slots in the bulk lane). The sweep and the relay give them back, both
+    orgs' batches complete, and the lane ends empty."""
+    fault_stack.env["IMPORTER_CHUNK_SIZE"] = "500"
+    first_worker = fault_stack.start_worker(concurrency=2)
+    fault_stack.start_web()
+    flooding, other = new_org(fault_stack), new_org(fault_stack)
+    slugs = {api.org_id: api.create_report("vendor", VENDOR_MAPPING) for api in (flooding, other)}
+    sizes = {flooding.org_id: 20_000, other.org_id: 10_000}
+    batch_ids = {}
+    for api in (flooding, other):
+        records = [vendor(n) for n in range(sizes[api.org_id])]
+        response = api.post(f"/v1/import/{slugs[api.org_id]}", json={"data": records})
+        assert response.status_code == 202
+        batch_ids[api.org_id] = response.json()["batch_id"]
+
+    def in_flight(org_id: str) -> int:
+        with psycopg.connect(fault_stack.env["DATABASE_URL"]) as conn:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM import_chunks WHERE org_id = %s AND lane = 'bulk' "
+                "AND (status = 'processing' OR (status = 'pending' AND dispatched_at IS NOT NULL))",
+                (org_id,),
+            ).fetchone()
+        return int(count)
+
+    wait_until(
+        lambda: (
+            in_flight(flooding.org_id) > 0
+            and flooding.get(f"/v1/import/batches/{batch_ids[flooding.org_id]}").json()["progress"][
+                "processed"
+            ]
+            >= 2_000
+        ),
+        timeout=120,
+        what="the flooding org's chunks in flight",
+        every=0.05,
+    )
+    first_worker.kill(signal.SIGKILL)
+    held = in_flight(flooding.org_id)
+    fault_stack.start_worker(concurrency=2)
+
+    done = {
+        org_id: api.wait_done(batch_ids[org_id], timeout=240)
+        for org_id, api in (
+            (flooding.org_id, flooding),
+            (other.org_id, other),
+        )
+    }
+    for org_id, body in done.items():
+        assert body["status"] == "completed"
+        assert (body["created_count"], body["failed_count"]) == (sizes[org_id], 0)
+        stored = stored_vendors(fault_stack, org_id)
+        assert sum(len(names) for names in stored.values()) == len(stored) == sizes[org_id]
+    status = orjson.loads(fault_stack.run("status", "--json"))
+    backlog = status["backlog"]
+    assert (backlog["chunks"], backlog["in_flight"], backlog["orgs"]) == (0, 0, 0)
+    with psycopg.connect(fault_stack.env["DATABASE_URL"]) as conn:
+        (unfinished,) = conn.execute(
+            "SELECT count(*) FROM import_chunks WHERE status IN ('pending', 'processing')"
+        ).fetchone()
+    assert unfinished == 0
+    small = other.post(f"/v1/import/{slugs[other.org_id]}", json={"data": [vendor(99_999)]})
+    assert small.status_code == 200
+    fault_log(
+        f"kill -9 of the worker while the flooding org held {held} bulk chunk(s) in flight; "
+        f"a new worker finished both orgs' batches: created="
+        f"{done[flooding.org_id]['created_count']} and {done[other.org_id]['created_count']}, "
+        f"0 duplicates; afterwards 0 chunks waiting, 0 in flight, 0 unfinished; "
+        f"a small batch answered {small.status_code}"
     )

@@ -1,0 +1,44 @@
+"""The layers import downward only: the domain (``importer/``) imports neither the web
+(``app/``) nor the workers (``worker/``); the web imports nothing from the workers. So
+the web never loads task code, and the one seam to the broker is ``importer.outbox``."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FORBIDDEN = {"importer": ("app", "worker", "cli"), "app": ("worker", "cli"), "worker": ("cli",)}
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_a_layer_imports_nothing_above_it(package):
+    offending = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for line, module in imported_modules(path)
+        if module.split(".")[0] in FORBIDDEN[package]
+    ]
+    assert offending == []
+
+
+def test_only_the_outbox_sends_to_the_broker():
+    senders = sorted(
+        str(path.relative_to(ROOT))
+        for package in ("app", "importer", "worker", "cli")
+        for path in (ROOT / package).rglob("*.py")
+        if ".send_chunks(" in path.read_text() or ".send_deliveries(" in path.read_text()
+    )
+    assert senders == ["importer/outbox.py"]
