@@ -8,6 +8,7 @@ the Celery app in ``celery.conf.importer_settings``).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -66,6 +67,21 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return raw
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
+    """A comma-separated list of CIDRs (a bare address is one host)."""
+    networks = []
+    for part in (env.get(name) or "").split(","):
+        if part.strip():
+            try:
+                networks.append(ipaddress.ip_network(part.strip()))
+            except ValueError as error:
+                raise ConfigError(f"{name} must list networks like 10.0.0.0/8: {error}") from None
+    return tuple(networks)
+
+
 def normalize_database_url(url: str) -> str:
     """Use psycopg 3 for PostgreSQL whatever spelling of the URL the operator gave."""
     for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
@@ -97,8 +113,10 @@ class Settings:
     visibility_timeout_seconds: int = 1800
     chunk_max_retries: int = 5
     worker_concurrency: int = 2
-    # Webhooks: attempts of a delivery before it is given up as failed.
+    # Webhooks: attempts of a delivery before it is given up as failed, and the
+    # networks an operator allows as targets although they are not public.
     webhook_max_attempts: int = 8
+    webhook_allow_networks: tuple[IPNetwork, ...] = ()
     # Idempotency-Key retention.
     idempotency_ttl_seconds: int = 24 * 3600
     # Processes.
@@ -167,6 +185,7 @@ class Settings:
             visibility_timeout_seconds=_int(env, "IMPORTER_VISIBILITY_TIMEOUT_SECONDS", 1800, 1),
             chunk_max_retries=_int(env, "IMPORTER_CHUNK_MAX_RETRIES", 5),
             webhook_max_attempts=_int(env, "IMPORTER_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
+            webhook_allow_networks=_networks(env, "IMPORTER_WEBHOOK_ALLOW_NETWORKS"),
             worker_concurrency=_int(env, "IMPORTER_WORKER_CONCURRENCY", 2, minimum=1),
             idempotency_ttl_seconds=_int(env, "IMPORTER_IDEMPOTENCY_TTL_SECONDS", 86400, 1),
             web_workers=_int(env, "IMPORTER_WEB_WORKERS", 2, minimum=1),

@@ -6,6 +6,7 @@ Every test gets its own SQLite file, copied from a template migrated once per ru
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -120,11 +121,12 @@ class InlineWorker:
 
     Webhook deliveries handed to it are only recorded in ``webhooks_sent`` (no test
     POSTs anywhere by accident), unless ``deliver_webhooks`` is set: then each is
-    attempted at once, for real."""
+    attempted at once, for real, with the settings' allowed networks."""
 
-    def __init__(self, db: Database, notifier: Any) -> None:
+    def __init__(self, db: Database, notifier: Any, settings: Settings | None = None) -> None:
         self.db = db
         self.notifier = notifier
+        self.settings = settings
         self.hold = False
         self.held: list[int] = []
         self.sent: list[int] = []
@@ -148,7 +150,12 @@ class InlineWorker:
         self.webhooks_sent.extend(delivery_ids)
         if self.deliver_webhooks:
             for delivery_id in delivery_ids:
-                run_delivery(self.db, delivery_id, max_attempts=8)
+                run_delivery(
+                    self.db,
+                    delivery_id,
+                    max_attempts=8,
+                    allowed_networks=self.settings.webhook_allow_networks if self.settings else (),
+                )
 
 
 @pytest.fixture
@@ -157,9 +164,23 @@ def app(settings: Settings, db: Database, redis_client: fakeredis.FakeRedis) -> 
     services = flask_app.extensions["importer"]
     services.db = db
     services.notifier = RedisNotifier(redis_client)
-    services.send_chunks = InlineWorker(db, services.notifier)
+    services.send_chunks = InlineWorker(db, services.notifier, settings)
     services.send_webhooks = services.send_chunks.send_webhooks
     yield flask_app
+
+
+#: What the tests' webhook receivers (``tests/webhook_receiver.py``) listen on.
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
+
+
+@pytest.fixture
+def loopback_webhooks(app: Flask) -> None:
+    """The app, and its inline worker, allow webhooks to loopback (as
+    ``IMPORTER_WEBHOOK_ALLOW_NETWORKS=127.0.0.0/8`` would): the receivers are there."""
+    services = app.extensions["importer"]
+    services.settings = services.settings.replace(webhook_allow_networks=LOOPBACK)
+    app.config["SETTINGS"] = services.settings
+    services.send_chunks.settings = services.settings
 
 
 @pytest.fixture

@@ -4,17 +4,18 @@ deliveries recorded with the batch's end, signed, attempted, retried, given up, 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 
 import orjson
 import pytest
 import sqlalchemy as sa
 
-from importer import webhooks
+from importer import webhook_targets, webhooks
 from importer.models import BatchStatus, DeliveryStatus, ImportBatch, WebhookDelivery
 from importer.notify import PollingNotifier
 from importer.outcomes import batch_summary
-from tests.conftest import accept_records
+from tests.conftest import LOOPBACK, accept_records
 from tests.webhook_receiver import Receiver, closed_port_url
 from worker.dispatch import hand_over_deliveries
 from worker.relay import Maintenance, relay_webhooks_once
@@ -42,6 +43,14 @@ class BrokerDown:
 def register(db, org, url, events=BOTH, secret=SECRET):
     with db.session() as session:
         return webhooks.create_endpoint(session, org.id, url=url, events=events, secret=secret)
+
+
+def deliver(db, delivery_id, max_attempts=8, allowed_networks=LOOPBACK):
+    """One attempt, as a worker makes it with ``IMPORTER_WEBHOOK_ALLOW_NETWORKS=127.0.0.0/8``
+    (the receivers listen on loopback)."""
+    return run_delivery(
+        db, delivery_id, max_attempts=max_attempts, allowed_networks=allowed_networks
+    )
 
 
 def disable(db, endpoint):
@@ -141,7 +150,7 @@ def test_the_body_and_the_signature_verify_with_the_secret(db, org, make_report,
     batch_id = complete_a_batch(db, org, make_report())
     (made,) = deliveries(db, batch_id)
 
-    outcome = run_delivery(db, made.id, max_attempts=8)
+    outcome = deliver(db, made.id)
 
     assert outcome.result == "delivered"
     (request,) = receiver.requests
@@ -178,17 +187,17 @@ def test_a_500_then_a_200_ends_delivered_after_two_attempts(db, org, make_report
         register(db, org, receiver.url)
         (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
 
-        assert run_delivery(db, made.id, max_attempts=8).result == "retry"
+        assert deliver(db, made.id).result == "retry"
         retrying = delivery(db, made.id)
         assert (retrying.status, retrying.attempt_count) == ("pending", 1)
         assert (retrying.last_status_code, retrying.dispatched_at) == (500, None)
         assert retrying.next_attempt_at > retrying.created_at
         # A duplicate message before the backoff has passed attempts nothing.
-        assert run_delivery(db, made.id, max_attempts=8).result == "skipped"
+        assert deliver(db, made.id).result == "skipped"
         assert len(receiver.requests) == 1
 
         make_due(db, made.id)
-        assert run_delivery(db, made.id, max_attempts=8).result == "delivered"
+        assert deliver(db, made.id).result == "delivered"
 
     first, second = receiver.requests
     assert first.body == second.body == made.body  # the same signed bytes every time
@@ -206,7 +215,7 @@ def test_a_receiver_that_is_down_is_recorded_as_an_error_and_retried(
     register(db, org, closed_port_url())
     (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
 
-    assert run_delivery(db, made.id, max_attempts=8).result == "retry"
+    assert deliver(db, made.id).result == "retry"
     down = delivery(db, made.id)
     (attempt,) = down.attempts
     assert attempt["status_code"] is None and "ConnectionError" in attempt["error"]
@@ -218,7 +227,7 @@ def test_a_receiver_that_is_down_is_recorded_as_an_error_and_retried(
     send = Recorder()
     assert relay_webhooks_once(db, send, settings) == 1
     assert send.sent == [made.id]
-    assert run_delivery(db, made.id, max_attempts=8).result == "retry"
+    assert deliver(db, made.id).result == "retry"
     assert delivery(db, made.id).attempt_count == 2
 
 
@@ -226,14 +235,14 @@ def test_after_max_attempts_a_delivery_fails(db, org, make_report, settings):
     with Receiver(default_status=503) as receiver:
         register(db, org, receiver.url)
         (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
-        results = [run_delivery(db, made.id, max_attempts=3).result]
+        results = [deliver(db, made.id, max_attempts=3).result]
         for _ in range(2):
             make_due(db, made.id)
-            results.append(run_delivery(db, made.id, max_attempts=3).result)
+            results.append(deliver(db, made.id, max_attempts=3).result)
         assert results == ["retry", "retry", "failed"]
         assert delivery(db, made.id).next_attempt_at is None
         make_due(db, made.id)  # even if it looked due, a failed delivery is not attempted
-        assert run_delivery(db, made.id, max_attempts=3).result == "skipped"
+        assert deliver(db, made.id, max_attempts=3).result == "skipped"
         assert len(receiver.requests) == 3
     failed = delivery(db, made.id)
     assert (failed.status, failed.attempt_count) == ("failed", 3)
@@ -259,7 +268,7 @@ def test_a_disabled_endpoint_is_not_called(db, org, make_report, receiver):
     (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
     disable(db, endpoint)
 
-    assert run_delivery(db, made.id, max_attempts=8).result == "failed"
+    assert deliver(db, made.id).result == "failed"
     given_up = delivery(db, made.id)
     assert (given_up.status, given_up.attempt_count, given_up.attempts) == ("failed", 0, [])
     assert "disabled" in given_up.last_error
@@ -272,10 +281,72 @@ def test_a_redirect_is_not_followed(db, org, make_report, receiver):
     with Receiver(statuses=[302], headers={"Location": receiver.url}) as redirecting:
         register(db, org, redirecting.url)
         (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
-        assert run_delivery(db, made.id, max_attempts=8).result == "retry"
+        assert deliver(db, made.id).result == "retry"
         assert len(redirecting.requests) == 1
     assert receiver.requests == []
     assert delivery(db, made.id).attempts[0]["status_code"] == 302
+
+
+# --- which addresses a delivery may reach ------------------------------------------------
+
+
+def test_a_loopback_receiver_is_refused_at_delivery_without_the_allow_list(
+    db, org, make_report, receiver
+):
+    register(db, org, receiver.url)  # registered while loopback was allowed, say
+    (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
+
+    assert deliver(db, made.id, allowed_networks=()).result == "retry"
+
+    assert receiver.requests == []  # nothing reached the receiver listening there
+    refused = delivery(db, made.id)
+    (attempt,) = refused.attempts
+    assert attempt["status_code"] is None
+    assert attempt["error"] == "Refused: 127.0.0.1 is a loopback address; not sent."
+    assert (refused.status, refused.last_error) == ("pending", attempt["error"])
+    # The operator allows loopback: the next attempt is delivered.
+    make_due(db, made.id)
+    assert deliver(db, made.id, allowed_networks=LOOPBACK).result == "delivered"
+    assert len(receiver.requests) == 1
+
+
+def test_ipv6_loopback_is_refused_even_with_ipv4_loopback_allowed(db, org, make_report):
+    register(db, org, "http://[::1]:9/hooks")
+    (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
+
+    assert deliver(db, made.id, allowed_networks=LOOPBACK).result == "retry"
+    (attempt,) = delivery(db, made.id).attempts
+    assert (attempt["status_code"], attempt["error"]) == (
+        None,
+        "Refused: ::1 is a loopback address; not sent.",
+    )
+
+
+def test_a_name_is_resolved_once_and_the_checked_address_is_connected_to(
+    db, org, make_report, receiver, monkeypatch
+):
+    """A rebinding resolver answers loopback first (checked, allowed here) and a
+    link-local address afterwards: only one lookup is made, and the POST goes to the
+    address that was checked. The name exists nowhere else (``.invalid``), so the
+    request arriving at all shows the connection used the checked address."""
+    answers = [["127.0.0.1"], ["169.254.169.254"]]
+    looked_up = []
+
+    def rebinding(host, port):
+        looked_up.append((host, port))
+        return [ipaddress.ip_address(a) for a in answers[min(len(looked_up), 2) - 1]]
+
+    monkeypatch.setattr(webhook_targets, "resolve", rebinding)
+    port = receiver.server.server_address[1]
+    register(db, org, f"http://partner.invalid:{port}/hooks")
+    (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
+
+    assert deliver(db, made.id).result == "delivered"
+
+    assert looked_up == [("partner.invalid", port)]
+    (request,) = receiver.requests
+    assert request.headers["Host"] == f"partner.invalid:{port}"
+    assert request.signed_with(SECRET)
 
 
 @pytest.mark.parametrize(
@@ -370,7 +441,7 @@ def test_the_relay_sends_a_due_delivery_nobody_handed_over(db, org, make_report,
         assert relay_webhooks_once(db, send, settings, broker_lost_queues=True) == 1
         assert send.sent == [made.id] * 3
 
-        assert run_delivery(db, made.id, max_attempts=8).result == "delivered"
+        assert deliver(db, made.id).result == "delivered"
         assert len(receiver.requests) == 1
     assert relay_webhooks_once(db, send, settings, broker_lost_queues=True) == 0
 
@@ -394,7 +465,7 @@ def test_an_attempt_made_before_the_hand_over_commits_keeps_its_retry(
 
         def send_and_attempt_at_once(delivery_ids):
             for delivery_id in delivery_ids:
-                run_delivery(db, delivery_id, max_attempts=8)
+                deliver(db, delivery_id)
 
         (made,) = deliveries(db, complete_a_batch(db, org, make_report(), send_and_attempt_at_once))
         assert len(receiver.requests) == 1
