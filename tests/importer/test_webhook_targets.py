@@ -8,10 +8,17 @@ import ipaddress
 import socket
 
 import pytest
+import requests
 
 from importer import webhook_targets
 from importer.config import ConfigError, Settings
-from importer.webhook_targets import TargetRefused, address_refusal, choose_address, url_refusal
+from importer.webhook_targets import (
+    CheckedAddressAdapter,
+    TargetRefused,
+    address_refusal,
+    choose_address,
+    url_refusal,
+)
 
 
 def ip(text):
@@ -119,6 +126,19 @@ def test_registration_refuses_a_url_whose_every_address_is_refused(resolved):
     assert url_refusal("http://[fe80::1]:8080/") == "fe80::1 is a link-local address"
     # A name that does not resolve now is not refused: each delivery resolves it again.
     assert url_refusal("https://not-yet.example/hooks") is None
+
+
+def test_https_connects_to_the_address_but_checks_the_certificate_against_the_name(resolved):
+    resolved["hooks.partner.example"] = ["2606:4700:4700::1111"]
+    adapter = CheckedAddressAdapter(is_https=True, allowed=())
+    request = requests.Request("POST", "https://hooks.partner.example:8443/h").prepare()
+
+    host_params, pool_kwargs = adapter.build_connection_pool_key_attributes(request, True)
+
+    assert (host_params["host"], host_params["port"]) == ("[2606:4700:4700::1111]", 8443)
+    assert pool_kwargs["server_hostname"] == "hooks.partner.example"  # SNI
+    assert pool_kwargs["assert_hostname"] == "hooks.partner.example"
+    assert request.headers["Host"] == "hooks.partner.example:8443"
 
 
 def test_the_allow_list_is_read_from_the_environment():
