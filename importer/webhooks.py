@@ -49,7 +49,7 @@ from importer.models import (
     WebhookEndpoint,
 )
 from importer.outcomes import batch_summary
-from importer.webhook_targets import TargetRefused, url_refusal
+from importer.webhook_targets import TargetRefused
 from importer.webhook_targets import post as checked_post
 
 log = logging.getLogger(__name__)
@@ -96,13 +96,6 @@ def url_problem(url: str) -> str | None:
     if not parts.hostname:
         return "must name a host"
     return None
-
-
-def target_problem(url: str, allowed_networks: Sequence[IPNetwork] = ()) -> str | None:
-    """Why ``url`` (a valid URL, see :func:`url_problem`) may not be registered: its
-    address, or every address its name resolves to now, is one webhooks may not reach
-    (e.g. "127.0.0.1 is a loopback address"). None otherwise."""
-    return url_refusal(url, allowed_networks)
 
 
 def create_endpoint(

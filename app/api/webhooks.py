@@ -17,6 +17,7 @@ from app.parsing import json_body
 from app.schemas import load_body, webhook_create_schema
 from importer import webhooks
 from importer.models import WebhookDelivery, WebhookEndpoint
+from importer.webhook_targets import url_refusal
 
 
 def _webhook_or_404(webhook_id: str) -> WebhookEndpoint:
@@ -30,7 +31,7 @@ def _webhook_or_404(webhook_id: str) -> WebhookEndpoint:
 def create_webhook() -> tuple[dict[str, Any], int, dict[str, str]]:
     settings = services().settings
     body = load_body(webhook_create_schema, json_body(settings))
-    refusal = webhooks.target_problem(body["url"], settings.webhook_allow_networks)
+    refusal = url_refusal(body["url"], settings.webhook_allow_networks)
     if refusal is not None:
         raise InvalidBody(
             f"The webhook URL is refused: {refusal}. Webhooks are sent to public addresses "
