@@ -10,6 +10,7 @@ import re
 import orjson
 import pytest
 import sqlalchemy as sa
+import urllib3.util.connection
 
 from importer import webhook_targets, webhooks
 from importer.models import BatchStatus, DeliveryStatus, ImportBatch, WebhookDelivery
@@ -320,6 +321,60 @@ def test_ipv6_loopback_is_refused_even_with_ipv4_loopback_allowed(db, org, make_
         None,
         "Refused: ::1 is a loopback address; not sent.",
     )
+
+
+@pytest.mark.parametrize(
+    "url, answer, error",
+    [
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            None,
+            "169.254.169.254 is a link-local address",
+        ),
+        ("http://10.1.2.3:5432/", None, "10.1.2.3 is a private address"),
+        (
+            "http://metadata.invalid/",
+            "169.254.169.254",
+            "metadata.invalid resolves to 169.254.169.254, a link-local address",
+        ),
+        (
+            "http://db.invalid:5432/",
+            "172.16.0.9",
+            "db.invalid resolves to 172.16.0.9, a private address",
+        ),
+        (
+            "http://cgnat.invalid/",
+            "100.64.3.4",
+            "cgnat.invalid resolves to 100.64.3.4, a carrier-grade NAT address",
+        ),
+        ("http://v6.invalid/", "fe80::1", "v6.invalid resolves to fe80::1, a link-local address"),
+    ],
+)
+def test_a_target_that_is_not_public_is_refused_at_delivery_before_any_connection(
+    db, org, make_report, monkeypatch, url, answer, error
+):
+    """Endpoints registered before the rule, or names that resolve elsewhere since:
+    the attempt is refused before a connection is opened (any would be recorded here,
+    and refused, instead of reaching the network)."""
+    connections = []
+
+    def no_connection(address, *args, **kwargs):
+        connections.append(address)
+        raise ConnectionRefusedError("no connection in this test")
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", no_connection)
+    if answer is not None:
+        monkeypatch.setattr(
+            webhook_targets, "resolve", lambda host, port: [ipaddress.ip_address(answer)]
+        )
+    register(db, org, url)
+    (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
+
+    assert deliver(db, made.id).result == "retry"
+
+    assert connections == []
+    (attempt,) = delivery(db, made.id).attempts
+    assert (attempt["status_code"], attempt["error"]) == (None, f"Refused: {error}; not sent.")
 
 
 def test_a_name_is_resolved_once_and_the_checked_address_is_connected_to(
