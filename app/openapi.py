@@ -445,7 +445,10 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
                 "422": _error(
                     f"{body_422}: the URL is not an absolute http(s) URL, an event is "
                     "unknown, or the secret is too short (`detail.errors` lists each problem "
-                    "with its `field`)."
+                    "with its `field`); `invalid_webhook_url`: the URL's address, or every "
+                    "address its name resolves to, is not public (loopback, private, "
+                    "link-local, carrier-grade NAT, multicast, unspecified or reserved) and "
+                    "not in a network the operator allows."
                 ),
             },
             headers=schemas.BodyHeadersSchema,
@@ -460,7 +463,9 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
                 "its event gets a POST of `{event_id, event_type, occurred_at, data}` (`data`: "
                 "the batch without its per-record lists), signed in `X-Importer-Signature: "
                 "sha256=<HMAC-SHA256 of the raw body with the secret>`. Delivered at least "
-                "once, retried with exponential backoff; dedupe on `event_id`."
+                "once, retried with exponential backoff; dedupe on `event_id`. Only public "
+                "addresses are reached: each attempt resolves the name again, connects to "
+                "the address it checked, and never follows a redirect."
             ),
         )
     }

@@ -1,6 +1,6 @@
 """The ``importer`` command line: the service's processes, its database and orgs
-(``cli.service``), the operator commands (``cli.operator``) and the push client
-(``importer.push``).
+(``cli.service``), the operator commands (``cli.operator``), API keys (``cli.keys``)
+and the push client (``importer.push``).
 
 Configuration comes from ``DATABASE_URL``, ``REDIS_URL`` and ``IMPORTER_*``
 variables (see README), read once by :class:`importer.config.Settings`.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from cli.keys import keys_group
 from cli.operator import batches_group, status_command
 from cli.service import create_org, db, serve, web, worker
 from importer.push import push_command
@@ -20,5 +21,15 @@ def main() -> None:
     """Bulk-import service: validate records, upsert them by external_id."""
 
 
-for command in (db, create_org, web, worker, serve, push_command, status_command, batches_group):
+for command in (
+    db,
+    create_org,
+    web,
+    worker,
+    serve,
+    push_command,
+    status_command,
+    batches_group,
+    keys_group,
+):
     main.add_command(command)

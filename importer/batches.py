@@ -623,7 +623,7 @@ def redrive_batch(
     status it was seen in, so a chunk is never re-driven twice at once nor while a
     worker writes it. Chunks left pending with ``dispatched_at`` NULL are in
     ``to_send``: the caller hands them to the broker after the commit (see
-    ``worker.dispatch.hand_over_chunks``), or the relay does. Re-driving again changes
+    ``importer.outbox.Outbox.redrive``), or the relay does. Re-driving again changes
     nothing; a completed batch with nothing failed is a no-op that says so. Raises
     :class:`BatchNotFound`.
     """

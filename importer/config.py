@@ -8,6 +8,7 @@ the Celery app in ``celery.conf.importer_settings``).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -66,6 +67,21 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return raw
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
+    """A comma-separated list of CIDRs (a bare address is one host)."""
+    networks = []
+    for part in (env.get(name) or "").split(","):
+        if part.strip():
+            try:
+                networks.append(ipaddress.ip_network(part.strip()))
+            except ValueError as error:
+                raise ConfigError(f"{name} must list networks like 10.0.0.0/8: {error}") from None
+    return tuple(networks)
+
+
 def normalize_database_url(url: str) -> str:
     """Use psycopg 3 for PostgreSQL whatever spelling of the URL the operator gave."""
     for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
@@ -102,8 +118,10 @@ class Settings:
     interactive_slots: int = 1
     # At most this many bulk chunks of one org in flight (0: every bulk slot).
     org_max_in_flight: int = 0
-    # Webhooks: attempts of a delivery before it is given up as failed.
+    # Webhooks: attempts of a delivery before it is given up as failed, and the
+    # networks an operator allows as targets although they are not public.
     webhook_max_attempts: int = 8
+    webhook_allow_networks: tuple[IPNetwork, ...] = ()
     # Idempotency-Key retention.
     idempotency_ttl_seconds: int = 24 * 3600
     # Processes.
@@ -175,6 +193,7 @@ class Settings:
             visibility_timeout_seconds=_int(env, "IMPORTER_VISIBILITY_TIMEOUT_SECONDS", 1800, 1),
             chunk_max_retries=_int(env, "IMPORTER_CHUNK_MAX_RETRIES", 5),
             webhook_max_attempts=_int(env, "IMPORTER_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
+            webhook_allow_networks=_networks(env, "IMPORTER_WEBHOOK_ALLOW_NETWORKS"),
             worker_concurrency=_int(env, "IMPORTER_WORKER_CONCURRENCY", 2, minimum=1),
             interactive_slots=_int(env, "IMPORTER_INTERACTIVE_SLOTS", 1, minimum=1),
             org_max_in_flight=_int(env, "IMPORTER_ORG_MAX_IN_FLIGHT", 0),

@@ -82,6 +82,8 @@ class Org(Base):
 
 
 class ApiKey(Base):
+    """One of an org's API keys (an org has several, so one can be rotated)."""
+
     __tablename__ = "api_keys"
 
     id: Mapped[int] = mapped_column(BigSerial, primary_key=True, autoincrement=True)
@@ -90,7 +92,12 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     #: The first characters of the key, to tell keys apart in listings.
     key_prefix: Mapped[str] = mapped_column(sa.String(16))
+    #: What the operator calls it ("ci", "erp-2027"), optional.
+    name: Mapped[str | None] = mapped_column(sa.String(100))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: When a request last authenticated with it, to the minute (written at most once
+    #: a minute, not on every request).
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 

@@ -8,6 +8,10 @@
     attempt_delivery    POST the stored body once, record the attempt, then mark it
                         delivered, schedule the next attempt, or give up
 
+Which addresses a delivery may reach (public ones, and the operator's allowed
+networks) is ``importer.webhook_targets``: checked at registration and again, after
+resolving the name, at every attempt.
+
 Like ``importer.batches``, every function here only adds and flushes; the caller
 owns the transaction. Retries are not broker countdowns: a failed attempt leaves
 the row pending with ``next_attempt_at`` (exponential backoff) and no
@@ -31,11 +35,11 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import orjson
-import requests
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from importer import ids
+from importer.config import IPNetwork
 from importer.db import unix, utcnow
 from importer.models import (
     BatchStatus,
@@ -45,6 +49,8 @@ from importer.models import (
     WebhookEndpoint,
 )
 from importer.outcomes import batch_summary
+from importer.webhook_targets import TargetRefused
+from importer.webhook_targets import post as checked_post
 
 log = logging.getLogger(__name__)
 
@@ -294,21 +300,21 @@ def retry_delay(attempts_made: int) -> float:
     return min(FIRST_RETRY_SECONDS * BACKOFF_FACTOR ** (attempts_made - 1), MAX_RETRY_SECONDS)
 
 
-#: ``post(url, body, headers, timeout)`` -> the HTTP status code; raises when no answer came.
-Post = Callable[[str, bytes, dict[str, str], float], int]
+#: ``post(url, body, headers, timeout, allowed_networks)`` -> the HTTP status code;
+#: raises when no answer came (``TargetRefused`` when the address may not be reached).
+Post = Callable[[str, bytes, dict[str, str], float, Sequence[IPNetwork]], int]
 
 
-def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
-    """POST without following redirects; the answer's body is not read."""
-    with requests.post(
-        url,
-        data=body,
-        headers=headers,
-        timeout=timeout,
-        allow_redirects=False,
-        stream=True,
-    ) as response:
-        return response.status_code
+def http_post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: float,
+    allowed_networks: Sequence[IPNetwork] = (),
+) -> int:
+    """POST to the address the URL's name resolves to, once checked; never follows a
+    redirect; the answer's body is not read."""
+    return checked_post(url, body, headers, timeout, allowed_networks)
 
 
 #: "delivered", "retry" (another attempt is scheduled), "failed" (given up), or
@@ -329,12 +335,15 @@ def attempt_delivery(
     max_attempts: int = 8,
     post: Post = http_post,
     timeout: float = TIMEOUT_SECONDS,
+    allowed_networks: Sequence[IPNetwork] = (),
 ) -> AttemptOutcome:
     """Attempt one delivery once, in the caller's transaction.
 
     The delivery's row lock is waited for and held through the POST, so a second
     message for it waits, then finds it delivered or not due yet. A delivery whose
-    endpoint was disabled is given up without an attempt.
+    endpoint was disabled is given up without an attempt. A URL whose address may not
+    be reached (not public, and not in ``allowed_networks``) is a failed attempt with
+    nothing sent; it is retried like any other, as the name may resolve elsewhere later.
     """
     delivery = session.scalars(
         sa.select(WebhookDelivery)
@@ -373,7 +382,9 @@ def attempt_delivery(
         error = f"The endpoint URL {problem}; not sent."
     else:
         try:
-            status_code = post(endpoint.url, delivery.body, headers, timeout)
+            status_code = post(endpoint.url, delivery.body, headers, timeout, allowed_networks)
+        except TargetRefused as refused:
+            error = f"Refused: {refused}; not sent."[:_MAX_ERROR_LENGTH]
         except Exception as failure:  # no answer: refused, timed out, TLS, ...
             error = f"{type(failure).__name__}: {failure}"[:_MAX_ERROR_LENGTH]
     attempt = {

@@ -6,6 +6,7 @@ Every test gets its own SQLite file, copied from a template migrated once per ru
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -169,8 +170,8 @@ class InlineBroker:
 
     Webhook deliveries handed to it are only recorded in ``webhooks_sent`` (no test
     POSTs anywhere by accident), unless ``deliver_webhooks`` is set: then each is
-    attempted at once, for real. While ``down`` is set, it refuses everything as an
-    unreachable broker would."""
+    attempted at once, for real, with the outbox's allowed networks. While ``down``
+    is set, it refuses everything as an unreachable broker would."""
 
     def __init__(self, settings: Settings, db: Database, notifier: Any) -> None:
         self.outbox = Outbox(settings, db, self)
@@ -222,7 +223,12 @@ class InlineBroker:
         self.webhooks_sent.extend(delivery_ids)
         if self.deliver_webhooks:
             for delivery_id in delivery_ids:
-                run_delivery(self.db, delivery_id, max_attempts=8)
+                run_delivery(
+                    self.db,
+                    delivery_id,
+                    max_attempts=8,
+                    allowed_networks=self.outbox.settings.webhook_allow_networks,
+                )
 
     def ping(self) -> None:
         self._check()
@@ -242,6 +248,20 @@ def app(settings: Settings, db: Database, redis_client: fakeredis.FakeRedis) -> 
     services.notifier = RedisNotifier(redis_client)
     services.outbox = InlineBroker(settings, db, services.notifier).outbox
     yield flask_app
+
+
+#: What the tests' webhook receivers (``tests/webhook_receiver.py``) listen on.
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
+
+
+@pytest.fixture
+def loopback_webhooks(app: Flask) -> None:
+    """The app, and its inline worker, allow webhooks to loopback (as
+    ``IMPORTER_WEBHOOK_ALLOW_NETWORKS=127.0.0.0/8`` would): the receivers are there."""
+    services = app.extensions["importer"]
+    services.settings = services.settings.replace(webhook_allow_networks=LOOPBACK)
+    app.config["SETTINGS"] = services.settings
+    services.outbox.settings = services.settings
 
 
 @pytest.fixture

@@ -6,11 +6,13 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Sequence
 
 from celery import Task
 
 from importer import batches, logs, metrics, webhooks
 from importer.broker import DELIVER_WEBHOOK_TASK, IMPORT_CHUNK_TASK, CeleryBroker
+from importer.config import IPNetwork
 from importer.db import Database
 from importer.notify import Notifier, make_notifier
 from importer.outbox import Outbox
@@ -92,6 +94,7 @@ def run_delivery(
     delivery_id: str,
     max_attempts: int,
     post: webhooks.Post = webhooks.http_post,
+    allowed_networks: Sequence[IPNetwork] = (),
 ) -> webhooks.AttemptOutcome:
     """Attempt a webhook delivery once (see ``importer.webhooks.attempt_delivery``).
 
@@ -100,7 +103,13 @@ def run_delivery(
     attempt scheduled; the relay queues it again when that time comes.
     """
     with db.session() as session:
-        return webhooks.attempt_delivery(session, delivery_id, max_attempts=max_attempts, post=post)
+        return webhooks.attempt_delivery(
+            session,
+            delivery_id,
+            max_attempts=max_attempts,
+            post=post,
+            allowed_networks=allowed_networks,
+        )
 
 
 @celery.task(name=IMPORT_CHUNK_TASK, bind=True, max_retries=None)
@@ -129,4 +138,10 @@ def import_chunk(self: Task, chunk_id: int) -> None:
 @celery.task(name=DELIVER_WEBHOOK_TASK)
 def deliver_webhook(delivery_id: str) -> None:
     outbox, _ = runtime()
-    run_delivery(outbox.db, delivery_id, settings_of(celery).webhook_max_attempts)
+    settings = settings_of(celery)
+    run_delivery(
+        outbox.db,
+        delivery_id,
+        settings.webhook_max_attempts,
+        allowed_networks=settings.webhook_allow_networks,
+    )

@@ -10,13 +10,14 @@ from sqlalchemy import orm
 
 from app.api import api
 from app.auth import current_org
-from app.errors import NotFound
+from app.errors import InvalidBody, NotFound
 from app.extensions import db_session, services
 from app.pagination import page_args, page_body
 from app.parsing import json_body
 from app.schemas import load_body, webhook_create_schema
 from importer import webhooks
 from importer.models import WebhookDelivery, WebhookEndpoint
+from importer.webhook_targets import url_refusal
 
 
 def _webhook_or_404(webhook_id: str) -> WebhookEndpoint:
@@ -28,7 +29,16 @@ def _webhook_or_404(webhook_id: str) -> WebhookEndpoint:
 
 @api.post("/webhooks")
 def create_webhook() -> tuple[dict[str, Any], int, dict[str, str]]:
-    body = load_body(webhook_create_schema, json_body(services().settings))
+    settings = services().settings
+    body = load_body(webhook_create_schema, json_body(settings))
+    refusal = url_refusal(body["url"], settings.webhook_allow_networks)
+    if refusal is not None:
+        raise InvalidBody(
+            f"The webhook URL is refused: {refusal}. Webhooks are sent to public addresses "
+            "only, unless the operator allows a network (IMPORTER_WEBHOOK_ALLOW_NETWORKS).",
+            code="invalid_webhook_url",
+            errors=[{"field": "url", "message": f"{refusal}, which webhooks may not reach"}],
+        )
     session = db_session()
     endpoint = webhooks.create_endpoint(session, current_org().id, **body)
     session.commit()

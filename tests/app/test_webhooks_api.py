@@ -3,8 +3,11 @@ app with the inline worker, to a real receiver on loopback."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
+from importer import webhook_targets
 from tests.conftest import vendor
 from tests.webhook_receiver import Receiver
 
@@ -17,7 +20,7 @@ def create(client, auth, **overrides):
     return client.post("/v1/webhooks", json=body, headers=auth)
 
 
-def test_create_read_list_and_the_secret_is_never_shown(client, auth):
+def test_create_read_list_and_the_secret_is_never_shown(client, auth, loopback_webhooks):
     response = create(client, auth, events=["Import.Failed", "Import.Completed", "Import.Failed"])
     assert response.status_code == 201
     webhook = response.json
@@ -96,7 +99,7 @@ def test_another_orgs_webhook_is_404(client, auth, make_org):
 
 
 def test_an_import_is_delivered_to_the_receiver_and_shown_in_the_deliveries(
-    client, auth, make_report, worker
+    client, auth, make_report, worker, loopback_webhooks
 ):
     make_report()
     worker.deliver_webhooks = True
@@ -169,3 +172,103 @@ def test_a_broker_outage_at_hand_over_leaves_the_delivery_to_the_relay(
     assert response.status_code == 400  # the import is answered all the same
     (pending,) = client.get(f"/v1/webhooks/{webhook['id']}/deliveries", headers=auth).json["items"]
     assert (pending["status"], pending["attempt_count"]) == ("pending", 0)
+
+
+# --- targets the service must not reach -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("http://127.0.0.1:5432/", "127.0.0.1 is a loopback address"),
+        ("http://[::1]:8080/hooks", "::1 is a loopback address"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
+        ("http://10.1.2.3/hooks", "10.1.2.3 is a private address"),
+        ("https://172.16.0.1/hooks", "172.16.0.1 is a private address"),
+        ("http://192.168.1.1:8443/", "192.168.1.1 is a private address"),
+        ("http://100.64.0.1/hooks", "100.64.0.1 is a carrier-grade NAT address"),
+        ("http://0.0.0.0:8000/", "0.0.0.0 is an unspecified address"),
+        ("http://224.0.0.1/", "224.0.0.1 is a multicast address"),
+        ("http://240.0.0.1/", "240.0.0.1 is a reserved address"),
+        ("http://[fe80::1]/", "fe80::1 is a link-local address"),
+        ("http://[::ffff:127.0.0.1]/", " is a loopback address"),  # 127.0.0.1, mapped
+        ("http://localhost:8000/hooks", "localhost resolves to "),
+        ("http://2130706433/", "2130706433 resolves to 127.0.0.1, a loopback address"),
+    ],
+)
+def test_a_target_that_is_not_public_is_refused_at_registration(client, auth, url, reason):
+    response = create(client, auth, url=url)
+
+    assert response.status_code == 422, response.json
+    detail = response.json["detail"]
+    assert detail["code"] == "invalid_webhook_url"
+    assert detail["message"].startswith("The webhook URL is refused: ")
+    assert reason in detail["message"]
+    assert "IMPORTER_WEBHOOK_ALLOW_NETWORKS" in detail["message"]
+    assert [problem["field"] for problem in detail["errors"]] == ["url"]
+    assert client.get("/v1/webhooks", headers=auth).json["total"] == 0
+
+
+def resolve_as(monkeypatch, **names):
+    """Name resolution answers ``names`` (dots written as ``_``) from now on."""
+    answers = {name.replace("_", "."): addresses for name, addresses in names.items()}
+
+    def resolve(host, port):
+        return [ipaddress.ip_address(address) for address in answers[host]]
+
+    monkeypatch.setattr(webhook_targets, "resolve", resolve)
+
+
+def test_a_name_that_resolves_only_to_refused_addresses_is_refused(client, auth, monkeypatch):
+    resolve_as(
+        monkeypatch,
+        intranet_example=["10.0.0.7", "127.0.0.1"],
+        mixed_example=["10.0.0.7", "93.184.215.14"],
+    )
+
+    refused = create(client, auth, url="https://intranet.example/hooks")
+    assert refused.status_code == 422
+    assert refused.json["detail"]["code"] == "invalid_webhook_url"
+    message = refused.json["detail"]["message"]
+    assert "intranet.example resolves to 10.0.0.7, a private address" in message
+    # One public address is enough: each delivery connects to a public one.
+    assert create(client, auth, url="https://mixed.example/hooks").status_code == 201
+
+
+def test_a_network_the_operator_allows_can_be_registered(app, client, auth):
+    services = app.extensions["importer"]
+    services.settings = services.settings.replace(
+        webhook_allow_networks=(ipaddress.ip_network("10.20.0.0/16"),)
+    )
+
+    assert create(client, auth, url="http://10.20.30.40:8080/hooks").status_code == 201
+    refused = create(client, auth, url="http://10.21.0.1/hooks")
+    assert refused.status_code == 422
+    assert "10.21.0.1 is a private address" in refused.json["detail"]["message"]
+
+
+def test_a_name_that_resolves_to_loopback_at_delivery_is_never_posted_to(
+    client, auth, make_report, worker, monkeypatch
+):
+    """DNS rebinding: public when registered, the service's own loopback when the
+    delivery is attempted. The receiver listening there gets nothing."""
+    make_report()
+    worker.deliver_webhooks = True
+    with Receiver() as receiver:
+        port = receiver.server.server_address[1]
+        resolve_as(monkeypatch, hooks_partner_example=["93.184.215.14"])
+        webhook = create(client, auth, url=f"http://hooks.partner.example:{port}/hooks").json
+
+        resolve_as(monkeypatch, hooks_partner_example=["127.0.0.1"])
+        imported = client.post("/v1/import/vendors", json={"data": [vendor(1)]}, headers=auth)
+        assert imported.status_code == 200
+        assert worker.webhooks_sent  # the delivery was attempted
+
+    assert receiver.requests == []
+    (shown,) = client.get(f"/v1/webhooks/{webhook['id']}/deliveries", headers=auth).json["items"]
+    assert (shown["status"], shown["attempt_count"]) == ("pending", 1)
+    (attempt,) = shown["attempts"]
+    assert attempt["status_code"] is None
+    assert attempt["error"] == (
+        "Refused: hooks.partner.example resolves to 127.0.0.1, a loopback address; not sent."
+    )

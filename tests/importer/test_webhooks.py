@@ -4,17 +4,19 @@ deliveries recorded with the batch's end, signed, attempted, retried, given up, 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 
 import orjson
 import pytest
 import sqlalchemy as sa
+import urllib3.util.connection
 
-from importer import webhooks
+from importer import webhook_targets, webhooks
 from importer.models import BatchStatus, DeliveryStatus, ImportBatch, WebhookDelivery
 from importer.notify import PollingNotifier
 from importer.outcomes import batch_summary
-from tests.conftest import accept_records, recording_outbox
+from tests.conftest import LOOPBACK, accept_records, recording_outbox
 from tests.webhook_receiver import Receiver, closed_port_url
 from worker.tasks import give_up_chunk, run_chunk, run_delivery
 
@@ -25,6 +27,14 @@ BOTH = [webhooks.IMPORT_COMPLETED, webhooks.IMPORT_FAILED]
 def register(db, org, url, events=BOTH, secret=SECRET):
     with db.session() as session:
         return webhooks.create_endpoint(session, org.id, url=url, events=events, secret=secret)
+
+
+def deliver(db, delivery_id, max_attempts=8, allowed_networks=LOOPBACK):
+    """One attempt, as a worker makes it with ``IMPORTER_WEBHOOK_ALLOW_NETWORKS=127.0.0.0/8``
+    (the receivers listen on loopback)."""
+    return run_delivery(
+        db, delivery_id, max_attempts=max_attempts, allowed_networks=allowed_networks
+    )
 
 
 def disable(db, endpoint):
@@ -134,7 +144,7 @@ def test_the_body_and_the_signature_verify_with_the_secret(db, org, make_report,
     batch_id = complete_a_batch(db, org, make_report())
     (made,) = deliveries(db, batch_id)
 
-    outcome = run_delivery(db, made.id, max_attempts=8)
+    outcome = deliver(db, made.id)
 
     assert outcome.result == "delivered"
     (request,) = receiver.requests
@@ -171,17 +181,17 @@ def test_a_500_then_a_200_ends_delivered_after_two_attempts(db, org, make_report
         register(db, org, receiver.url)
         (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
 
-        assert run_delivery(db, made.id, max_attempts=8).result == "retry"
+        assert deliver(db, made.id).result == "retry"
         retrying = delivery(db, made.id)
         assert (retrying.status, retrying.attempt_count) == ("pending", 1)
         assert (retrying.last_status_code, retrying.dispatched_at) == (500, None)
         assert retrying.next_attempt_at > retrying.created_at
         # A duplicate message before the backoff has passed attempts nothing.
-        assert run_delivery(db, made.id, max_attempts=8).result == "skipped"
+        assert deliver(db, made.id).result == "skipped"
         assert len(receiver.requests) == 1
 
         make_due(db, made.id)
-        assert run_delivery(db, made.id, max_attempts=8).result == "delivered"
+        assert deliver(db, made.id).result == "delivered"
 
     first, second = receiver.requests
     assert first.body == second.body == made.body  # the same signed bytes every time
@@ -199,7 +209,7 @@ def test_a_receiver_that_is_down_is_recorded_as_an_error_and_retried(
     register(db, org, closed_port_url())
     (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
 
-    assert run_delivery(db, made.id, max_attempts=8).result == "retry"
+    assert deliver(db, made.id).result == "retry"
     down = delivery(db, made.id)
     (attempt,) = down.attempts
     assert attempt["status_code"] is None and "ConnectionError" in attempt["error"]
@@ -211,7 +221,7 @@ def test_a_receiver_that_is_down_is_recorded_as_an_error_and_retried(
     outbox = recording_outbox(db, settings)
     assert outbox.relay_webhooks() == 1
     assert outbox.broker.deliveries == [made.id]
-    assert run_delivery(db, made.id, max_attempts=8).result == "retry"
+    assert deliver(db, made.id).result == "retry"
     assert delivery(db, made.id).attempt_count == 2
 
 
@@ -219,14 +229,14 @@ def test_after_max_attempts_a_delivery_fails(db, org, make_report, settings):
     with Receiver(default_status=503) as receiver:
         register(db, org, receiver.url)
         (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
-        results = [run_delivery(db, made.id, max_attempts=3).result]
+        results = [deliver(db, made.id, max_attempts=3).result]
         for _ in range(2):
             make_due(db, made.id)
-            results.append(run_delivery(db, made.id, max_attempts=3).result)
+            results.append(deliver(db, made.id, max_attempts=3).result)
         assert results == ["retry", "retry", "failed"]
         assert delivery(db, made.id).next_attempt_at is None
         make_due(db, made.id)  # even if it looked due, a failed delivery is not attempted
-        assert run_delivery(db, made.id, max_attempts=3).result == "skipped"
+        assert deliver(db, made.id, max_attempts=3).result == "skipped"
         assert len(receiver.requests) == 3
     failed = delivery(db, made.id)
     assert (failed.status, failed.attempt_count) == ("failed", 3)
@@ -252,7 +262,7 @@ def test_a_disabled_endpoint_is_not_called(db, org, make_report, receiver):
     (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
     disable(db, endpoint)
 
-    assert run_delivery(db, made.id, max_attempts=8).result == "failed"
+    assert deliver(db, made.id).result == "failed"
     given_up = delivery(db, made.id)
     assert (given_up.status, given_up.attempt_count, given_up.attempts) == ("failed", 0, [])
     assert "disabled" in given_up.last_error
@@ -265,10 +275,126 @@ def test_a_redirect_is_not_followed(db, org, make_report, receiver):
     with Receiver(statuses=[302], headers={"Location": receiver.url}) as redirecting:
         register(db, org, redirecting.url)
         (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
-        assert run_delivery(db, made.id, max_attempts=8).result == "retry"
+        assert deliver(db, made.id).result == "retry"
         assert len(redirecting.requests) == 1
     assert receiver.requests == []
     assert delivery(db, made.id).attempts[0]["status_code"] == 302
+
+
+# --- which addresses a delivery may reach ------------------------------------------------
+
+
+def test_a_loopback_receiver_is_refused_at_delivery_without_the_allow_list(
+    db, org, make_report, receiver
+):
+    register(db, org, receiver.url)  # registered while loopback was allowed, say
+    (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
+
+    assert deliver(db, made.id, allowed_networks=()).result == "retry"
+
+    assert receiver.requests == []  # nothing reached the receiver listening there
+    refused = delivery(db, made.id)
+    (attempt,) = refused.attempts
+    assert attempt["status_code"] is None
+    assert attempt["error"] == "Refused: 127.0.0.1 is a loopback address; not sent."
+    assert (refused.status, refused.last_error) == ("pending", attempt["error"])
+    # The operator allows loopback: the next attempt is delivered.
+    make_due(db, made.id)
+    assert deliver(db, made.id, allowed_networks=LOOPBACK).result == "delivered"
+    assert len(receiver.requests) == 1
+
+
+def test_ipv6_loopback_is_refused_even_with_ipv4_loopback_allowed(db, org, make_report):
+    register(db, org, "http://[::1]:9/hooks")
+    (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
+
+    assert deliver(db, made.id, allowed_networks=LOOPBACK).result == "retry"
+    (attempt,) = delivery(db, made.id).attempts
+    assert (attempt["status_code"], attempt["error"]) == (
+        None,
+        "Refused: ::1 is a loopback address; not sent.",
+    )
+
+
+@pytest.mark.parametrize(
+    "url, answer, error",
+    [
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            None,
+            "169.254.169.254 is a link-local address",
+        ),
+        ("http://10.1.2.3:5432/", None, "10.1.2.3 is a private address"),
+        (
+            "http://metadata.invalid/",
+            "169.254.169.254",
+            "metadata.invalid resolves to 169.254.169.254, a link-local address",
+        ),
+        (
+            "http://db.invalid:5432/",
+            "172.16.0.9",
+            "db.invalid resolves to 172.16.0.9, a private address",
+        ),
+        (
+            "http://cgnat.invalid/",
+            "100.64.3.4",
+            "cgnat.invalid resolves to 100.64.3.4, a carrier-grade NAT address",
+        ),
+        ("http://v6.invalid/", "fe80::1", "v6.invalid resolves to fe80::1, a link-local address"),
+    ],
+)
+def test_a_target_that_is_not_public_is_refused_at_delivery_before_any_connection(
+    db, org, make_report, monkeypatch, url, answer, error
+):
+    """Endpoints registered before the rule, or names that resolve elsewhere since:
+    the attempt is refused before a connection is opened (any would be recorded here,
+    and refused, instead of reaching the network)."""
+    connections = []
+
+    def no_connection(address, *args, **kwargs):
+        connections.append(address)
+        raise ConnectionRefusedError("no connection in this test")
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", no_connection)
+    if answer is not None:
+        monkeypatch.setattr(
+            webhook_targets, "resolve", lambda host, port: [ipaddress.ip_address(answer)]
+        )
+    register(db, org, url)
+    (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
+
+    assert deliver(db, made.id).result == "retry"
+
+    assert connections == []
+    (attempt,) = delivery(db, made.id).attempts
+    assert (attempt["status_code"], attempt["error"]) == (None, f"Refused: {error}; not sent.")
+
+
+def test_a_name_is_resolved_once_and_the_checked_address_is_connected_to(
+    db, org, make_report, receiver, monkeypatch
+):
+    """A rebinding resolver answers loopback first (checked, allowed here) and a
+    link-local address afterwards: only one lookup is made, and the POST goes to the
+    address that was checked. The name exists nowhere else (``.invalid``), so the
+    request arriving at all shows the connection used the checked address."""
+    answers = [["127.0.0.1"], ["169.254.169.254"]]
+    looked_up = []
+
+    def rebinding(host, port):
+        looked_up.append((host, port))
+        return [ipaddress.ip_address(a) for a in answers[min(len(looked_up), 2) - 1]]
+
+    monkeypatch.setattr(webhook_targets, "resolve", rebinding)
+    port = receiver.server.server_address[1]
+    register(db, org, f"http://partner.invalid:{port}/hooks")
+    (made,) = deliveries(db, complete_a_batch(db, org, make_report()))
+
+    assert deliver(db, made.id).result == "delivered"
+
+    assert looked_up == [("partner.invalid", port)]
+    (request,) = receiver.requests
+    assert request.headers["Host"] == f"partner.invalid:{port}"
+    assert request.signed_with(SECRET)
 
 
 @pytest.mark.parametrize(
@@ -361,7 +487,7 @@ def test_the_relay_sends_a_due_delivery_nobody_handed_over(db, org, make_report,
         assert outbox.relay_webhooks(broker_lost_queues=True) == 1
         assert outbox.broker.deliveries == [made.id] * 3
 
-        assert run_delivery(db, made.id, max_attempts=8).result == "delivered"
+        assert deliver(db, made.id).result == "delivered"
         assert len(receiver.requests) == 1
     assert outbox.relay_webhooks(broker_lost_queues=True) == 0
 
@@ -387,7 +513,7 @@ def test_an_attempt_made_before_the_hand_over_commits_keeps_its_retry(
 
         def send_and_attempt_at_once(delivery_ids):
             for delivery_id in delivery_ids:
-                run_delivery(db, delivery_id, max_attempts=8)
+                deliver(db, delivery_id)
 
         attempting.broker.send_deliveries = send_and_attempt_at_once
         (made,) = deliveries(db, complete_a_batch(db, org, make_report(), attempting))

@@ -76,8 +76,11 @@ def redis_url(backing_services: None) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def stack(backing_services: None, redis_url: str) -> Iterator[Stack]:
-    """One migrated database, one web process, one worker (2 processes)."""
-    with fresh_stack(redis_url, worker=2, web=True) as running:
+    """One migrated database, one web process, one worker (2 processes). Webhooks may
+    reach loopback, where the tests' receivers listen."""
+    with fresh_stack(
+        redis_url, worker=2, web=True, IMPORTER_WEBHOOK_ALLOW_NETWORKS="127.0.0.0/8"
+    ) as running:
         yield running
 
 
