@@ -105,6 +105,23 @@ def pg_database_url(backing_services: None) -> Iterator[str]:
 
 
 @pytest.fixture
+def fresh_pg(backing_services: None) -> Iterator[Database]:
+    """A migrated PostgreSQL database of this test's own (for tests that count rows
+    across the whole database, which other tests' leftovers would disturb)."""
+    from cli.service import upgrade_database
+    from importer.config import Settings, normalize_database_url
+
+    url = create_database()
+    try:
+        upgrade_database(Settings.from_env({"DATABASE_URL": url}))
+        database = Database(normalize_database_url(url))
+        yield database
+        database.dispose()
+    finally:
+        drop_database(url)
+
+
+@pytest.fixture
 def pg(pg_database_url: str) -> Iterator[Database]:
     from importer.config import normalize_database_url
 

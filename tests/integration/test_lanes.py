@@ -7,7 +7,6 @@ import psycopg
 
 from tests.conftest import VENDOR_MAPPING, vendor
 from tests.integration.conftest import new_org, wait_until
-from tests.integration.stack import fresh_stack
 
 BULK_SLOTS = 2
 
@@ -24,40 +23,43 @@ def started(stack, org_id: str) -> list[tuple]:
         )
 
 
-def test_a_small_batch_is_claimed_before_another_orgs_queued_flood(redis_url):
-    with fresh_stack(redis_url, worker=BULK_SLOTS, web=True, IMPORTER_CHUNK_SIZE="500") as stack:
-        flooding, waiting = new_org(stack), new_org(stack)
-        flood_slug = flooding.create_report("vendor", VENDOR_MAPPING)
-        small_slug = waiting.create_report("vendor", VENDOR_MAPPING)
-        flood = flooding.post(
-            f"/v1/import/{flood_slug}", json={"data": [vendor(n) for n in range(40_000)]}
-        )
-        assert flood.status_code == 202
-        flood_id = flood.json()["batch_id"]
-        wait_until(
-            lambda: len(started(stack, flooding.org_id)) >= 4,
-            timeout=120,
-            what="the flood to be under way",
-            every=0.05,
-        )
+def test_a_small_batch_is_claimed_before_another_orgs_queued_flood(fault_stack):
+    stack = fault_stack
+    stack.env["IMPORTER_CHUNK_SIZE"] = "500"
+    stack.start_worker(concurrency=BULK_SLOTS)
+    stack.start_web()
+    flooding, waiting = new_org(stack), new_org(stack)
+    flood_slug = flooding.create_report("vendor", VENDOR_MAPPING)
+    small_slug = waiting.create_report("vendor", VENDOR_MAPPING)
+    flood = flooding.post(
+        f"/v1/import/{flood_slug}", json={"data": [vendor(n) for n in range(40_000)]}
+    )
+    assert flood.status_code == 202
+    flood_id = flood.json()["batch_id"]
+    wait_until(
+        lambda: len(started(stack, flooding.org_id)) >= 4,
+        timeout=120,
+        what="the flood to be under way",
+        every=0.05,
+    )
 
-        small = waiting.post(f"/v1/import/{small_slug}", json={"data": [vendor(1), vendor(2)]})
+    small = waiting.post(f"/v1/import/{small_slug}", json={"data": [vendor(1), vendor(2)]})
 
-        assert small.status_code == 200
-        assert small.json()["created_count"] == 2
-        done = flooding.wait_done(flood_id, timeout=300)
-        assert (done["status"], done["created_count"]) == ("completed", 40_000)
+    assert small.status_code == 200
+    assert small.json()["created_count"] == 2
+    done = flooding.wait_done(flood_id, timeout=300)
+    assert (done["status"], done["created_count"]) == ("completed", 40_000)
 
-        ((small_started, lane),) = started(stack, waiting.org_id)
-        assert lane == "interactive"
-        with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
-            (small_received,) = conn.execute(
-                "SELECT received_at FROM import_batches WHERE org_id = %s", (waiting.org_id,)
-            ).fetchone()
-        flood_started = [at for at, _ in started(stack, flooding.org_id)]
-        behind = [at for at in flood_started if at > small_received]
-        overtook = [at for at in behind if at < small_started]
-        # The flood still had this much work when the small batch came; of it, only
-        # what the bulk lane had already released started before the small batch.
-        assert len(behind) > 10 * BULK_SLOTS
-        assert len(overtook) <= BULK_SLOTS
+    ((small_started, lane),) = started(stack, waiting.org_id)
+    assert lane == "interactive"
+    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
+        (small_received,) = conn.execute(
+            "SELECT received_at FROM import_batches WHERE org_id = %s", (waiting.org_id,)
+        ).fetchone()
+    flood_started = [at for at, _ in started(stack, flooding.org_id)]
+    behind = [at for at in flood_started if at > small_received]
+    overtook = [at for at in behind if at < small_started]
+    # The flood still had this much work when the small batch came; of it, only
+    # what the bulk lane had already released started before the small batch.
+    assert len(behind) > 10 * BULK_SLOTS
+    assert len(overtook) <= BULK_SLOTS

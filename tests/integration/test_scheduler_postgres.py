@@ -48,7 +48,8 @@ def at_once(count: int, target) -> list:
     return results
 
 
-def test_racing_release_passes_never_exceed_the_caps(pg):
+def test_racing_release_passes_never_exceed_the_caps(fresh_pg):
+    pg = fresh_pg
     settings = settings_for(pg)
     orgs = []
     for n in range(3):

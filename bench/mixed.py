@@ -1,0 +1,266 @@
+"""Small synchronous imports while other orgs flood the service.
+
+On the distributed deployment (PostgreSQL, Redis, ``importer web``, one ``importer
+worker``), four phases in one run, so every figure has its baseline beside it:
+
+1. org A alone: small synchronous batches from a few clients;
+2. org B alone: a flood of 100,000-record batches posted back to back (asynchronous);
+3. both at once: A's small batches while B floods again;
+4. org B and org C flooding at once: the share of records written for each while
+   both have work waiting.
+
+Prints A's latency while B floods / alone, A's 202s, B's throughput with A / alone,
+and B's and C's shares, against the targets of docs/benchmarks.md.
+
+    python -m bench.mixed [--floods 5] [--flood-size 100000] [--small-size 100]
+                          [--small-clients 2] [--alone-seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import psycopg
+import requests
+
+from bench.data import MAPPING, records
+from bench.small_batches import percentile
+from bench.stack import deployment, new_org
+from tests.integration.stack import Api, Stack
+
+
+@dataclass
+class SmallRun:
+    latencies: list[float] = field(default_factory=list)
+    accepted_later: int = 0  # answered 202 instead of 200
+    errors: int = 0
+
+    def figures(self) -> dict[str, float]:
+        return {
+            "count": len(self.latencies),
+            "p50": statistics.median(self.latencies) * 1000,
+            "p95": percentile(self.latencies, 0.95) * 1000,
+            "p99": percentile(self.latencies, 0.99) * 1000,
+        }
+
+
+def small_batches(api: Api, slug: str, clients: int, size: int, stop: threading.Event) -> SmallRun:
+    """``clients`` threads posting ``size``-record synchronous batches until ``stop``."""
+    run = SmallRun()
+    lock = threading.Lock()
+    url = f"{api.base_url}/v1/import/{slug}"
+
+    def client(number: int) -> None:
+        session = requests.Session()
+        session.headers.update(api.session.headers)
+        session.headers["Content-Type"] = "application/json"
+        n = 0
+        while not stop.is_set():
+            first = 50_000_000 + number * 1_000_000 + (n // 2) * size
+            body = orjson.dumps({"data": records(first, size, generation=n % 2)})
+            began = time.perf_counter()
+            response = session.post(url, data=body, timeout=120)
+            elapsed = time.perf_counter() - began
+            with lock:
+                if response.status_code == 200:
+                    run.latencies.append(elapsed)
+                elif response.status_code == 202:
+                    run.accepted_later += 1
+                    run.latencies.append(elapsed)
+                else:
+                    run.errors += 1
+            n += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    stop.wait()
+    for thread in threads:
+        thread.join()
+    return run
+
+
+def flood_bodies(org_number: int, floods: int, size: int) -> list[bytes]:
+    return [
+        orjson.dumps({"data": records(org_number * 10_000_000 + i * size, size)})
+        for i in range(floods)
+    ]
+
+
+@dataclass
+class FloodRun:
+    batch_ids: list[str]
+    began: float
+    ended: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.began
+
+
+def flood(api: Api, slug: str, bodies: list[bytes]) -> FloodRun:
+    """Post every body back to back (as an integration with a backlog does), then wait
+    for the last batch. Throughput counts from the first POST to the last completion."""
+    url = f"/v1/import/{slug}"
+    began = time.perf_counter()
+    batch_ids = []
+    for body in bodies:
+        response = api.post(
+            url, data=body, headers={"Content-Type": "application/json"}, timeout=300
+        )
+        assert response.status_code == 202, response.text[:300]
+        batch_ids.append(response.json()["batch_id"])
+    run = FloodRun(batch_ids, began)
+    for batch_id in batch_ids:
+        done = api.wait_done(batch_id, timeout=1800)
+        assert done["status"] == "completed" and done["failed_count"] == 0, done["status"]
+    run.ended = time.perf_counter()
+    return run
+
+
+def written_by_org(stack: Stack) -> dict[str, int]:
+    """Records of finished chunks, per org (read from the database)."""
+    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
+        return {
+            org_id: int(count)
+            for org_id, count in conn.execute(
+                "SELECT org_id, coalesce(sum(end_index - start_index), 0) FROM import_chunks "
+                "WHERE status = 'done' GROUP BY org_id"
+            )
+        }
+
+
+def waiting_by_org(stack: Stack) -> dict[str, int]:
+    """Chunks not finished yet, per org."""
+    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
+        return {
+            org_id: int(count)
+            for org_id, count in conn.execute(
+                "SELECT org_id, count(*) FROM import_chunks "
+                "WHERE status IN ('pending', 'processing') GROUP BY org_id"
+            )
+        }
+
+
+def shares_while_both_busy(stack: Stack, orgs: list[str], runs: list[threading.Thread]) -> Any:
+    """Sample the records written per org while every org of ``orgs`` has work waiting;
+    returns each org's share of what was written in that window."""
+    first: dict[str, int] | None = None
+    last: dict[str, int] = {}
+    while any(run.is_alive() for run in runs):
+        waiting = waiting_by_org(stack)
+        busy = all(waiting.get(org, 0) > 0 for org in orgs)
+        written = written_by_org(stack)
+        if busy:
+            if first is None:
+                first = written
+            last = written
+        elif first is not None:
+            break
+        time.sleep(0.2)
+    if first is None:
+        return None
+    added = {org: last.get(org, 0) - first.get(org, 0) for org in orgs}
+    total = sum(added.values()) or 1
+    return {org: added[org] / total for org in orgs}, total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--floods", type=int, default=5)
+    parser.add_argument("--flood-size", type=int, default=100_000)
+    parser.add_argument("--small-size", type=int, default=100)
+    parser.add_argument("--small-clients", type=int, default=2)
+    parser.add_argument("--alone-seconds", type=float, default=20)
+    args = parser.parse_args()
+
+    with deployment(IMPORTER_WEB_WORKERS="2") as stack:
+        stack.start_worker(concurrency=2)
+        stack.start_web()
+        small_org, flooding, other = new_org(stack), new_org(stack), new_org(stack)
+        small_slug = small_org.create_report("vendor", MAPPING)
+        flood_slug = flooding.create_report("vendor", MAPPING)
+        other_slug = other.create_report("vendor", MAPPING)
+        bodies_b = flood_bodies(1, args.floods, args.flood_size)
+        bodies_b2 = flood_bodies(2, args.floods, args.flood_size)
+        bodies_b3 = flood_bodies(3, args.floods, args.flood_size)
+        bodies_c = flood_bodies(4, args.floods, args.flood_size)
+        records_per_flood = args.floods * args.flood_size
+
+        # 1. A alone.
+        stop = threading.Event()
+        timer = threading.Timer(args.alone_seconds, stop.set)
+        timer.start()
+        alone = small_batches(small_org, small_slug, args.small_clients, args.small_size, stop)
+
+        # 2. B alone.
+        b_alone = flood(flooding, flood_slug, bodies_b)
+
+        # 3. A's small batches while B floods.
+        stop = threading.Event()
+        with_a: dict[str, FloodRun] = {}
+
+        def flood_then_stop() -> None:
+            with_a["run"] = flood(flooding, flood_slug, bodies_b2)
+            stop.set()
+
+        flooder = threading.Thread(target=flood_then_stop)
+        flooder.start()
+        during = small_batches(small_org, small_slug, args.small_clients, args.small_size, stop)
+        flooder.join()
+        b_with_a = with_a["run"]
+
+        # 4. B and C flooding at once.
+        runs = [
+            threading.Thread(target=flood, args=(flooding, flood_slug, bodies_b3)),
+            threading.Thread(target=flood, args=(other, other_slug, bodies_c)),
+        ]
+        for run in runs:
+            run.start()
+        shared = shares_while_both_busy(stack, [flooding.org_id, other.org_id], runs)
+        for run in runs:
+            run.join()
+
+    a0, a1 = alone.figures(), during.figures()
+    b0 = records_per_flood / b_alone.seconds
+    b1 = records_per_flood / b_with_a.seconds
+    print(
+        f"Mixed load: org A posts {args.small_size}-record synchronous batches from "
+        f"{args.small_clients} clients; org B posts {args.floods} x {args.flood_size:,} "
+        "records back to back"
+    )
+    print("  | org A's small batches | answered | p50 ms | p95 ms | p99 ms | 202s | errors |")
+    print("  |---|---|---|---|---|---|---|")
+    for name, run, figures in (
+        (f"alone ({args.alone_seconds:.0f} s)", alone, a0),
+        ("while B floods", during, a1),
+    ):
+        print(
+            f"  | {name} | {figures['count']} | {figures['p50']:.0f} | {figures['p95']:.0f} | "
+            f"{figures['p99']:.0f} | {run.accepted_later} | {run.errors} |"
+        )
+    print(f"  A's p99 while B floods / alone: {a1['p99'] / a0['p99']:.2f}  (target <= 3)")
+    print(f"  A's batches answered 202 while B floods: {during.accepted_later}  (target 0)")
+    print(
+        f"  B's throughput: alone {b0:,.0f} records/s, with A {b1:,.0f} records/s -> "
+        f"{b1 / b0:.2f}  (target >= 0.9)"
+    )
+    if shared is None:
+        print("  B and C: never both busy (floods too small to overlap)")
+    else:
+        (share, total) = shared
+        print(
+            f"  B and C flooding at once: of {total:,} records written while both were "
+            f"busy, B {share[flooding.org_id]:.0%}, C {share[other.org_id]:.0%}  "
+            "(target 40-60% each)"
+        )
+
+
+if __name__ == "__main__":
+    main()
