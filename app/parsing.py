@@ -21,6 +21,7 @@ import orjson
 from flask import request
 
 from app.errors import ApiError, InvalidBody
+from app.text_inputs import check_document
 from importer.config import Settings
 from importer.formats import FormatError, Row, csv_rows, ndjson_rows
 from importer.problems import ErrorCode, Problem, problem
@@ -285,9 +286,12 @@ def parse_batch(
 
 
 def json_body(settings: Settings) -> Any:
-    """A small JSON request body (report definitions and the like)."""
+    """A small JSON request body (report definitions and the like), with no text the
+    service cannot store (:func:`app.text_inputs.check_document`)."""
     raw = read_body(settings)
     try:
-        return orjson.loads(raw)
+        document = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise InvalidBody(f"The body is not valid JSON: {error}.") from None
+    check_document(document)
+    return document

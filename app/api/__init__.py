@@ -1,5 +1,6 @@
-"""The ``/v1`` API. Every view in it runs after :func:`app.auth.authenticate` and the
-org's request-rate limit (:mod:`app.ratelimits`)."""
+"""The ``/v1`` API. Every view in it runs after :func:`app.auth.authenticate`, the
+org's request-rate limit (:mod:`app.ratelimits`) and the check of its path and query
+parameters (:func:`app.text_inputs.check_parameters`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from flask import Blueprint
 
 from app.auth import authenticate, current_org
 from app.extensions import services
+from app.text_inputs import check_parameters
 from importer import logs
 
 
@@ -22,6 +24,7 @@ def _after_authentication() -> None:
 api = Blueprint("api", __name__, url_prefix="/v1")
 api.before_request(authenticate)
 api.before_request(_after_authentication)
+api.before_request(check_parameters)
 
 # Views register themselves on ``api`` when imported.
 from app.api import batches, imports, objects, reports, webhooks  # noqa: E402,F401
