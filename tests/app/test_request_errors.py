@@ -86,12 +86,10 @@ def test_other_media_types_are_415(client, auth, make_report, content_type):
         (b'{"data": []}', "empty"),
         (b'{"data": [{"a": 1}, "oops"]}', "Record 1"),
         (b'{"data": [null]}', "Record 0"),
-        (b'{"data": [{"a": "\\ud800"}]}', "not valid JSON"),
         (b"\xff\xfe{}", "not valid JSON"),
         (b"[" * 5000 + b"]" * 5000, "JSON object"),
         (b'{"data": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
         (b'{"data": [{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}]}", "nested too deeply"),
-        (b'{"data": [{"IRQ Score": 1' + b"0" * 400 + b"}]}", "not valid JSON"),
     ],
 )
 def test_bodies_that_are_not_a_batch_are_422(client, auth, make_report, raw, message_part):
@@ -217,10 +215,7 @@ def test_gzip_without_support_is_not_a_500(client, auth, make_report):
 @pytest.mark.parametrize(
     "raw, message_part",
     [
-        (b'{"data": [{"a": 1}, {"a": 1e400}]}', "Record 1 of 'data' is not valid JSON"),
         (b'{"data": [{"a": 1}, 7]}', "Record 1 of 'data' is a number"),
-        (b'{"data": [{"a": 1}, {"a": "\\ud800"}]}', "not valid JSON"),
-        (b'{"data": [{"a": 1}, {"a": 1' + b"0" * 400 + b"}]}", "not valid JSON"),
         (b'{"data": [{"a": 1}, {"a": 1}', "not valid JSON"),
     ],
 )
@@ -228,7 +223,9 @@ def test_large_batches_read_record_by_record_refuse_the_same_bodies(
     client, auth, make_report, app, db, raw, message_part
 ):
     """A batch over the synchronous limit is split into records without being parsed
-    whole; a record that is not valid JSON still fails the request, naming it."""
+    whole; a record that is not valid JSON (or not an object) still fails the request,
+    naming it. (Valid JSON holding a value nothing can read fails only its record:
+    tests/app/test_formats.py.)"""
     import sqlalchemy as sa
 
     from importer.models import ImportBatch

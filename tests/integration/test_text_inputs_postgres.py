@@ -231,3 +231,44 @@ def test_nul_characters_inside_records_fail_only_their_records(client, auth):
     assert [(w["index"], w["field"]) for w in body["warnings"]] == [(5, "Reg\x00ion")]
     errors = client.get(f"/v1/import/batches/{body['batch_id']}/errors", headers=auth).json
     assert errors["total"] == 6
+
+
+HUGE = "9" * 401
+
+
+def test_a_huge_number_or_a_lone_surrogate_fails_only_its_record_in_every_format(client, auth):
+    json_body = (
+        '{"data": [{"Supplier ID": "J-1", "Supplier Name": "Fine"},'
+        ' {"Supplier ID": "J-2", "Supplier Name": "Huge", "IRQ Score": 1e400},'
+        f' {{"Supplier ID": "J-3", "Supplier Name": "Long", "IRQ Score": {HUGE}}},'
+        ' {"Supplier ID": "J-4", "Supplier Name": "\\ud800"}]}'
+    )
+    ndjson_body = "\n".join(
+        [
+            '{"Supplier ID": "N-1", "Supplier Name": "Fine"}',
+            '{"Supplier ID": "N-2", "Supplier Name": "Huge", "IRQ Score": -1e400}',
+            '{"Supplier ID": "N-3", "Supplier Name": "\\udc00 low"}',
+        ]
+    )
+    csv_body = (
+        f"Supplier ID,Supplier Name,IRQ Score\r\nC-1,Fine,5\r\nC-2,Huge,1e400\r\n{HUGE},Long,\r\n"
+    )
+    for content_type, body, failed in (
+        ("application/json", json_body, {1: "IRQ Score", 2: "IRQ Score", 3: "Supplier Name"}),
+        ("application/x-ndjson", ndjson_body, {1: "IRQ Score", 2: "Supplier Name"}),
+        ("text/csv", csv_body, {1: "IRQ Score", 2: "Supplier ID"}),
+    ):
+        response = client.post(
+            "/v1/import/vendors",
+            data=body.encode(),
+            content_type=content_type,
+            headers=auth,
+        )
+        assert response.status_code == 200, (content_type, response.json)
+        answer = response.json
+        assert answer["created_count"] == 1, content_type
+        assert {
+            index: [field for field, _ in problems]
+            for index, problems in errors_by_index(answer).items()
+        } == {index: [field] for index, field in failed.items()}, content_type
+        assert {error["error_code"] for error in answer["errors"]} == {"invalid_field_value"}
