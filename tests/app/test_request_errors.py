@@ -64,6 +64,24 @@ def test_wrong_method_is_405_in_the_envelope(client, auth):
     assert detail(response)["code"] == "method_not_allowed"
 
 
+def allowed(response) -> set[str]:
+    return {method.strip() for method in response.headers["Allow"].split(",")}
+
+
+def test_allow_lists_only_the_methods_of_that_url(client, auth):
+    """/v1/import/<slug> never matches a reserved slug, so /v1/import/batches (the batch
+    list) does not take POST, and says so."""
+    listed = client.options("/v1/import/batches", headers=auth)
+    assert listed.status_code == 200
+    assert allowed(listed) == {"GET", "HEAD", "OPTIONS"}
+    assert allowed(client.options("/v1/import/vendors", headers=auth)) == {"POST", "OPTIONS"}
+    posted = client.post("/v1/import/batches", json={"data": [{}]}, headers=auth)
+    assert posted.status_code == 405
+    assert detail(posted)["code"] == "method_not_allowed"
+    assert allowed(posted) == {"GET", "HEAD", "OPTIONS"}
+    assert client.post("/v1/import/batches-of-2026", json={}, headers=auth).status_code == 404
+
+
 @pytest.mark.parametrize("content_type", ["text/plain", "application/xml", None])
 def test_other_media_types_are_415(client, auth, make_report, content_type):
     make_report()
