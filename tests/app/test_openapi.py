@@ -215,6 +215,23 @@ def test_headers_and_parameters_are_documented(document):
         assert query["offset"]["schema"]["minimum"] == 0, path
 
 
+def test_any_request_id_is_accepted_and_replaced_as_documented(app, client, document):
+    """The service never refuses an X-Request-ID: one that does not fit is replaced by a
+    generated one. So the document sets no pattern on the request header (schemathesis'
+    negative cases with a 'wrong' id would otherwise expect a refusal), only on the
+    response header, which always fits."""
+    for method, path, operation in operations(document):
+        header = parameters(document, operation, "header")["X-Request-ID"]
+        assert "pattern" not in header["schema"], (method, path)
+    assert document["components"]["headers"]["RequestId"]["schema"]["pattern"]
+    sent = "not a valid id!"
+    response = client.get("/healthz", headers={"X-Request-ID": sent})
+    assert response.status_code == 200
+    assert response.headers["X-Request-ID"] != sent
+    operation = schemathesis.openapi.from_wsgi("/openapi.json", app)["/healthz"]["GET"]
+    operation.Case(headers={"X-Request-ID": sent}).validate_response(response, checks=CHECKS)
+
+
 def test_base_object_schemas_follow_the_catalog(document):
     schemas = document["components"]["schemas"]
     for base in catalog.CATALOG.values():
