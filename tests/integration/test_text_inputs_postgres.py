@@ -272,3 +272,30 @@ def test_a_huge_number_or_a_lone_surrogate_fails_only_its_record_in_every_format
             for index, problems in errors_by_index(answer).items()
         } == {index: [field] for index, field in failed.items()}, content_type
         assert {error["error_code"] for error in answer["errors"]} == {"invalid_field_value"}
+
+
+def test_text_at_its_length_limit_is_stored_and_one_more_character_fails(client, auth):
+    """The limits of the field catalog are the columns' own: 255 characters, 10,000 for
+    a description, 2,048 for a website (counted with the https:// it may be given)."""
+    host = "a" * 59 + "."
+    website = "https://" + host * 33 + "b" * 56 + ".com"
+    assert len(website) == 2048
+    records = [
+        vendor(0, **{"Supplier Name": "é" * 255, "Website": website}),
+        vendor(1, **{"Supplier Name": "é" * 256}),
+        vendor(2, **{"Website": website.removeprefix("https://") + "x" * 8}),
+    ]
+    mapping = {**MAPPINGS["vendor"], "description": "Description"}
+    client.patch("/v1/import-reports/vendors", json={"mapping": mapping}, headers=auth)
+    records.append(vendor(3, Description="d" * 10_000))
+    records.append(vendor(4, Description="d" * 10_001))
+    response = client.post("/v1/import/vendors", json={"data": records}, headers=auth)
+    assert response.status_code == 200, response.json
+    body = response.json
+    assert [r["index"] for r in body["results"]] == [0, 3]
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [
+        (1, "Supplier Name"),
+        (2, "Website"),
+        (4, "Description"),
+    ]
+    assert "at most 2048 characters" in body["errors"][1]["message"]
