@@ -216,7 +216,14 @@ class WebhookDeliverySchema(Schema):
 
 
 class FieldProblemSchema(Schema):
-    field = fields.String(required=True)
+    field = fields.String(
+        required=True,
+        metadata={
+            "description": "The path of the value in the body: a name, `mapping.<field>`, "
+            "a list item numbered from 0 (`events.0`), or `body`.",
+            "example": "mapping.website",
+        },
+    )
     message = fields.String(required=True)
 
 
