@@ -121,7 +121,9 @@ def _check_token(settings: Settings) -> None:
     if not expected:
         return
     scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), expected):
+    # Bytes: compare_digest refuses a str with non-ASCII characters (a 500, not a 401).
+    presented = token.strip().encode("utf-8", "surrogatepass")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented, expected.encode()):
         raise ApiError(
             "Send the metrics token in the header 'Authorization: Bearer <token>' "
             "(IMPORTER_METRICS_TOKEN).",

@@ -354,6 +354,10 @@ def test_metrics_need_no_key_unless_a_token_is_set(app, client):
     assert refused.json["detail"]["code"] == "invalid_metrics_token"
     assert refused.headers["WWW-Authenticate"].startswith("Bearer")
     assert client.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
+    for token in ("s3crét", "s3cret\x00"):
+        assert (
+            client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+        )
     scrape(client, Authorization="Bearer s3cret")
 
 
