@@ -509,7 +509,7 @@ class RequestHeadersSchema(Schema):
     request_id = fields.String(
         data_key="X-Request-ID",
         metadata={
-            "description": "Echoed on the response when it is 1 to 128 characters of "
+            "description": "Echoed on the response when it is 1 to 64 characters of "
             "A-Z, a-z, 0-9, '.', '_', ':' and '-'; any other value (or none) is replaced by "
             "a generated id."
         },

@@ -15,12 +15,14 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
 from importer.config import Settings
 from importer.db import Database
+from importer.models import ImportBatch
 from importer.notify import PollingNotifier
 from importer.orgs import create_org
 from tests.conftest import MAPPINGS, InlineWorker, vendor
@@ -299,3 +301,28 @@ def test_text_at_its_length_limit_is_stored_and_one_more_character_fails(client,
         (4, "Description"),
     ]
     assert "at most 2048 characters" in body["errors"][1]["message"]
+
+
+def test_the_longest_request_id_is_kept_with_its_batch(client, auth, pg):
+    """X-Request-ID is honoured up to 64 characters (the column that keeps it with the
+    batch); a longer one is replaced, not a 500."""
+    request_id = "r" * 64
+    response = client.post(
+        "/v1/import/vendors",
+        json={"data": [vendor(1)]},
+        headers={**auth, "X-Request-ID": request_id},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.headers["X-Request-ID"] == request_id
+    with pg.session() as session:
+        stored = session.scalar(
+            sa.select(ImportBatch.request_id).where(ImportBatch.id == response.json["batch_id"])
+        )
+    assert stored == request_id
+    longer = client.post(
+        "/v1/import/vendors",
+        json={"data": [vendor(2)]},
+        headers={**auth, "X-Request-ID": "r" * 65},
+    )
+    assert longer.status_code == 200, longer.get_data(as_text=True)
+    assert len(longer.headers["X-Request-ID"]) == 32  # generated
