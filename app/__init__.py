@@ -14,7 +14,8 @@ from flask.json.provider import JSONProvider
 
 from importer.config import Settings
 
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+#: The X-Request-ID honoured (else one is generated): it is stored with a batch (64 characters).
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 
 
 class OrjsonProvider(JSONProvider):

@@ -4,7 +4,8 @@ and the ids every log line of a request carries.
 * Each request binds its ``request_id`` (and, once authenticated, its ``org_id``;
   the batch views add ``batch_id``) to the logging context, counts itself in
   ``importer_http_requests_total`` and ``importer_http_request_duration_seconds``
-  by its URL rule (``/v1/import/<slug>``, never the raw path), and writes one
+  by its URL rule (``/v1/import/<slug>``, never the raw path; ``unmatched`` for a
+  URL of no rule) and its method (``other`` for a non-standard one), and writes one
   ``app.access`` line: method, route, path, status, duration_ms (gunicorn's own
   access log is off, see :class:`importer.logs.GunicornLogger`).
 * ``GET /metrics`` adds up what every process wrote to the metrics folder
@@ -17,9 +18,12 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import time
 
 from flask import Blueprint, Flask, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import Rule
 
 from app.errors import ApiError
 from importer import logs, metrics
@@ -35,9 +39,29 @@ _OVERVIEW = "importer_overview"
 UNMATCHED = "unmatched"
 
 
+_CONVERTER = re.compile(r"<[^:<>]+:([^<>]+)>")
+
+
 def _route() -> str:
+    """The URL rule that answered (without converters: ``/v1/import/<slug>``), or, for
+    a method the URL does not take (405), the rule of that URL: the route label is
+    bounded by the app's rules either way."""
     rule = request.url_rule
-    return rule.rule if rule is not None else UNMATCHED
+    error = request.routing_exception
+    if rule is None and isinstance(error, MethodNotAllowed) and error.valid_methods:
+        rule = _rule_of_url(next(iter(error.valid_methods)))
+    return _CONVERTER.sub(r"<\1>", rule.rule) if rule is not None else UNMATCHED
+
+
+def _rule_of_url(method: str) -> Rule | None:
+    adapter = current_app.create_url_adapter(request)
+    if adapter is None:
+        return None
+    try:
+        rule, _ = adapter.match(method=method, return_rule=True)
+    except HTTPException:
+        return None
+    return rule
 
 
 def _start() -> None:
@@ -82,6 +106,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     """Metrics folder, request hooks and ``/metrics`` for ``app``. Called by
     :func:`app.create_app` after the request-id hook, so the id is known here."""
     metrics.configure(settings)
+    metrics.start()
     app.before_request(_start)
     app.after_request(_finish)
     app.teardown_request(_end)
@@ -94,7 +119,9 @@ def _check_token(settings: Settings) -> None:
     if not expected:
         return
     scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), expected):
+    # Bytes: compare_digest refuses a str with non-ASCII characters (a 500, not a 401).
+    presented = token.strip().encode("utf-8", "surrogatepass")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented, expected.encode()):
         raise ApiError(
             "Send the metrics token in the header 'Authorization: Bearer <token>' "
             "(IMPORTER_METRICS_TOKEN).",

@@ -138,7 +138,10 @@ def _shared_responses() -> dict[str, dict[str, Any]]:
             "`unavailable`: the database or the broker is unavailable; nothing was accepted.",
             ("RetryAfter",),
         ),
-        "InvalidParameter": _error("`invalid_parameter`: a query parameter is not valid."),
+        "InvalidParameter": _error(
+            "`invalid_parameter`: a path or query parameter is not valid (or holds a NUL "
+            "character, which no id, slug or stored value does)."
+        ),
         "UnsupportedMediaType": _error(
             "`unsupported_media_type`: a media type, charset or Content-Encoding this "
             "operation does not take."
@@ -233,10 +236,17 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
     }
     not_found_report = _error("`report_not_found`: no live report of that slug in the org.")
     not_found_batch = _error("`batch_not_found`: no batch of that id in the org.")
-    body_422 = "`invalid_body`: the body is not a valid JSON object of this shape"
+    body_422 = (
+        "`invalid_body`: the body is not a valid JSON object of this shape, or holds a NUL "
+        "character or a lone surrogate"
+    )
+    errors_field = (
+        "`detail.errors` lists each problem with its `field`: the path of the value in the "
+        "body, such as `mapping.website`"
+    )
     report_422 = _error(
         f"{body_422}; `invalid_mapping`: the mapping does not fit the field catalog "
-        "(`detail.errors` lists each problem with its `field`)."
+        f"({errors_field}); `invalid_parameter`: the slug in the path holds a NUL character."
     )
     slug_taken = _error("`slug_taken`: the org already has a live report with this slug.")
     batch_response = "The batch, done: {} (or, in a dry run, would be), with each record's outcome."
@@ -277,7 +287,11 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
                 "get_report",
                 "Read a report",
                 "Import reports",
-                {"200": _response("The report.", schemas.ReportSchema), "404": not_found_report},
+                {
+                    "200": _response("The report.", schemas.ReportSchema),
+                    "404": not_found_report,
+                    "422": "InvalidParameter",
+                },
                 parameters=(_path(schemas.SlugPathSchema),),
             )
         },
@@ -305,7 +319,11 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
                 "archive_report",
                 "Archive a report (its slug becomes free)",
                 "Import reports",
-                {"204": _response("Archived."), "404": not_found_report},
+                {
+                    "204": _response("Archived."),
+                    "404": not_found_report,
+                    "422": "InvalidParameter",
+                },
                 parameters=(_path(schemas.SlugPathSchema),),
             )
         },
@@ -359,7 +377,8 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
                     "422": _error(
                         "`invalid_body`: not valid JSON (a non-empty `data` array of objects), "
                         "NDJSON or CSV, not UTF-8, or not valid gzip; `invalid_parameter`: "
-                        "`dry_run` is not a boolean; `invalid_idempotency_key`; "
+                        "`dry_run` is not a boolean, or a parameter holds a NUL character; "
+                        "`invalid_idempotency_key`; "
                         "`idempotency_key_reused`: the key was used with a different request."
                     ),
                 },
@@ -443,9 +462,9 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
                 "413": "PayloadTooLarge",
                 "415": "UnsupportedMediaType",
                 "422": _error(
-                    f"{body_422}: the URL is not an absolute http(s) URL, an event is "
-                    "unknown, or the secret is too short (`detail.errors` lists each problem "
-                    "with its `field`); `invalid_webhook_url`: the URL's address, or every "
+                    f"{body_422}; the URL is not an absolute http(s) URL, an event is "
+                    f"unknown, or the secret is too short ({errors_field}); "
+                    "`invalid_webhook_url`: the URL's address, or every "
                     "address its name resolves to, is not public (loopback, private, "
                     "link-local, carrier-grade NAT, multicast, unspecified or reserved) and "
                     "not in a network the operator allows."
@@ -486,7 +505,11 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
             "get_webhook",
             "Read a webhook endpoint",
             "Webhooks",
-            {"200": _response("The endpoint.", schemas.WebhookSchema), "404": not_found_webhook},
+            {
+                "200": _response("The endpoint.", schemas.WebhookSchema),
+                "404": not_found_webhook,
+                "422": "InvalidParameter",
+            },
             parameters=(webhook_path,),
         )
     }
@@ -495,7 +518,11 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
             "disable_webhook",
             "Disable a webhook endpoint",
             "Webhooks",
-            {"204": _response("Disabled."), "404": not_found_webhook},
+            {
+                "204": _response("Disabled."),
+                "404": not_found_webhook,
+                "422": "InvalidParameter",
+            },
             parameters=(webhook_path,),
             description="No new deliveries; its pending ones are given up, not attempted.",
         )
@@ -538,6 +565,7 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
                     "404": _error(
                         f"`{base.name}_not_found`: no {base.name} of that id in the org."
                     ),
+                    "422": "InvalidParameter",
                 },
                 parameters=(_path(schemas.object_path_schema(base)),),
             )

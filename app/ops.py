@@ -32,6 +32,7 @@ from flask import Blueprint, Response, abort, g, render_template, request
 
 from app.errors import ApiError
 from app.extensions import db_session, services
+from app.text_inputs import check_parameters
 from importer.batches import BatchNotFound
 from importer.formatting import format_age
 from importer.opsdata import FINISHED_BATCHES, console_data
@@ -88,6 +89,9 @@ def _authenticate() -> None:
     # length shows in the time an answer takes.
     if presented is None or not hmac.compare_digest(_digest(presented), _digest(token)):
         raise OpsUnauthorized()
+
+
+ops.before_request(check_parameters)  # once authenticated: a disabled page stays a 404
 
 
 @ops.after_request

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import gc
 import io
+import itertools
+import re
+import secrets
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,8 +24,9 @@ import orjson
 from flask import request
 
 from app.errors import ApiError, InvalidBody
+from app.text_inputs import check_document
 from importer.config import Settings
-from importer.formats import FormatError, Row, csv_rows, ndjson_rows
+from importer.formats import FormatError, Row, UnreadableRecord, csv_rows, loads_record, ndjson_rows
 from importer.problems import ErrorCode, Problem, problem
 from importer.validation import raw_external_id
 
@@ -186,11 +190,17 @@ def _json_error(error: msgspec.MsgspecError) -> InvalidBody:
     return InvalidBody(f"The body is not valid JSON: {text}.")
 
 
-def _record(raw: msgspec.Raw | dict[str, Any], index: int) -> dict[str, Any]:
+def _record(raw: msgspec.Raw | bytes, index: int) -> dict[str, Any]:
+    """Record ``index`` of the batch, parsed; raises :class:`UnreadableRecord` for one
+    that is JSON holding a value nothing can read (that record alone fails)."""
     try:
-        record = orjson.loads(memoryview(raw)) if isinstance(raw, msgspec.Raw) else raw
+        record = loads_record(memoryview(raw))
     except orjson.JSONDecodeError as error:
         raise InvalidBody(f"Record {index} of 'data' is not valid JSON: {error}.") from None
+    except UnreadableRecord as unreadable:
+        if isinstance(unreadable.value, dict):
+            raise
+        record = unreadable.value
     if not isinstance(record, dict):
         raise InvalidBody(
             f"Record {index} of 'data' is {_type_name(record)}; every record must be an object."
@@ -198,33 +208,109 @@ def _record(raw: msgspec.Raw | dict[str, Any], index: int) -> dict[str, Any]:
     return record
 
 
-def _json_batch(raw: bytes | bytearray, settings: Settings, id_field: str | None) -> ParsedBatch:
-    """A JSON batch. Its envelope is split into records' raw bytes first (cheap in time
-    and memory); a batch the web validates is then parsed whole, while a larger one
-    is only read record by record for its external_ids and kept as bytes: the web
-    never holds 100,000 parsed records at once."""
+#: A ``\uXXXX`` escape of a UTF-16 surrogate, with the backslashes before it (an even
+#: number of them escape each other; an odd number makes this an escape).
+_SURROGATE_ESCAPE = re.compile(rb"(\\+)u([dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+@dataclass
+class _Masked:
+    """A body whose lone-surrogate escapes were replaced by tokens, so msgspec can
+    split it (it refuses the whole body for one). A record holding a token is given
+    back as sent, to fail alone (:func:`importer.formats.loads_record`)."""
+
+    nonce: bytes
+    escapes: list[bytes]
+
+    def original(self, raw: msgspec.Raw) -> msgspec.Raw | bytes:
+        data = bytes(raw)
+        if self.nonce not in data:
+            return raw
+        token = re.compile(re.escape(self.nonce) + rb"([0-9a-f]{8})")
+        return token.sub(lambda match: self.escapes[int(match[1], 16)], data)
+
+
+def _mask_lone_surrogates(raw: bytes | bytearray) -> tuple[bytes, _Masked] | None:
+    escapes = [m for m in _SURROGATE_ESCAPE.finditer(raw) if len(m[1]) % 2 == 1]
+    paired: set[int] = set()
+    for high, low in itertools.pairwise(escapes):
+        if (
+            low.start() == high.end()
+            and len(low[1]) == 1
+            and high[2][1:2].lower() in b"89ab"
+            and low[2][1:2].lower() in b"cdef"
+        ):
+            paired.update((high.start(), low.start()))
+    lone = [m for m in escapes if m.start() not in paired]
+    if not lone:
+        return None
+    masked = _Masked(secrets.token_hex(8).encode(), [])
+    pieces, position = [], 0
+    for match in lone:
+        escape_at = match.end() - 6  # the final backslash and uXXXX
+        pieces += [raw[position:escape_at], masked.nonce, b"%08x" % len(masked.escapes)]
+        masked.escapes.append(bytes(raw[escape_at : match.end()]))
+        position = match.end()
+    pieces.append(raw[position:])
+    return b"".join(pieces), masked
+
+
+def _split(raw: bytes | bytearray) -> tuple[list[msgspec.Raw], _Masked | None]:
+    """The records of ``{"data": [...]}``, each as its raw JSON bytes."""
     try:
-        envelope = msgspec.json.decode(raw, type=_Envelope)
+        try:
+            return msgspec.json.decode(raw, type=_Envelope).data, None
+        except msgspec.DecodeError as error:
+            found = _mask_lone_surrogates(raw)
+            if found is None:
+                raise _json_error(error) from None
+            return msgspec.json.decode(found[0], type=_Envelope).data, found[1]
     except (msgspec.ValidationError, msgspec.DecodeError) as error:
         raise _json_error(error) from None
     except RecursionError:
         raise InvalidBody("The body is not valid JSON: it is nested too deeply.") from None
-    count = len(envelope.data)
+
+
+def _json_batch(raw: bytes | bytearray, settings: Settings, id_field: str | None) -> ParsedBatch:
+    """A JSON batch. Its envelope is split into records' raw bytes first (cheap in time
+    and memory); a batch the web validates is then parsed whole, while a larger one
+    is only read record by record for its external_ids and kept as bytes: the web
+    never holds 100,000 parsed records at once. A record holding a value nothing can
+    read fails alone, like an unreadable NDJSON line."""
+    items, masked = _split(raw)
+    count = len(items)
     _check_count(count, settings)
-    if count <= settings.sync_max_records:
-        records = [_record(item, index) for index, item in enumerate(envelope.data)]
-        return ParsedBatch(records, range(count))
+    deferred = count > settings.sync_max_records
+    batch = ParsedBatch([], [], external_ids=[] if deferred else None)
+    indexes: list[int] = []
     enabled = gc.isenabled()
     gc.disable()  # no cycles are made here; spare the collector 100,000 rescans
     try:
-        external_ids = [
-            raw_external_id(_record(item, index), id_field)
-            for index, item in enumerate(envelope.data)
-        ]
+        for index, item in enumerate(items):
+            try:
+                record = _record(masked.original(item) if masked else item, index)
+            except UnreadableRecord as unreadable:
+                batch.malformed.append(
+                    problem(
+                        index,
+                        unreadable.external_id(id_field),
+                        unreadable.field,
+                        ErrorCode.INVALID_FIELD_VALUE,
+                        f"Record {index} {unreadable}; the record was not read.",
+                    )
+                )
+                continue
+            indexes.append(index)
+            if batch.external_ids is None:
+                batch.records.append(record)
+            else:
+                batch.records.append(item)
+                batch.external_ids.append(raw_external_id(record, id_field))
     finally:
         if enabled:
             gc.enable()
-    return ParsedBatch(envelope.data, range(count), external_ids=external_ids)
+    batch.indexes = indexes if batch.malformed else range(len(indexes))
+    return batch
 
 
 def _rows_batch(rows: Any, settings: Settings, what: str) -> ParsedBatch:
@@ -241,7 +327,7 @@ def _rows_batch(rows: Any, settings: Settings, what: str) -> ParsedBatch:
                     problem(
                         index,
                         read.external_id,
-                        None,
+                        read.field,
                         ErrorCode.INVALID_FIELD_VALUE,
                         f"{read.problem}; the record was not read.",
                     )
@@ -276,7 +362,7 @@ def parse_batch(
         rows = csv_rows(io.StringIO(_text(raw), newline=""), id_field)
         batch = _rows_batch(rows, settings, "CSV")
     elif mimetype in NDJSON_TYPES:
-        batch = _rows_batch(ndjson_rows(io.BytesIO(raw)), settings, "NDJSON")
+        batch = _rows_batch(ndjson_rows(io.BytesIO(raw), id_field), settings, "NDJSON")
     else:
         batch = _json_batch(raw, settings, id_field)
     if not batch.received:
@@ -285,9 +371,12 @@ def parse_batch(
 
 
 def json_body(settings: Settings) -> Any:
-    """A small JSON request body (report definitions and the like)."""
+    """A small JSON request body (report definitions and the like), with no text the
+    service cannot store (:func:`app.text_inputs.check_document`)."""
     raw = read_body(settings)
     try:
-        return orjson.loads(raw)
+        document = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise InvalidBody(f"The body is not valid JSON: {error}.") from None
+    check_document(document)
+    return document

@@ -15,7 +15,6 @@ from typing import Any
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 
-from app import _REQUEST_ID_RE
 from app.errors import InvalidBody
 from app.idempotency import MAX_KEY_LENGTH
 from app.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -217,7 +216,14 @@ class WebhookDeliverySchema(Schema):
 
 
 class FieldProblemSchema(Schema):
-    field = fields.String(required=True)
+    field = fields.String(
+        required=True,
+        metadata={
+            "description": "The path of the value in the body: a name, `mapping.<field>`, "
+            "a list item numbered from 0 (`events.0`), or `body`.",
+            "example": "mapping.website",
+        },
+    )
     message = fields.String(required=True)
 
 
@@ -499,10 +505,14 @@ class ObjectListQuerySchema(PageQuerySchema):
 
 
 class RequestHeadersSchema(Schema):
+    # Any value is accepted: one that does not fit is replaced, not refused (app/__init__.py).
     request_id = fields.String(
         data_key="X-Request-ID",
-        validate=validate.Regexp(_REQUEST_ID_RE),
-        metadata={"description": "Echoed on the response (one is generated when absent)."},
+        metadata={
+            "description": "Echoed on the response when it is 1 to 64 characters of "
+            "A-Z, a-z, 0-9, '.', '_', ':' and '-'; any other value (or none) is replaced by "
+            "a generated id."
+        },
     )
 
 

@@ -108,6 +108,11 @@ class Url(Text):
         text = self._text(value)
         if "://" not in text:
             text = "https://" + text
+            if len(text) > self.max_length:  # as stored, with its scheme
+                raise ValidationError(
+                    f"must be at most {self.max_length} characters with the https:// it is "
+                    f"given, got {len(text)}"
+                )
         try:
             self._validator(text)
         except ValidationError:

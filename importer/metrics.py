@@ -73,11 +73,31 @@ def process_identifier(pid: int | None = None) -> str:
     return f"{_host()}-{os.getpid() if pid is None else pid}"
 
 
+#: The methods counted under their own name (RFC 9110 and PATCH); any other is ``other``,
+#: so a client cannot add a series per method it makes up.
+STANDARD_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
+)
+OTHER_METHOD = "other"
+
+
+def method_label(method: str) -> str:
+    return method if method in STANDARD_METHODS else OTHER_METHOD
+
+
 class Metrics:
-    """Every metric the processes write (the gauges are read at scrape time instead)."""
+    """Every metric the processes write (the gauges are read at scrape time instead).
+
+    The series whose labels are known in advance start at zero, so every family is in
+    the first scrape and a rate over it has a start: records by outcome, record errors
+    by code, batch durations by final status (the HTTP series are labelled by what
+    requests arrive, and appear with the first)."""
 
     def __init__(self) -> None:
         from prometheus_client import Counter, Histogram
+
+        from importer.models import BatchStatus, Lane
+        from importer.problems import ErrorCode
 
         self.http_requests = Counter(
             "importer_http_requests",
@@ -125,6 +145,18 @@ class Metrics:
             buckets=WAIT_BUCKETS,
             registry=None,
         )
+        for outcome in RECORD_OUTCOMES:
+            self.records.labels(outcome)
+        for code in ErrorCode:
+            self.record_errors.labels(code.value)
+        for lane in Lane:
+            self.chunk_wait.labels(lane.value)
+        for status in BatchStatus:
+            if status.is_done:
+                self.batch_duration.labels(status.value)
+
+
+RECORD_OUTCOMES = ("created", "updated", "failed")
 
 
 @dataclass
@@ -176,6 +208,12 @@ def directory() -> Path | None:
     return _state.directory
 
 
+def start() -> None:
+    """Create this process's metrics now (in their folder, their known series at zero)
+    rather than on first use: a web process does, so its first scrape has them all."""
+    _metrics()
+
+
 def _metrics() -> Metrics | None:
     """The metrics, created on first use; None when the process did not configure them."""
     current = _state.metrics
@@ -211,6 +249,7 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     found = _metrics()
     if found is None:
         return
+    method = method_label(method)
     found.http_requests.labels(method, route, str(status)).inc()
     found.http_duration.labels(method, route).observe(seconds)
 
@@ -223,7 +262,7 @@ def count_records(
     found = _metrics()
     if found is None:
         return
-    for outcome, count in (("created", created), ("updated", updated), ("failed", failed)):
+    for outcome, count in zip(RECORD_OUTCOMES, (created, updated, failed), strict=True):
         if count:
             found.records.labels(outcome).inc(count)
     for code, count in (errors or {}).items():

@@ -123,7 +123,7 @@ def _count_accepted(batch: ImportBatch, outcome: ValidationOutcome) -> None:
         metrics.observe_batch_end(BatchStatus(batch.status).value, seconds)
 
 
-@api.post("/import/<slug>")
+@api.post("/import/<import_slug:slug>")
 def import_records(slug: str) -> Response:
     svc = services()
     settings = svc.settings

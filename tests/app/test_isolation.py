@@ -97,7 +97,7 @@ def test_a_second_org_sees_and_changes_nothing_of_the_first(app, client, auth, f
     assert {rule for _, rule in walked} == {
         r.rule for r in app.url_map.iter_rules() if r.rule.startswith("/v1/")
     }
-    assert ("POST", "/v1/import/<slug>") in walked
+    assert ("POST", "/v1/import/<import_slug:slug>") in walked
     # A report of one's own may take the first org's slug: slugs are per org.
     mine = client.post(
         "/v1/import-reports",

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import random
+import string
 import subprocess
 import sys
 import textwrap
@@ -17,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from importer import metrics, monitoring
 from importer.db import utcnow
 from importer.models import ImportBatch, ImportChunk
+from importer.problems import ErrorCode
 from tests.conftest import recording_outbox, vendor
 from worker.tasks import run_chunk
 
@@ -196,6 +199,95 @@ def test_http_requests_are_counted_by_url_rule_and_status(client, auth, make_rep
     assert count == 3
 
 
+def test_a_wrong_method_keeps_its_route_and_a_made_up_method_counts_as_other(client, auth):
+    client.put("/v1/import-reports", headers=auth)
+    client.post("/v1/import/batches", headers=auth)
+    client.open("/v1/import-reports", method="BREW", headers=auth)
+    client.open("/v1/import-reports", method="PURGE", headers=auth)
+    client.open("/nowhere", method="M-SEARCH", headers=auth)
+    samples = scrape(client)
+
+    def requests(method, route, status):
+        return value(
+            samples, "importer_http_requests_total", method=method, route=route, status=status
+        )
+
+    assert requests("PUT", "/v1/import-reports", "405") == 1
+    assert requests("POST", "/v1/import/batches", "405") == 1
+    assert requests("other", "/v1/import-reports", "405") == 2
+    assert requests("other", "unmatched", "404") == 1
+    methods = {
+        dict(labels)["method"] for name, labels in samples if name == "importer_http_requests_total"
+    }
+    assert methods == {"PUT", "POST", "other"}
+
+
+def series(client) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    return set(scrape(client))
+
+
+def test_junk_requests_add_no_series(client, auth):
+    """500 requests with made-up methods to made-up paths, with and without a key: after
+    the first of them, the number of series in /metrics does not move."""
+    junk = random.Random(9)
+    letters = string.ascii_uppercase
+
+    def junk_request():
+        method = "".join(junk.choices(letters, k=junk.randint(3, 12)))
+        if method in metrics.STANDARD_METHODS:
+            method += "X"
+        path = "/" + "/".join(
+            "".join(
+                junk.choices(string.ascii_letters + string.digits + "-_.%", k=junk.randint(1, 12))
+            )
+            for _ in range(junk.randint(1, 4))
+        )
+        client.open(path, method=method, headers=auth if junk.random() < 0.5 else {})
+
+    junk_request()
+    client.get("/metrics")  # the scrape itself is a series too
+    before = series(client)
+    for _ in range(500):
+        junk_request()
+    after = series(client)
+    assert after == before
+    assert len(before) < 200
+
+
+def test_every_family_is_present_at_zero_before_the_first_batch(client):
+    """A fresh web process: the first scrape already lists every family the processes
+    write, the ones labelled by what is known in advance at zero."""
+    response = client.get("/metrics")
+    families = {
+        family.name: family
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+    }
+    created = {name for name in families if name.startswith("importer_")}
+    assert {
+        "importer_records",
+        "importer_record_errors",
+        "importer_batch_duration_seconds",
+        "importer_chunk_duration_seconds",
+    } <= created
+    samples = scrape(client)
+    for outcome in ("created", "updated", "failed"):
+        assert ("importer_records_total", (("outcome", outcome),)) in samples
+    for code in ErrorCode:
+        assert ("importer_record_errors_total", (("error_code", code.value),)) in samples
+    for status in ("completed", "failed"):
+        key = ("importer_batch_duration_seconds_count", (("status", status),))
+        assert samples[key] == 0
+    assert samples[("importer_chunk_duration_seconds_count", ())] == 0
+    http = {name for name, _ in samples if name.startswith("importer_http_")}
+    assert http == {  # after the first request (the scrape above)
+        "importer_http_requests_total",
+        "importer_http_request_duration_seconds_bucket",
+        "importer_http_request_duration_seconds_count",
+        "importer_http_request_duration_seconds_sum",
+    }
+    assert sum(value for (name, _), value in samples.items() if name.endswith("_total")) == 1
+
+
 def test_gauges_come_from_the_overview(client, auth, make_report, worker, db, app):
     make_report()
     with db.session() as session:
@@ -274,6 +366,10 @@ def test_metrics_need_no_key_unless_a_token_is_set(app, client):
     assert refused.json["detail"]["code"] == "invalid_metrics_token"
     assert refused.headers["WWW-Authenticate"].startswith("Bearer")
     assert client.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
+    for token in ("s3crét", "s3cret\x00"):
+        assert (
+            client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+        )
     scrape(client, Authorization="Bearer s3cret")
 
 

@@ -49,9 +49,9 @@ FLASK_ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 STATUS_CODES = {
     ("post", "/v1/import-reports"): {201, 401, 409, 413, 415, 422, 429, 503},
     ("get", "/v1/import-reports"): {200, 401, 422, 429, 503},
-    ("get", "/v1/import-reports/{slug}"): {200, 401, 404, 429, 503},
+    ("get", "/v1/import-reports/{slug}"): {200, 401, 404, 422, 429, 503},
     ("patch", "/v1/import-reports/{slug}"): {200, 401, 404, 409, 413, 415, 422, 429, 503},
-    ("delete", "/v1/import-reports/{slug}"): {204, 401, 404, 429, 503},
+    ("delete", "/v1/import-reports/{slug}"): {204, 401, 404, 422, 429, 503},
     ("post", "/v1/import/{slug}"): {200, 202, 400, 401, 404, 409, 413, 415, 422, 429, 503},
     ("get", "/v1/import/batches"): {200, 401, 422, 429, 503},
     ("get", "/v1/import/batches/{batch_id}"): {200, 401, 404, 422, 429, 503},
@@ -64,13 +64,13 @@ STATUS_CODES = {
         for base in catalog.CATALOG.values()
     },
     **{
-        ("get", f"/v1/{base.plural}/{{object_id}}"): {200, 401, 404, 429, 503}
+        ("get", f"/v1/{base.plural}/{{object_id}}"): {200, 401, 404, 422, 429, 503}
         for base in catalog.CATALOG.values()
     },
     ("post", "/v1/webhooks"): {201, 401, 413, 415, 422, 429, 503},
     ("get", "/v1/webhooks"): {200, 401, 422, 429, 503},
-    ("get", "/v1/webhooks/{webhook_id}"): {200, 401, 404, 429, 503},
-    ("delete", "/v1/webhooks/{webhook_id}"): {204, 401, 404, 429, 503},
+    ("get", "/v1/webhooks/{webhook_id}"): {200, 401, 404, 422, 429, 503},
+    ("delete", "/v1/webhooks/{webhook_id}"): {204, 401, 404, 422, 429, 503},
     ("get", "/v1/webhooks/{webhook_id}/deliveries"): {200, 401, 404, 422, 429, 503},
     ("get", "/healthz"): {200},
     ("get", "/readyz"): {200, 503},
@@ -214,6 +214,23 @@ def test_headers_and_parameters_are_documented(document):
         assert query["limit"]["schema"]["minimum"] == 1, path
         assert query["limit"]["schema"]["maximum"] == 200, path
         assert query["offset"]["schema"]["minimum"] == 0, path
+
+
+def test_any_request_id_is_accepted_and_replaced_as_documented(app, client, document):
+    """The service never refuses an X-Request-ID: one that does not fit is replaced by a
+    generated one. So the document sets no pattern on the request header (schemathesis'
+    negative cases with a 'wrong' id would otherwise expect a refusal), only on the
+    response header, which always fits."""
+    for method, path, operation in operations(document):
+        header = parameters(document, operation, "header")["X-Request-ID"]
+        assert "pattern" not in header["schema"], (method, path)
+    assert document["components"]["headers"]["RequestId"]["schema"]["pattern"]
+    sent = "not a valid id!"
+    response = client.get("/healthz", headers={"X-Request-ID": sent})
+    assert response.status_code == 200
+    assert response.headers["X-Request-ID"] != sent
+    operation = schemathesis.openapi.from_wsgi("/openapi.json", app)["/healthz"]["GET"]
+    operation.Case(headers={"X-Request-ID": sent}).validate_response(response, checks=CHECKS)
 
 
 def test_base_object_schemas_follow_the_catalog(document):
@@ -495,20 +512,25 @@ ANSWERS = [
     answer(f"POST {R}", R, 415, **TEXT),
     answer(f"POST {R}", R, 422, json={"slug": "x"}),
     answer(f"POST {R}", R, 422, json={**README_REPORT, "mapping": {"nope": "X"}}),
+    answer(f"POST {R}", R, 422, json={**README_REPORT, "mapping": {"name": "Supplier\x00"}}),
     answer(f"POST {R}", R, 401, json=README_REPORT, headers=NO_KEY),
     answer(f"GET {R}", f"{R}?limit=1&offset=1", 200),
     answer(f"GET {R}", f"{R}?limit=0", 422),
     answer(f"GET {R}/{{slug}}", f"{R}/vendors", 200),
     answer(f"GET {R}/{{slug}}", f"{R}/nope", 404),
+    answer(f"GET {R}/{{slug}}", f"{R}/a%00b", 422),
     answer(f"PATCH {R}/{{slug}}", f"{R}/vendors", 200, json={"report_name": "Renamed"}),
     answer(f"PATCH {R}/{{slug}}", f"{R}/vendors", 200, json={"required": ["website"]}),
     answer(f"PATCH {R}/{{slug}}", f"{R}/services", 409, json={"slug": "vendors"}),
     answer(f"PATCH {R}/{{slug}}", f"{R}/vendors", 413, _shrink_body_limit, json=LONG_NAME),
     answer(f"PATCH {R}/{{slug}}", f"{R}/vendors", 415, **TEXT),
     answer(f"PATCH {R}/{{slug}}", f"{R}/vendors", 422, json={"mapping": {}}),
+    answer(f"PATCH {R}/{{slug}}", f"{R}/vendors", 422, json={"report_name": "a\x00"}),
+    answer(f"PATCH {R}/{{slug}}", f"{R}/vendors%00", 422, json={}),
     answer(f"PATCH {R}/{{slug}}", f"{R}/nope", 404, json={}),
     answer(f"DELETE {R}/{{slug}}", f"{R}/assessments", 204),
     answer(f"DELETE {R}/{{slug}}", f"{R}/nope", 404),
+    answer(f"DELETE {R}/{{slug}}", f"{R}/vendors%00", 422),
     answer("POST /v1/import/{slug}", IMP, 200, json=GOOD),
     answer("POST /v1/import/{slug}", f"{IMP}?dry_run=true", 200, json=GOOD),
     answer("POST /v1/import/{slug}", f"{IMP}?dry_run=maybe", 422, json=GOOD),
@@ -528,6 +550,7 @@ ANSWERS = [
     answer("POST /v1/import/{slug}", IMP, 202, json=GOOD, headers={"Prefer": "respond-async"}),
     answer("POST /v1/import/{slug}", IMP, 400, json=BAD),
     answer("POST /v1/import/{slug}", "/v1/import/nope", 404, json=GOOD),
+    answer("POST /v1/import/{slug}", "/v1/import/a%00b", 422, json=GOOD),
     answer("POST /v1/import/{slug}", IMP, 413, _shrink_body_limit, json={"data": [LONG_NAME]}),
     answer("POST /v1/import/{slug}", IMP, 415, **TEXT),
     answer("POST /v1/import/{slug}", IMP, 422, json={"data": []}),
@@ -538,9 +561,11 @@ ANSWERS = [
     answer("GET /v1/import/batches", "/v1/import/batches", 429, _spent_request_rate),
     answer("GET /v1/import/batches", "/v1/import/batches?status=completed&slug=vendors", 200),
     answer("GET /v1/import/batches", "/v1/import/batches?status=done", 422),
+    answer("GET /v1/import/batches", "/v1/import/batches?slug=%00", 422),
     answer("GET /v1/import/batches/{batch_id}", f"{B}?wait=1", 200),
     answer("GET /v1/import/batches/{batch_id}", f"{B}?wait=-1", 422),
     answer("GET /v1/import/batches/{batch_id}", "/v1/import/batches/cbbatch_404", 404),
+    answer("GET /v1/import/batches/{batch_id}", "/v1/import/batches/cbbatch_%00", 422),
     *(
         answer(f"GET /v1/import/batches/{{batch_id}}/{kind}", f"{B}/{kind}{query}", status)
         for kind in ("results", "errors", "warnings")
@@ -557,6 +582,7 @@ ANSWERS = [
             ("?updated_since=0&limit=3", 200),
             ("?external_id=nope", 200),
             ("?updated_since=soon", 422),
+            ("?external_id=a%00b", 422),
         )
     ),
     *(
@@ -567,21 +593,31 @@ ANSWERS = [
         answer(f"GET /v1/{base.plural}/{{object_id}}", f"/v1/{base.plural}/{base.id_prefix}_x", 404)
         for base in catalog.CATALOG.values()
     ),
+    *(
+        answer(
+            f"GET /v1/{base.plural}/{{object_id}}", f"/v1/{base.plural}/{base.id_prefix}_%00", 422
+        )
+        for base in catalog.CATALOG.values()
+    ),
     answer(f"POST {W}", W, 201, json=WEBHOOK),
     answer(f"POST {W}", W, 413, _shrink_body_limit, json={**WEBHOOK, "secret": "s" * 4096}),
     answer(f"POST {W}", W, 415, **TEXT),
     answer(f"POST {W}", W, 422, json={**WEBHOOK, "url": "ftp://example.com/hooks"}),
     answer(f"POST {W}", W, 422, json={**WEBHOOK, "events": ["Import.Started"]}),
     answer(f"POST {W}", W, 422, json={**WEBHOOK, "url": "http://169.254.169.254/latest/"}),
+    answer(f"POST {W}", W, 422, json={**WEBHOOK, "secret": WEBHOOK["secret"] + "\x00"}),
     answer(f"GET {W}", f"{W}?limit=1&offset=1", 200),
     answer(f"GET {W}", f"{W}?limit=201", 422),
     answer(f"GET {WH}", WH, 200),
     answer(f"GET {WH}", f"{W}/cbwhk_x", 404),
+    answer(f"GET {WH}", f"{W}/cbwhk_%00", 422),
     answer(f"DELETE {WH}", WH, 204),
     answer(f"DELETE {WH}", f"{W}/nope", 404),
+    answer(f"DELETE {WH}", f"{W}/cbwhk_%00", 422),
     answer(f"GET {WH}/deliveries", f"{WH}/deliveries?limit=2", 200),
     answer(f"GET {WH}/deliveries", f"{WH}/deliveries?offset=-1", 422),
     answer(f"GET {WH}/deliveries", f"{W}/cbwhk_x/deliveries", 404),
+    answer(f"GET {WH}/deliveries", f"{W}/cbwhk_%00/deliveries", 422),
     answer("GET /healthz", "/healthz", 200),
     answer("GET /readyz", "/readyz", 200),
     answer("GET /readyz", "/readyz", 503, _break_broker),

@@ -1,13 +1,18 @@
-"""Property-based tests of the import endpoint: generated mappings and records.
+"""Property-based tests of the API: generated mappings, records, URLs and bodies.
 
-Whatever arrives: never a 5xx; once done, received = created + updated + failed; every
-failed record has at least one error naming its index, and no written record has one.
+Whatever arrives: never a 5xx. An import, once done: received = created + updated +
+failed; every failed record has at least one error naming its index, and no written
+record has one. Any text in any path or query parameter of any /v1 operation, and any
+report or webhook body, gets an answer in the documented envelope. The same tests run
+on PostgreSQL in tests/integration/test_properties_postgres.py.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -17,6 +22,7 @@ from app import create_app
 from importer.catalog import VENDOR
 from importer.notify import PollingNotifier
 from importer.orgs import create_org
+from tests.app.test_openapi import FLASK_ARGUMENT
 from tests.conftest import InlineBroker, make_settings
 
 OPTIONAL_FIELDS = [name for name in VENDOR.field_names if name not in ("external_id", "name")]
@@ -151,4 +157,120 @@ def test_any_body_gets_an_answer_in_the_documented_shape(world, raw):
     )
     assert response.status_code in (200, 400, 413, 422)
     if response.status_code in (413, 422):
+        assert set(response.json["detail"]) >= {"code", "message"}
+
+
+# --- every path and query parameter, every body: never a 5xx -------------------------
+
+#: Any text (control characters and lone surrogates included), text around a character
+#: no database column takes, or something that reads like a real slug or id.
+short_text = st.text(alphabet=st.characters(exclude_categories=()), max_size=8)
+unstorable = st.tuples(short_text, st.sampled_from(["\x00", "\x00", "\ud800"]), short_text)
+any_text = st.one_of(
+    short_text,
+    unstorable.map("".join),
+    unstorable.map("".join),
+    st.sampled_from(["vendors", "cbbatch_0", "cbwhk_0", "cbvndr_0", "batches", "%00"]),
+)
+
+
+def _url_part(text: str) -> str:
+    # A surrogate cannot be sent as UTF-8: its bytes go as they would be encoded.
+    return quote(text.encode("utf-8", "surrogatepass"), safe="")
+
+
+def _operations(app) -> list[tuple[str, str, frozenset[str]]]:
+    return sorted(
+        (method, rule.rule, frozenset(rule.arguments))
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/v1/")
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
+    )
+
+
+QUERY_NAMES = ["limit", "offset", "status", "slug", "external_id", "updated_since", "wait"]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_path_or_query_text_gets_an_answer_in_the_documented_shape(world, data):
+    client, auth = world
+    method, rule, arguments = data.draw(st.sampled_from(_operations(client.application)))
+    path = FLASK_ARGUMENT.sub(lambda m: _url_part(data.draw(any_text)), rule)
+    query = data.draw(st.lists(st.tuples(st.sampled_from(QUERY_NAMES) | any_text, any_text)))
+    url = path + "?" + "&".join(f"{_url_part(k)}={_url_part(v)}" for k, v in query)
+    response = client.open(url, method=method, headers=auth, json={})
+    event(f"answered {response.status_code}")
+    assert response.status_code < 500, response.get_data(as_text=True)
+    if response.status_code >= 400 and response.status_code != 405:
+        assert set(response.json["detail"]) >= {"code", "message"}
+
+
+def _changed(valid: dict, **changes: st.SearchStrategy) -> st.SearchStrategy:
+    """A valid body (its values drawn from ``valid``: strategies or constants) with some of
+    its values replaced by what ``changes`` draw, or none."""
+    one_change = st.sampled_from(sorted(changes)).flatmap(
+        lambda key: changes[key].map(lambda value: {key: value})
+    )
+    return st.tuples(
+        st.fixed_dictionaries(
+            {key: v if isinstance(v, st.SearchStrategy) else st.just(v) for key, v in valid.items()}
+        ),
+        one_change | st.fixed_dictionaries({}, optional=changes),
+    ).map(lambda drawn: {**drawn[0], **drawn[1]})
+
+
+report_bodies = _changed(
+    {
+        "slug": st.uuids().map(lambda uuid: f"generated-{uuid.hex[:12]}"),  # never taken
+        "report_name": "Generated",
+        "base_object": "vendor",
+        "mapping": {"external_id": "id", "name": "name"},
+    },
+    slug=any_text,
+    report_name=any_text | json_values,
+    base_object=st.sampled_from(["vendor", "service"]) | any_text,
+    mapping=st.dictionaries(
+        st.sampled_from(VENDOR.field_names) | any_text, any_text | json_values, max_size=4
+    )
+    | json_values,
+    required=st.lists(st.sampled_from(VENDOR.field_names) | any_text, max_size=3),
+)
+webhook_bodies = _changed(
+    {"url": "https://example.com/h", "events": ["Import.Completed"], "secret": "0123456789abcdef"},
+    url=any_text.map(lambda text: f"https://example.com/{text}") | any_text,
+    events=st.lists(st.sampled_from(["Import.Completed", "Import.Failed"]) | any_text),
+    secret=any_text.map(lambda text: f"0123456789abcdef{text}") | json_values,
+)
+BODY_OPERATIONS = [
+    ("POST", "/v1/import-reports", report_bodies),
+    ("PATCH", "/v1/import-reports/vendors", report_bodies),
+    ("POST", "/v1/webhooks", webhook_bodies),
+]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_report_or_webhook_body_gets_an_answer_in_the_documented_shape(world, data):
+    client, auth = world
+    method, url, bodies = data.draw(st.sampled_from(BODY_OPERATIONS))
+    body = data.draw(st.one_of(bodies, bodies, bodies, json_values))
+    client.post(
+        "/v1/import-reports",
+        json={
+            "slug": "vendors",
+            "report_name": "vendors",
+            "base_object": "vendor",
+            "mapping": {"external_id": "id", "name": "name"},
+        },
+        headers=auth,
+    )
+    # ensure_ascii: a lone surrogate goes as its \u escape, as a client's JSON would.
+    raw = json.dumps(body, ensure_ascii=True).encode()
+    response = client.open(
+        url, method=method, data=raw, headers={**auth, "Content-Type": "application/json"}
+    )
+    event(f"answered {response.status_code}")
+    assert response.status_code in (200, 201, 409, 422), response.get_data(as_text=True)
+    if response.status_code >= 400:
         assert set(response.json["detail"]) >= {"code", "message"}

@@ -64,6 +64,24 @@ def test_wrong_method_is_405_in_the_envelope(client, auth):
     assert detail(response)["code"] == "method_not_allowed"
 
 
+def allowed(response) -> set[str]:
+    return {method.strip() for method in response.headers["Allow"].split(",")}
+
+
+def test_allow_lists_only_the_methods_of_that_url(client, auth):
+    """/v1/import/<slug> never matches a reserved slug, so /v1/import/batches (the batch
+    list) does not take POST, and says so."""
+    listed = client.options("/v1/import/batches", headers=auth)
+    assert listed.status_code == 200
+    assert allowed(listed) == {"GET", "HEAD", "OPTIONS"}
+    assert allowed(client.options("/v1/import/vendors", headers=auth)) == {"POST", "OPTIONS"}
+    posted = client.post("/v1/import/batches", json={"data": [{}]}, headers=auth)
+    assert posted.status_code == 405
+    assert detail(posted)["code"] == "method_not_allowed"
+    assert allowed(posted) == {"GET", "HEAD", "OPTIONS"}
+    assert client.post("/v1/import/batches-of-2026", json={}, headers=auth).status_code == 404
+
+
 @pytest.mark.parametrize("content_type", ["text/plain", "application/xml", None])
 def test_other_media_types_are_415(client, auth, make_report, content_type):
     make_report()
@@ -86,12 +104,10 @@ def test_other_media_types_are_415(client, auth, make_report, content_type):
         (b'{"data": []}', "empty"),
         (b'{"data": [{"a": 1}, "oops"]}', "Record 1"),
         (b'{"data": [null]}', "Record 0"),
-        (b'{"data": [{"a": "\\ud800"}]}', "not valid JSON"),
         (b"\xff\xfe{}", "not valid JSON"),
         (b"[" * 5000 + b"]" * 5000, "JSON object"),
         (b'{"data": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
         (b'{"data": [{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}]}", "nested too deeply"),
-        (b'{"data": [{"IRQ Score": 1' + b"0" * 400 + b"}]}", "not valid JSON"),
     ],
 )
 def test_bodies_that_are_not_a_batch_are_422(client, auth, make_report, raw, message_part):
@@ -217,10 +233,7 @@ def test_gzip_without_support_is_not_a_500(client, auth, make_report):
 @pytest.mark.parametrize(
     "raw, message_part",
     [
-        (b'{"data": [{"a": 1}, {"a": 1e400}]}', "Record 1 of 'data' is not valid JSON"),
         (b'{"data": [{"a": 1}, 7]}', "Record 1 of 'data' is a number"),
-        (b'{"data": [{"a": 1}, {"a": "\\ud800"}]}', "not valid JSON"),
-        (b'{"data": [{"a": 1}, {"a": 1' + b"0" * 400 + b"}]}", "not valid JSON"),
         (b'{"data": [{"a": 1}, {"a": 1}', "not valid JSON"),
     ],
 )
@@ -228,7 +241,9 @@ def test_large_batches_read_record_by_record_refuse_the_same_bodies(
     client, auth, make_report, app, db, raw, message_part
 ):
     """A batch over the synchronous limit is split into records without being parsed
-    whole; a record that is not valid JSON still fails the request, naming it."""
+    whole; a record that is not valid JSON (or not an object) still fails the request,
+    naming it. (Valid JSON holding a value nothing can read fails only its record:
+    tests/app/test_formats.py.)"""
     import sqlalchemy as sa
 
     from importer.models import ImportBatch

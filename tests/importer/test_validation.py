@@ -84,6 +84,9 @@ def test_accepted_values(field, value, expected):
         ("name", "a\x00b"),
         ("web", "not a url"),
         ("web", "ftp://acme.com"),
+        ("web", ("a" * 59 + ".") * 34 + "b.com"),  # 2,045 characters; with https://, 2,053
+        ("irq", 1e400),
+        ("irq", "-1e400"),
         ("status", "retired"),
         ("status", 3),
         ("tags", {"a": 1}),
