@@ -114,8 +114,11 @@ def render_status(data: dict[str, Any]) -> str:
     if backlog["top"]:
         lines.append(
             table(
-                ["ORG", "WAITING CHUNKS", "WAITING RECORDS", "IN FLIGHT"],
-                [[o["org_id"], o["chunks"], o["records"], o["in_flight"]] for o in backlog["top"]],
+                ["ORG", "NAME", "WAITING CHUNKS", "WAITING RECORDS", "IN FLIGHT"],
+                [
+                    [o["org_id"], o["org_name"] or "-", o["chunks"], o["records"], o["in_flight"]]
+                    for o in backlog["top"]
+                ],
             )
         )
     lines += ["", "Batches"]

@@ -83,7 +83,8 @@ def test_status_prints_queues_workers_batches_and_the_oldest_queued_batch(
         "interactive,bulk,webhooks  0s ago" in text
     )
     assert "Bulk lane: 2 chunk(s) (4 records) waiting in 1 org(s); 0 in flight" in text
-    assert f"  {org_and_key[0].id}               2                4          0" in text
+    assert "ORG                                     NAME       WAITING CHUNKS" in text
+    assert f"  {org_and_key[0].id}  Acme Risk               2                4          0" in text
     assert "Batches\n  STATUS      BATCHES\n  queued            1\n  processing        0" in text
     assert f"Oldest queued batch: {queued_id}, waiting 0s (since " in text
     assert f"\n  report vendors, org {org_and_key[0].id}\n" in text
@@ -111,7 +112,13 @@ def test_status_json_is_one_object(settings, db, org_and_key, make_report):
     }
     assert data["queues"] == {"interactive": 0, "bulk": 0, "webhooks": 0}
     assert data["backlog"]["top"] == [
-        {"org_id": org_and_key[0].id, "chunks": 2, "records": 4, "in_flight": 0}
+        {
+            "org_id": org_and_key[0].id,
+            "org_name": "Acme Risk",
+            "chunks": 2,
+            "records": 4,
+            "in_flight": 0,
+        }
     ]
     assert [(w["node"], w["state"]) for w in data["workers"]] == [("celery@worker-1", "online")]
     assert data["batches"]["queued"] == 1
