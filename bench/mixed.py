@@ -136,28 +136,22 @@ def flood(api: Api, slug: str, bodies: list[bytes]) -> FloodRun:
     return run
 
 
-def written_by_org(stack: Stack) -> dict[str, int]:
-    """Records of finished chunks, per org (read from the database)."""
+def per_org(stack: Stack, query: str) -> dict[str, int]:
+    """``query``'s (org_id, number) rows as a dict, read from the database."""
     with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
-        return {
-            org_id: int(count)
-            for org_id, count in conn.execute(
-                "SELECT org_id, coalesce(sum(end_index - start_index), 0) FROM import_chunks "
-                "WHERE status = 'done' GROUP BY org_id"
-            )
-        }
+        return {org_id: int(number) for org_id, number in conn.execute(query)}
 
 
-def waiting_by_org(stack: Stack) -> dict[str, int]:
-    """Chunks not finished yet, per org."""
-    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
-        return {
-            org_id: int(count)
-            for org_id, count in conn.execute(
-                "SELECT org_id, count(*) FROM import_chunks "
-                "WHERE status IN ('pending', 'processing') GROUP BY org_id"
-            )
-        }
+#: Records of finished chunks, per org.
+WRITTEN = (
+    "SELECT org_id, coalesce(sum(end_index - start_index), 0) FROM import_chunks "
+    "WHERE status = 'done' GROUP BY org_id"
+)
+#: Chunks not finished yet, per org.
+WAITING = (
+    "SELECT org_id, count(*) FROM import_chunks "
+    "WHERE status IN ('pending', 'processing') GROUP BY org_id"
+)
 
 
 def shares_while_both_busy(stack: Stack, orgs: list[str], runs: list[threading.Thread]) -> Any:
@@ -165,13 +159,16 @@ def shares_while_both_busy(stack: Stack, orgs: list[str], runs: list[threading.T
     returns each org's share of what was written in that window."""
     first: dict[str, int] | None = None
     last: dict[str, int] = {}
+    status = ""
     while any(run.is_alive() for run in runs):
-        waiting = waiting_by_org(stack)
+        waiting = per_org(stack, WAITING)
         busy = all(waiting.get(org, 0) > 0 for org in orgs)
-        written = written_by_org(stack)
+        written = per_org(stack, WRITTEN)
         if busy:
             if first is None:
                 first = written
+            elif not status:  # what an operator sees meanwhile
+                status = stack.run("status")
             last = written
         elif first is not None:
             break
@@ -180,7 +177,7 @@ def shares_while_both_busy(stack: Stack, orgs: list[str], runs: list[threading.T
         return None
     added = {org: last.get(org, 0) - first.get(org, 0) for org in orgs}
     total = sum(added.values()) or 1
-    return {org: added[org] / total for org in orgs}, total
+    return {org: added[org] / total for org in orgs}, total, status
 
 
 def main() -> None:
@@ -271,12 +268,13 @@ def main() -> None:
     if shared is None:
         print("  B and C: never both busy (floods too small to overlap)")
     else:
-        (share, total) = shared
+        (share, total, status) = shared
         print(
             f"  B and C flooding at once: of {total:,} records written while both were "
             f"busy, B {share[flooding.org_id]:.0%}, C {share[other.org_id]:.0%}  "
             "(target 40-60% each)"
         )
+        print("\n`importer status` while B and C flood:\n" + status)
 
 
 if __name__ == "__main__":
