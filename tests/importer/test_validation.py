@@ -6,7 +6,12 @@ import datetime as dt
 
 import pytest
 
-from importer.validation import compiled_schema, screen_records, validate_records
+from importer.validation import (
+    compiled_schema,
+    compiled_validator,
+    screen_records,
+    validate_records,
+)
 
 MAPPING = {
     "external_id": "id",
@@ -183,12 +188,18 @@ def test_screening_finds_only_batch_wide_problems():
     assert unknown.failed_count == 3 and unknown.valid == []
 
 
-def test_one_compiled_schema_per_report_version():
+def test_one_compiled_schema_and_validator_per_report_version():
+    compiled_validator.cache_clear()
     compiled_schema.cache_clear()
     for _ in range(3):
         validate_records([{"id": "a", "name": "n"}], base_object="vendor", mapping=MAPPING)
     validate_records(
         [{"id": "a", "name": "n"}], base_object="vendor", mapping={**MAPPING, "category": "c"}
     )
+    assert compiled_validator.cache_info().misses == 2
+    assert compiled_validator.cache_info().hits == 2
+    # Each validator is compiled from its version's schema, built once.
     assert compiled_schema.cache_info().misses == 2
-    assert compiled_schema.cache_info().hits == 2
+    # A record the validator does not find valid goes through that same schema.
+    validate_records([{"id": "a"}], base_object="vendor", mapping=MAPPING)
+    assert compiled_schema.cache_info().misses == 2
