@@ -290,6 +290,17 @@ class ResultItemSchema(Schema):
         metadata={"description": "null in a dry run, for a record that would be created."},
     )
     action = fields.String(required=True, validate=validate.OneOf(["created", "updated"]))
+    changed = fields.Boolean(
+        required=True,
+        metadata={
+            "description": (
+                "true when the record created the object or changed a stored value (and "
+                "so its `updated_at`); false for an update that changed nothing: its "
+                "values were those stored already, or a batch accepted later had already "
+                "written the object (later wins). In a dry run: what the import would do."
+            )
+        },
+    )
     status = fields.String(required=True, validate=validate.OneOf(["success"]))
 
 
@@ -344,6 +355,15 @@ class BatchSummarySchema(Schema):
     received_count = _count()
     created_count = _count()
     updated_count = _count()
+    unchanged_count = fields.Integer(
+        required=True,
+        validate=validate.Range(min=0),
+        metadata={
+            "description": (
+                "Of `updated_count`, the records that changed nothing (`changed: false`)."
+            )
+        },
+    )
     failed_count = _count()
     received_at = fields.Integer(required=True)
     completed_at = fields.Integer(required=True, allow_none=True)

@@ -40,7 +40,7 @@ from importer.models import (
     Org,
 )
 from importer.problems import ErrorCode, Problem, problem
-from importer.upsert import plan_records, write_records
+from importer.upsert import hold_accepts_of_org, plan_records, write_records
 from importer.validation import ValidationOutcome, validate_records
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,10 @@ def accept_batch(
         completed_at=now if done else None,
         request_id=request_id,
     )
+    # Before the batch takes its seq (and before add: a statement autoflushes): later
+    # wins needs every older batch of the org visible to a worker that skips
+    # unchanged rows (importer.upsert.older_writes_pending), so hold it until commit.
+    hold_accepts_of_org(session, org.id)
     session.add(batch)
     session.flush()  # one INSERT, which assigns batch.seq
 
@@ -249,6 +253,7 @@ _ADD_TO_BATCH = (
     .values(
         created_count=_BATCHES.c.created_count + sa.bindparam("created", type_=sa.Integer),
         updated_count=_BATCHES.c.updated_count + sa.bindparam("updated", type_=sa.Integer),
+        unchanged_count=_BATCHES.c.unchanged_count + sa.bindparam("unchanged", type_=sa.Integer),
         failed_count=_BATCHES.c.failed_count + sa.bindparam("rejected", type_=sa.Integer),
         processed_count=_BATCHES.c.processed_count + sa.bindparam("processed", type_=sa.Integer),
         error_count=_BATCHES.c.error_count + sa.bindparam("errors", type_=sa.Integer),
@@ -330,6 +335,7 @@ class _ChunkOutcome:
 
     created: int = 0
     updated: int = 0
+    unchanged: int = 0
     #: Records newly known to have failed (validation by the worker, or write time).
     rejected: int = 0
     #: Records whose outcome became known.
@@ -351,6 +357,7 @@ def _finish_in_batch(session: Session, chunk: ImportChunk, done: _ChunkOutcome) 
             "batch_id": chunk.batch_id,
             "created": done.created,
             "updated": done.updated,
+            "unchanged": done.unchanged,
             "rejected": done.rejected,
             "processed": done.processed,
             "errors": done.errors_added,
@@ -454,7 +461,7 @@ def write_chunk(session: Session, chunk_id: int) -> ChunkFinished | None:
         records=to_write,
     )
     new_problems.extend(outcome.errors)
-    done.created, done.updated = outcome.created, outcome.updated
+    done.created, done.updated, done.unchanged = outcome.created, outcome.updated, outcome.unchanged
     done.rejected += outcome.rejected
     done.errors_added = len(new_problems)
     done.error_codes = dict(Counter(problem_["error_code"] for problem_ in new_problems))
@@ -463,6 +470,7 @@ def write_chunk(session: Session, chunk_id: int) -> ChunkFinished | None:
     chunk.results = _dumps(outcome.results)
     chunk.created_count = outcome.created
     chunk.updated_count = outcome.updated
+    chunk.unchanged_count = outcome.unchanged
     chunk.rejected_count = outcome.rejected
     chunk.status = ChunkStatus.DONE
     chunk.payload = None

@@ -160,6 +160,8 @@ class ImportBatch(Base):
     received_count: Mapped[int] = mapped_column(sa.Integer)
     created_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     updated_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    #: Of ``updated_count``, the records whose values were those stored already.
+    unchanged_count: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     failed_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     #: Records whose outcome is known (rejected at validation or in a finished chunk).
     processed_count: Mapped[int] = mapped_column(sa.Integer, default=0)
@@ -224,6 +226,8 @@ class ImportChunk(Base):
     warnings: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     created_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     updated_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    #: Of ``updated_count``, the records whose values were those stored already.
+    unchanged_count: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     #: Records of the slice rejected by validation.
     invalid_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     #: Records of the slice rejected when written (unknown reference, write failure).

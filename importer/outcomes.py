@@ -32,12 +32,14 @@ _BLOB_COLUMNS = {
 
 
 def _result_item(stored: list[Any]) -> dict[str, Any]:
-    index, external_id, coverbase_id, action = stored
+    index, external_id, coverbase_id, action = stored[:4]
     return {
         "index": index,
         "external_id": external_id,
         "coverbase_id": coverbase_id,
         "action": action,
+        # Results stored before ``changed`` existed: every update then wrote its row.
+        "changed": stored[4] if len(stored) > 4 else True,
         "status": "success",
     }
 
@@ -130,6 +132,7 @@ def _head(batch: ImportBatch) -> dict[str, Any]:
         "received_count": batch.received_count,
         "created_count": batch.created_count,
         "updated_count": batch.updated_count,
+        "unchanged_count": batch.unchanged_count,
         "failed_count": batch.failed_count,
     }
 

@@ -1,7 +1,10 @@
-"""The write: one statement per chunk, later wins, one object per external_id."""
+"""The write: one statement per chunk, later wins, one object per external_id, and
+records that change nothing write nothing. On SQLite here; on PostgreSQL, with its
+concurrent races, in tests/integration/test_upsert_postgres.py."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
@@ -58,8 +61,11 @@ def test_action_and_id_come_from_the_write(db, org_and_key):
     second = write(
         db, org, 2, [{"external_id": "b", "name": "B2"}, {"external_id": "c", "name": "C"}]
     )
-    assert [r[3] for r in first.results] == ["created", "created"]
-    assert [(r[1], r[3]) for r in second.results] == [("b", "updated"), ("c", "created")]
+    assert [r[3:] for r in first.results] == [["created", True], ["created", True]]
+    assert [(r[1], r[3], r[4]) for r in second.results] == [
+        ("b", "updated", True),
+        ("c", "created", True),
+    ]
     assert second.results[0][2] == first.results[1][2]
     assert (second.created, second.updated) == (1, 1)
 
@@ -73,8 +79,10 @@ def test_later_batch_wins_whatever_order_the_workers_run_in(db, org_and_key):
     row = stored(db, org)["a"]
     assert (row.name, row.website, row.category) == ("from batch 7", "https://b7", None)
     assert row.written_seq == 7
-    # The batch that lost still reports the record, as an update of the same object.
-    assert earlier.results == [[0, "a", later.results[0][2], "updated"]]
+    # The batch that lost still reports the record, as an update of the same object
+    # that changed nothing.
+    assert earlier.results == [[0, "a", later.results[0][2], "updated", False]]
+    assert (earlier.updated, earlier.unchanged) == (1, 1)
 
 
 def test_running_the_same_write_twice_changes_nothing(db, org_and_key):
@@ -122,3 +130,71 @@ def test_references_resolve_in_the_org_or_fail_the_record(db, make_org):
     assert [(e["index"], e["error_code"]) for e in outcome.errors] == [(1, "invalid_field_value")]
     assert outcome.rejected == 1
     assert stored(db, org, "service")["s1"].vendor_id == stored(db, org)["v1"].id
+
+
+def test_a_record_equal_to_the_stored_values_changes_nothing(db, org_and_key):
+    org, _ = org_and_key
+    full = {"external_id": "a", "name": "A", "tags": ["x", "y"], "raw_irq_score": 85.0}
+    write(db, org, 1, [full, {"external_id": "b", "name": "B"}])
+    before = stored(db, org)
+    again = write(db, org, 2, [full, {"external_id": "b", "name": "B"}])
+    assert [(r[1], r[3], r[4]) for r in again.results] == [
+        ("a", "updated", False),
+        ("b", "updated", False),
+    ]
+    assert [r[2] for r in again.results] == [before["a"].id, before["b"].id]
+    assert (again.created, again.updated, again.unchanged) == (0, 2, 2)
+    after = stored(db, org)
+    for external_id in ("a", "b"):
+        assert after[external_id].updated_at == before[external_id].updated_at
+        assert after[external_id].tags == before[external_id].tags
+
+
+def test_only_real_changes_move_updated_at(db, org_and_key):
+    org, _ = org_and_key
+    write(
+        db,
+        org,
+        1,
+        [{"external_id": "a", "name": "A", "category": "c"}, {"external_id": "b", "name": "B"}],
+    )
+    before = stored(db, org)
+    outcome = write(
+        db,
+        org,
+        2,
+        [
+            {"external_id": "a", "name": "A"},  # a subset of the stored values
+            {"external_id": "b", "name": "B", "category": "new"},  # one value more
+        ],
+    )
+    assert [(r[1], r[4]) for r in outcome.results] == [("a", False), ("b", True)]
+    assert (outcome.updated, outcome.unchanged) == (2, 1)
+    after = stored(db, org)
+    assert after["a"].updated_at == before["a"].updated_at
+    assert after["b"].updated_at > before["b"].updated_at
+    assert (after["b"].category, after["b"].written_seq) == ("new", 2)
+
+
+@pytest.mark.parametrize("order", ["newer first", "older first"])
+def test_an_unchanged_newer_batch_wins_over_a_changed_older_one(db, org_and_key, order):
+    """Batch 3 re-sends the stored values, batch 2 (older) changes them: in whatever
+    order they are written, batch 3's values stay (on SQLite an unchanged row always
+    takes the batch's written_seq; PostgreSQL's shortcut is tested on PostgreSQL)."""
+    org, _ = org_and_key
+    write(db, org, 1, [{"external_id": "a", "name": "A"}])
+    seeded = stored(db, org)["a"]
+    newer = lambda: write(db, org, 3, [{"external_id": "a", "name": "A"}])  # noqa: E731
+    older = lambda: write(db, org, 2, [{"external_id": "a", "name": "changed"}])  # noqa: E731
+    if order == "newer first":
+        results = [newer().results, older().results]
+        assert stored(db, org)["a"].updated_at == seeded.updated_at
+    else:
+        results = [older().results, newer().results]
+    row = stored(db, org)["a"]
+    assert (row.name, row.written_seq) == ("A", 3)
+    assert [r[0][3:] for r in results] == (
+        [["updated", False], ["updated", False]]
+        if order == "newer first"
+        else [["updated", True], ["updated", True]]
+    )
