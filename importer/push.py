@@ -70,7 +70,7 @@ FORMATS = ("csv", "ndjson", "json")
 EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json"}
 RESULTS_CSV = "results.csv"
 ERRORS_CSV = "errors.csv"
-RESULT_COLUMNS = ("row", "external_id", "coverbase_id", "action")
+RESULT_COLUMNS = ("row", "external_id", "coverbase_id", "action", "changed")
 ERROR_COLUMNS = ("row", "external_id", "field", "error_code", "message")
 INVALID = "invalid_field_value"
 DUPLICATE = "duplicate_external_id"
@@ -555,7 +555,7 @@ def refusal(response: requests.Response, slug: str) -> PushError:
 @dataclasses.dataclass(slots=True)
 class ChunkOutcome:
     position: int
-    results: list[tuple[int, str | None, str, str]] = dataclasses.field(default_factory=list)
+    results: list[tuple[int, str | None, str, str, str]] = dataclasses.field(default_factory=list)
     errors: list[ErrorLine] = dataclasses.field(default_factory=list)
     created: int = 0
     updated: int = 0
@@ -585,6 +585,12 @@ class Tally:
             self.written += written
             self.failed += failed
             self._on_change(self)
+
+
+def _changed(result: dict[str, Any]) -> str:
+    """``true``/``false`` as in the API; empty from a service that does not say."""
+    changed = result.get("changed")
+    return "" if changed is None else str(bool(changed)).lower()
 
 
 def push_chunk(api: Api, slug: str, chunk: Chunk, tally: Tally) -> ChunkOutcome:
@@ -629,7 +635,9 @@ def push_chunk(api: Api, slug: str, chunk: Chunk, tally: Tally) -> ChunkOutcome:
     outcome.failed += batch["failed_count"]
     for item in _all_items(api, slug, batch, "results"):
         row = chunk.rows[item["index"]]
-        outcome.results.append((row, item["external_id"], item["coverbase_id"], item["action"]))
+        outcome.results.append(
+            (row, item["external_id"], item["coverbase_id"], item["action"], _changed(item))
+        )
     for item in _all_items(api, slug, batch, "errors"):
         row = chunk.rows[item["index"]]
         outcome.errors.append(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import sqlalchemy as sa
 
-from importer.models import ImportBatch, ImportReport
+from importer.models import OBJECT_TABLES, ImportBatch, ImportReport
 from tests.conftest import vendor
 
 
@@ -43,6 +45,41 @@ def test_reimport_updates_the_same_objects(client, auth, make_report):
     assert listed["total"] == 3
     renamed = client.get("/v1/vendors?external_id=V-00002", headers=auth).json["items"]
     assert [v["name"] for v in renamed] == ["Renamed"]
+
+
+def test_a_reimport_that_changes_nothing_says_so_and_moves_no_updated_at(
+    client, auth, make_report, db
+):
+    make_report()
+    first = post(client, auth, [vendor(n, Tags="a, b", **{"IRQ Score": "85"}) for n in range(3)])
+    assert [r["changed"] for r in first.json["results"]] == [True] * 3
+    assert first.json["unchanged_count"] == 0
+    table = OBJECT_TABLES["vendor"]
+    old = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    with db.session() as session:
+        session.execute(sa.update(table).values(updated_at=old))
+    since = int(old.timestamp()) + 1
+
+    again = post(
+        client,
+        auth,
+        [
+            vendor(0, Tags=["a", "b"], **{"IRQ Score": 85}),  # the same values, other forms
+            vendor(1),  # fewer fields, the same values
+            vendor(2, **{"Supplier Name": "Renamed"}),
+        ],
+    )
+
+    body = again.json
+    assert (body["created_count"], body["updated_count"], body["unchanged_count"]) == (0, 3, 2)
+    assert [(r["action"], r["changed"]) for r in body["results"]] == [
+        ("updated", False),
+        ("updated", False),
+        ("updated", True),
+    ]
+    assert client.get(f"/v1/import/batches/{body['batch_id']}", headers=auth).json == body
+    recent = client.get(f"/v1/vendors?updated_since={since}", headers=auth).json
+    assert [item["external_id"] for item in recent["items"]] == ["V-00002"]
 
 
 def test_fields_absent_from_an_update_keep_their_values(client, auth, make_report):

@@ -474,6 +474,25 @@ def test_cells_starting_with_a_tab_or_a_carriage_return_are_written_inert() -> N
     ]
 
 
+def test_results_say_which_records_changed_something(live: Live, tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "vendors.csv", [["C-1", "One", "", "", ""], ["C-2", "Two", "", "", ""]]
+    )
+    assert live.push(path).exit_code == 0
+    assert [line["changed"] for line in read_csv(tmp_path / "results.csv")] == ["true", "true"]
+    path = write_csv(
+        tmp_path / "vendors.csv", [["C-1", "One", "", "", ""], ["C-2", "2", "", "", ""]]
+    )
+
+    result = live.push(path)
+
+    assert result.exit_code == 0, result.output
+    assert [
+        (line["external_id"], line["action"], line["changed"])
+        for line in read_csv(tmp_path / "results.csv")
+    ] == [("C-1", "updated", "false"), ("C-2", "updated", "true")]
+
+
 # --- idempotent re-runs ---------------------------------------------------------------
 
 

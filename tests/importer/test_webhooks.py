@@ -139,6 +139,18 @@ def test_a_completed_batch_gets_one_delivery_per_matching_endpoint(
     assert receiver.requests == []  # nothing POSTed until the task runs
 
 
+def test_the_event_of_a_reimport_counts_the_records_that_changed_nothing(
+    db, org, make_report, receiver
+):
+    report = make_report()
+    register(db, org, receiver.url)
+    complete_a_batch(db, org, report)
+    batch_id = complete_a_batch(db, org, report)  # the same records again
+    (made,) = deliveries(db, batch_id)
+    data = orjson.loads(made.body)["data"]
+    assert (data["created_count"], data["updated_count"], data["unchanged_count"]) == (0, 2, 2)
+
+
 def test_the_body_and_the_signature_verify_with_the_secret(db, org, make_report, receiver):
     endpoint = register(db, org, receiver.url)
     batch_id = complete_a_batch(db, org, make_report())
