@@ -408,12 +408,22 @@ def _resolve_references(
     return resolved
 
 
+@functools.lru_cache(maxsize=16)
+def _stored_positions(base_name: str) -> dict[str, int]:
+    """Where each written column is in a row of :func:`stored_rows` (``id`` first)."""
+    return {
+        name: position
+        for position, name in enumerate(_written_columns(catalog.CATALOG[base_name]), start=1)
+    }
+
+
 def _changes(base: BaseObject, row: Mapping[str, Any], stored: Sequence[Any]) -> bool:
     """Whether writing ``row`` would change the stored values (``(id, *written
     columns)``, as :func:`stored_rows` reads them): a value it carries differs."""
-    for position, name in enumerate(_written_columns(base), start=1):
-        value = row.get(name)
-        if value is not None and value != stored[position]:
+    positions = _stored_positions(base.name)
+    for name, value in row.items():
+        position = positions.get(name)
+        if position is not None and value is not None and value != stored[position]:
             return True
     return False
 
@@ -458,14 +468,14 @@ def write_records(
         if session.get_bind().dialect.name == "postgresql":
             written = _write_postgresql(session, base, org_id, seq, now, rows)
         else:
-            written = _write_statement(session, base, org_id, seq, now, rows, touch=True)
+            written = upsert_rows(session, base, org_id, seq, now, rows, touch=True)
         for external_id, index in index_of.items():
             _record(outcome, index, external_id, *written[external_id])
     outcome.results.sort(key=lambda result: result[0])
     return outcome
 
 
-def _write_statement(
+def upsert_rows(
     session: Session,
     base: BaseObject,
     org_id: str,
@@ -526,35 +536,47 @@ def _write_postgresql(
     # (After the read, one could finish in between and the read would miss its values.)
     quiet = not older_writes_pending(session, org_id, base.name, seq)
     stored = stored_rows(session, base.name, org_id, (row["external_id"] for row in rows))
-    written: dict[str, tuple[str, str, bool]] = {}
+    written, new, to_upsert = sort_rows(base, rows, stored, quiet)
+    if new:
+        if insert_new_rows(session, base, org_id, seq, now, new):
+            written.update((row["external_id"], (row["id"], "created", True)) for row in new)
+        else:
+            to_upsert += new
+    if to_upsert:
+        written.update(upsert_rows(session, base, org_id, seq, now, to_upsert, touch=not quiet))
+    return written
+
+
+def sort_rows(
+    base: BaseObject,
+    rows: Sequence[dict[str, Any]],
+    stored: Mapping[str, Sequence[Any]],
+    quiet: bool,
+) -> tuple[dict[str, tuple[str, str, bool]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Sort a chunk's rows by what they need, from the key read (``stored``):
+    ``(unchanged, new, to_upsert)``. ``unchanged`` holds the rows that need no write
+    (their results); ``new`` the rows to insert, each given its id, in external_id
+    order (the order every writer locks in); ``to_upsert`` the rows whose values
+    differ, and the unchanged ones too unless ``quiet`` (their written_seq must move).
+    """
+    unchanged: dict[str, tuple[str, str, bool]] = {}
     new: list[dict[str, Any]] = []
     to_upsert: list[dict[str, Any]] = []
     for row in rows:
         found = stored.get(row["external_id"])
         if found is None:
             new.append(row)
-        elif _changes(base, row, found):
+        elif quiet and not _changes(base, row, found):
+            unchanged[row["external_id"]] = (found[0], "updated", False)
+        else:
             to_upsert.append(row | {"id": found[0]})
-        elif quiet:
-            written[row["external_id"]] = (found[0], "updated", False)
-        else:
-            to_upsert.append(row | {"id": found[0]})  # its written_seq must move
-    if new:
-        new.sort(key=lambda row: row["external_id"])  # the order every writer locks in
-        for row in new:
-            row["id"] = ids.new_id(base.id_prefix)
-        if _insert_new(session, base, org_id, seq, now, new):
-            written.update((row["external_id"], (row["id"], "created", True)) for row in new)
-        else:
-            to_upsert += new
-    if to_upsert:
-        written.update(
-            _write_statement(session, base, org_id, seq, now, to_upsert, touch=not quiet)
-        )
-    return written
+    new.sort(key=lambda row: row["external_id"])
+    for row in new:
+        row["id"] = ids.new_id(base.id_prefix)
+    return unchanged, new, to_upsert
 
 
-def _insert_new(
+def insert_new_rows(
     session: Session,
     base: BaseObject,
     org_id: str,

@@ -13,22 +13,28 @@ def post(client, auth, records, slug="vendors", query="?dry_run=true", **headers
 
 def test_a_dry_run_reports_actions_and_writes_nothing(client, auth, make_report):
     make_report()
-    existing = post(client, auth, [vendor(1)], query="").json["results"][0]["coverbase_id"]
+    first = post(client, auth, [vendor(1), vendor(3)], query="").json["results"]
+    existing = [result["coverbase_id"] for result in first]
     response = post(
-        client, auth, [vendor(1, **{"Supplier Name": "Renamed"}), vendor(2), {"Supplier ID": "x"}]
+        client,
+        auth,
+        [vendor(1, **{"Supplier Name": "Renamed"}), vendor(2), {"Supplier ID": "x"}, vendor(3)],
     )
     assert response.status_code == 200
     body = response.json
     assert body["dry_run"] is True
-    assert (body["created_count"], body["updated_count"], body["failed_count"]) == (1, 1, 1)
-    assert [(r["external_id"], r["action"], r["coverbase_id"]) for r in body["results"]] == [
-        ("V-00001", "updated", existing),
-        ("V-00002", "created", None),
+    assert (body["created_count"], body["updated_count"], body["failed_count"]) == (1, 2, 1)
+    assert body["unchanged_count"] == 1
+    assert [
+        (r["external_id"], r["action"], r["coverbase_id"], r["changed"]) for r in body["results"]
+    ] == [
+        ("V-00001", "updated", existing[0], True),
+        ("V-00002", "created", None, True),
+        ("V-00003", "updated", existing[1], False),
     ]
     assert [e["index"] for e in body["errors"]] == [2]
     vendors = client.get("/v1/vendors", headers=auth).json
-    assert vendors["total"] == 1
-    assert vendors["items"][0]["name"] == "Vendor 1"
+    assert sorted(item["name"] for item in vendors["items"]) == ["Vendor 1", "Vendor 3"]
 
 
 def test_dry_run_checks_references_like_a_write(client, auth, make_report):
