@@ -342,13 +342,18 @@ def stored_rows(
     if not wanted:
         return found
     if session.get_bind().dialect.name == "postgresql":
-        # One statement, driver-level: this read runs for every chunk.
+        # One statement, driver-level: this read runs for every chunk. One index
+        # lookup per wanted key, whatever the table's size or statistics: a plain
+        # "external_id = ANY(...)" may be planned as a scan of all the org's rows,
+        # each compared with the whole list (seconds a chunk once prepared).
         sql = (
-            f"SELECT external_id, {', '.join(column.name for column in columns)} "
-            f"FROM {table.name} WHERE org_id = %s AND external_id = ANY(%s)"
+            f"SELECT k.external_id, {', '.join(f'o.{column.name}' for column in columns)} "
+            "FROM unnest(%s::varchar[]) AS k(external_id) CROSS JOIN LATERAL "
+            f"(SELECT * FROM {table.name} WHERE org_id = %s AND external_id = k.external_id "
+            "OFFSET 0) AS o"
         )
         with _driver(session).cursor() as cursor:
-            for row in cursor.execute(sql, (org_id, wanted)):
+            for row in cursor.execute(sql, (wanted, org_id)):
                 found[row[0]] = row[1:]
         return found
     for start in range(0, len(wanted), _LOOKUP_SLICE):
