@@ -27,6 +27,7 @@ from importer import catalog, orgs
 from importer.config import normalize_database_url
 from importer.db import Database, utcnow
 from importer.upsert import (
+    carried_columns,
     insert_new_rows,
     older_writes_pending,
     sort_rows,
@@ -128,17 +129,18 @@ def profile_batch(
                 "worker: write: may an older batch still write? (accept lock, chunks)",
                 lambda s=session: older_writes_pending(s, org_id, "vendor", seq),
             )
+            columns = carried_columns(VENDOR, rows) if quiet else ()
             stored = timed(
                 stages,
                 "worker: write: one key read (existing rows and their values)",
-                lambda s=session, r=rows: stored_rows(
-                    s, "vendor", org_id, (row["external_id"] for row in r)
+                lambda s=session, r=rows, c=columns: stored_rows(
+                    s, "vendor", org_id, (row["external_id"] for row in r), c
                 ),
             )
             _, new, to_upsert = timed(
                 stages,
                 "worker: write: sort rows (new, changed, unchanged)",
-                lambda r=rows, st=stored, q=quiet: sort_rows(VENDOR, r, st, q),
+                lambda r=rows, st=stored, c=columns, q=quiet: sort_rows(VENDOR, r, st, c, q),
             )
             if new:
                 inserted = timed(

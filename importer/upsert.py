@@ -318,10 +318,17 @@ def lookup_ids(
     """``{external_id: id}`` of the org's objects among ``external_ids``."""
     return {
         external_id: row[0]
-        for external_id, row in stored_rows(
-            session, base_name, org_id, external_ids, values=False
-        ).items()
+        for external_id, row in stored_rows(session, base_name, org_id, external_ids).items()
     }
+
+
+def carried_columns(base: BaseObject, rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The written columns, external_id aside, that some of ``rows`` carry: the only
+    ones a record can change (an absent field keeps its value)."""
+    carried = set().union(*rows)
+    return tuple(
+        name for name in _written_columns(base) if name in carried and name != "external_id"
+    )
 
 
 def stored_rows(
@@ -329,14 +336,11 @@ def stored_rows(
     base_name: str,
     org_id: str,
     external_ids: Iterable[str],
-    *,
-    values: bool = True,
+    columns: Sequence[str] = (),
 ) -> dict[str, tuple[Any, ...]]:
-    """``{external_id: (id, *written columns)}`` of the org's objects among
-    ``external_ids`` (only ``(id,)`` without ``values``)."""
-    base = catalog.CATALOG[base_name]
+    """``{external_id: (id, *columns)}`` of the org's objects among ``external_ids``."""
     table = OBJECT_TABLES[base_name]
-    columns = [table.c.id, *(table.c[name] for name in _written_columns(base) if values)]
+    selected = [table.c.id, *(table.c[name] for name in columns)]
     wanted = sorted(set(external_ids))
     found: dict[str, tuple[Any, ...]] = {}
     if not wanted:
@@ -346,11 +350,11 @@ def stored_rows(
         # lookup per wanted key, whatever the table's size or statistics: a plain
         # "external_id = ANY(...)" may be planned as a scan of all the org's rows,
         # each compared with the whole list (seconds a chunk once prepared).
+        names = ", ".join(column.name for column in selected)
         sql = (
-            f"SELECT k.external_id, {', '.join(f'o.{column.name}' for column in columns)} "
-            "FROM unnest(%s::varchar[]) AS k(external_id) CROSS JOIN LATERAL "
-            f"(SELECT * FROM {table.name} WHERE org_id = %s AND external_id = k.external_id "
-            "OFFSET 0) AS o"
+            f"SELECT k.external_id, o.* FROM unnest(%s::varchar[]) AS k(external_id) "
+            f"CROSS JOIN LATERAL (SELECT {names} FROM {table.name} "
+            "WHERE org_id = %s AND external_id = k.external_id OFFSET 0) AS o"
         )
         with _driver(session).cursor() as cursor:
             for row in cursor.execute(sql, (wanted, org_id)):
@@ -358,7 +362,7 @@ def stored_rows(
         return found
     for start in range(0, len(wanted), _LOOKUP_SLICE):
         rows = session.execute(
-            sa.select(table.c.external_id, *columns).where(
+            sa.select(table.c.external_id, *selected).where(
                 table.c.org_id == org_id,
                 table.c.external_id.in_(wanted[start : start + _LOOKUP_SLICE]),
             )
@@ -413,22 +417,12 @@ def _resolve_references(
     return resolved
 
 
-@functools.lru_cache(maxsize=16)
-def _stored_positions(base_name: str) -> dict[str, int]:
-    """Where each written column is in a row of :func:`stored_rows` (``id`` first)."""
-    return {
-        name: position
-        for position, name in enumerate(_written_columns(catalog.CATALOG[base_name]), start=1)
-    }
-
-
-def _changes(base: BaseObject, row: Mapping[str, Any], stored: Sequence[Any]) -> bool:
-    """Whether writing ``row`` would change the stored values (``(id, *written
-    columns)``, as :func:`stored_rows` reads them): a value it carries differs."""
-    positions = _stored_positions(base.name)
-    for name, value in row.items():
-        position = positions.get(name)
-        if position is not None and value is not None and value != stored[position]:
+def _changes(row: Mapping[str, Any], stored: Sequence[Any], columns: Sequence[str]) -> bool:
+    """Whether writing ``row`` would change the stored values (``(id, *columns)``, as
+    :func:`stored_rows` read them): a value it carries differs."""
+    for position, name in enumerate(columns, start=1):
+        value = row.get(name)
+        if value is not None and value != stored[position]:
             return True
     return False
 
@@ -540,8 +534,9 @@ def _write_postgresql(
     # First, before reading anything: may an older batch still write these objects?
     # (After the read, one could finish in between and the read would miss its values.)
     quiet = not older_writes_pending(session, org_id, base.name, seq)
-    stored = stored_rows(session, base.name, org_id, (row["external_id"] for row in rows))
-    written, new, to_upsert = sort_rows(base, rows, stored, quiet)
+    columns = carried_columns(base, rows) if quiet else ()
+    stored = stored_rows(session, base.name, org_id, (row["external_id"] for row in rows), columns)
+    written, new, to_upsert = sort_rows(base, rows, stored, columns, quiet)
     if new:
         if insert_new_rows(session, base, org_id, seq, now, new):
             written.update((row["external_id"], (row["id"], "created", True)) for row in new)
@@ -556,13 +551,15 @@ def sort_rows(
     base: BaseObject,
     rows: Sequence[dict[str, Any]],
     stored: Mapping[str, Sequence[Any]],
+    columns: Sequence[str],
     quiet: bool,
 ) -> tuple[dict[str, tuple[str, str, bool]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Sort a chunk's rows by what they need, from the key read (``stored``):
-    ``(unchanged, new, to_upsert)``. ``unchanged`` holds the rows that need no write
-    (their results); ``new`` the rows to insert, each given its id, in external_id
-    order (the order every writer locks in); ``to_upsert`` the rows whose values
-    differ, and the unchanged ones too unless ``quiet`` (their written_seq must move).
+    """Sort a chunk's rows by what they need, from the key read (``stored``, with the
+    stored values of ``columns``): ``(unchanged, new, to_upsert)``. ``unchanged``
+    holds the rows that need no write (their results); ``new`` the rows to insert,
+    each given its id, in external_id order (the order every writer locks in);
+    ``to_upsert`` the rows whose values differ, and the unchanged ones too unless
+    ``quiet`` (their written_seq must move).
     """
     unchanged: dict[str, tuple[str, str, bool]] = {}
     new: list[dict[str, Any]] = []
@@ -571,7 +568,7 @@ def sort_rows(
         found = stored.get(row["external_id"])
         if found is None:
             new.append(row)
-        elif quiet and not _changes(base, row, found):
+        elif quiet and not _changes(row, found, columns):
             unchanged[row["external_id"]] = (found[0], "updated", False)
         else:
             to_upsert.append(row | {"id": found[0]})
@@ -630,13 +627,16 @@ def plan_records(
     outcome = WriteOutcome()
     base = catalog.CATALOG[base_object]
     resolved = _resolve_references(session, base, org_id, mapping, records, outcome)
-    existing = stored_rows(session, base.name, org_id, (row["external_id"] for _, row in resolved))
+    rows = [row for _, row in resolved]
+    columns = carried_columns(base, rows)
+    existing = stored_rows(
+        session, base.name, org_id, (row["external_id"] for row in rows), columns
+    )
     for index, row in resolved:
         found = existing.get(row["external_id"])
         if found is None:
             _record(outcome, index, row["external_id"], None, "created", True)
         else:
-            _record(
-                outcome, index, row["external_id"], found[0], "updated", _changes(base, row, found)
-            )
+            changed = _changes(row, found, columns)
+            _record(outcome, index, row["external_id"], found[0], "updated", changed)
     return outcome
