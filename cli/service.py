@@ -172,7 +172,9 @@ def worker(concurrency: int | None, name: str | None) -> None:
     metrics.clear_stale_files(settings.metrics_path)
     metrics.configure(settings)
     from importer.broker import QUEUES
-    from worker.app import celery
+    from worker.celery_app import create_celery
+
+    celery = create_celery(settings)
 
     processes = (concurrency or settings.worker_concurrency) + settings.interactive_slots
     options = []
