@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import orjson
 import pytest
-import sqlalchemy as sa
 from click.testing import CliRunner
 
 from cli import main
@@ -282,4 +281,3 @@ def test_formatting_helpers():
 
 def test_the_commands_are_on_the_main_group():
     assert {"status", "batches"} <= set(main.commands)
-    assert sa is not None
