@@ -360,7 +360,7 @@ def show_batch(batch_id: str, as_json: bool) -> None:
 def retry_batch(batch_id: str, as_json: bool) -> None:
     """Re-drive a batch: its failed chunks are written again, its unfinished chunks
     nobody is writing are sent again. Safe to run any number of times."""
-    from importer.batches import BatchNotFound
+    from importer.redrive import BatchNotFound
 
     settings = _settings()
     database = _database(settings)
