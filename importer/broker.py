@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kombu import Queue
+from kombu.entity import Queue
 
 from importer.config import Settings
 from importer.models import Lane
