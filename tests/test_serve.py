@@ -6,37 +6,65 @@ import os
 import shlex
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import orjson
 
 from tests.integration.stack import Process, free_port
 
 
-def test_serve_prints_a_curl_that_imports_the_sample_vendors(tmp_path):
-    port = free_port()
+def embedded_env(data_dir: Path) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
         if key not in ("DATABASE_URL", "REDIS_URL") and not key.startswith("IMPORTER_")
     }
-    env.update(IMPORTER_DATA_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
-    serve = Process("serve", [sys.executable, "-m", "cli", "serve", "--port", str(port)], env)
+    env.update(IMPORTER_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
+    return env
+
+
+def start_serve(data_dir: Path, port: int) -> Process:
+    command = [sys.executable, "-m", "cli", "serve", "--port", str(port)]
+    return Process("serve", command, embedded_env(data_dir))
+
+
+def run_curl(curl: str) -> tuple[str, dict[str, Any]]:
+    result = subprocess.run(
+        [*shlex.split(curl), "--write-out", "\n%{http_code}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    body, status = result.stdout.rsplit("\n", 1)
+    return status, orjson.loads(body)
+
+
+def status_json(data_dir: Path) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "status", "--json"],
+        env=embedded_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    answer: dict[str, Any] = orjson.loads(result.stdout)
+    return answer
+
+
+def test_serve_prints_a_curl_that_imports_the_sample_vendors(tmp_path):
+    port = free_port()
+    serve = start_serve(tmp_path, port)
     try:
         key = serve.wait_for(r"API key \(shown once, keep it\): (ak_[0-9a-f]+)").group(1)
         curl = serve.wait_for(r"^curl .*").group(0)
         serve.wait_for(r"\S+@\S+ ready\.")
         serve.wait_for(rf"Listening at: http://127\.0\.0\.1:{port}")
         assert key in curl
-        result = subprocess.run(
-            [*shlex.split(curl), "--write-out", "\n%{http_code}"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        body, status = result.stdout.rsplit("\n", 1)
+        status, answer = run_curl(curl)
         assert status == "200"
-        answer = orjson.loads(body)
         assert (answer["status"], answer["created_count"], answer["failed_count"]) == (
             "completed",
             3,
