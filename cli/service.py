@@ -20,6 +20,7 @@ import orjson
 from importer import metrics
 from importer.config import PROJECT_ROOT, ConfigError, Settings
 from importer.logs import GunicornLogger, configure_logging
+from importer.supervisor import STOP_GRACE_SECONDS
 
 
 def _settings() -> Settings:
@@ -254,12 +255,13 @@ def serve(host: str, port: int) -> None:
             "Make a new org and key with `importer create-org NAME`, or delete "
             f"{settings.data_dir} to start over."
         )
-    worker_process = subprocess.Popen([sys.executable, "-m", "cli", "worker"])
+    # The worker runs under a supervisor that restarts it if it dies (importer/supervisor.py).
+    supervisor = subprocess.Popen([sys.executable, "-m", "importer.supervisor"])
     try:
         _gunicorn(settings, host, port, workers=1)
     finally:
-        worker_process.terminate()
+        supervisor.terminate()
         try:
-            worker_process.wait(timeout=30)
+            supervisor.wait(timeout=STOP_GRACE_SECONDS + 10)
         except subprocess.TimeoutExpired:
-            worker_process.kill()
+            supervisor.kill()

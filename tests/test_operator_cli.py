@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+
 import orjson
 import pytest
 from click.testing import CliRunner
@@ -13,6 +17,7 @@ from importer.db import utcnow
 from importer.formatting import format_age, table
 from importer.models import ImportChunk
 from importer.notify import PollingNotifier
+from importer.supervisor import Supervisor, state_path
 from tests.conftest import accept_records, recording_outbox, vendor
 from worker.tasks import give_up_chunk, run_chunk
 
@@ -130,6 +135,34 @@ def test_status_with_nothing_running(settings):
     assert result.exit_code == 0, result.output
     assert "(no worker has reported in the last 24 hours)" in result.output
     assert "Oldest queued batch: none" in result.output
+    assert "Worker supervisor" not in result.output  # no `importer serve` on this data dir
+
+
+def test_status_shows_the_restarts_of_the_served_worker(settings, tmp_path):
+    # A stand-in worker that dies at once, then one that runs until the supervisor stops.
+    started = tmp_path / "started"
+    os.mkfifo(started)
+    script = (
+        f"import os, sys, time\n"
+        f"if not os.path.exists({str(tmp_path / 'died')!r}):\n"
+        f"    open({str(tmp_path / 'died')!r}, 'w').close(); sys.exit(3)\n"
+        f"open({str(started)!r}, 'w').close(); time.sleep(600)\n"
+    )
+    supervisor = Supervisor([sys.executable, "-c", script], state_path(settings))
+    running = threading.Thread(target=supervisor.run)
+    running.start()
+    try:
+        with open(started):  # returns once the second worker runs
+            pass
+        text = invoke(settings, "status").output
+        assert "Worker supervisor (importer serve): worker pid " in text
+        assert "\n  restarts: 1\n" in text
+        assert ", exited with code 3" in text.split("last worker death: ")[1]
+    finally:
+        supervisor.stop()
+        running.join(60)
+    text = invoke(settings, "status").output
+    assert "Worker supervisor (importer serve): not running since " in text
 
 
 def test_batches_list_filters_by_status_and_org(
