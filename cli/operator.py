@@ -15,6 +15,7 @@ import click
 import orjson
 import sqlalchemy as sa
 
+from cli.supervisor import read_state
 from importer.broker import CeleryBroker
 from importer.config import ConfigError, Settings
 from importer.db import Database, unix, utcnow
@@ -23,7 +24,6 @@ from importer.models import BatchStatus, ImportBatch, ImportChunk, Org
 from importer.opsdata import short_error
 from importer.outbox import Outbox
 from importer.outcomes import batch_summary
-from importer.supervisor import read_state
 
 # --- formatting ---------------------------------------------------------------------
 

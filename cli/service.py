@@ -17,10 +17,10 @@ from typing import Any
 import click
 import orjson
 
+from cli.supervisor import STOP_GRACE_SECONDS
 from importer import metrics
 from importer.config import PROJECT_ROOT, ConfigError, Settings
 from importer.logs import GunicornLogger, configure_logging
-from importer.supervisor import STOP_GRACE_SECONDS
 
 
 def _settings() -> Settings:
@@ -255,8 +255,8 @@ def serve(host: str, port: int) -> None:
             "Make a new org and key with `importer create-org NAME`, or delete "
             f"{settings.data_dir} to start over."
         )
-    # The worker runs under a supervisor that restarts it if it dies (importer/supervisor.py).
-    supervisor = subprocess.Popen([sys.executable, "-m", "importer.supervisor"])
+    # The worker runs under a supervisor that restarts it if it dies (cli/supervisor.py).
+    supervisor = subprocess.Popen([sys.executable, "-m", "cli.supervisor"])
     try:
         _gunicorn(settings, host, port, workers=1)
     finally:

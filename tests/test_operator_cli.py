@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
+from cli.supervisor import Supervisor, state_path
 from importer import batches, monitoring
 from importer.broker import QUEUES, CeleryBroker
 from importer.db import utcnow
 from importer.formatting import format_age, table
 from importer.models import ImportChunk
 from importer.notify import PollingNotifier
-from importer.supervisor import Supervisor, state_path
 from tests.conftest import accept_records, recording_outbox, vendor
 from worker.tasks import give_up_chunk, run_chunk
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from cli.supervisor import Supervisor, read_state
 from importer.config import Settings
-from importer.supervisor import Supervisor, read_state
 
 CRASHING_WORKER = [sys.executable, "-c", "raise SystemExit(3)"]
 
@@ -32,7 +32,7 @@ def test_a_crash_looping_worker_is_restarted_less_and_less_often(tmp_path, caplo
         return len(waits) == 9  # then stop
 
     supervisor = Supervisor(CRASHING_WORKER, tmp_path / "worker-supervisor.json", pause=pause)
-    with caplog.at_level(logging.INFO, logger="importer.supervisor"):
+    with caplog.at_level(logging.INFO, logger="cli.supervisor"):
         supervisor.run()
 
     assert waits == [1, 2, 4, 8, 16, 32, 60, 60, 60]
@@ -75,7 +75,7 @@ def test_a_stopped_supervisor_stops_its_worker_and_does_not_restart_it(tmp_path,
         f"import time; open({str(started)!r}, 'w').close(); time.sleep(600)",
     ]
     supervisor = Supervisor(worker, tmp_path / "worker-supervisor.json")
-    with caplog.at_level(logging.INFO, logger="importer.supervisor"):
+    with caplog.at_level(logging.INFO, logger="cli.supervisor"):
         running = threading.Thread(target=supervisor.run)
         running.start()
         with open(started):  # returns once the worker has opened the other end

@@ -1,11 +1,11 @@
-"""Keeps the worker of ``importer serve`` running: ``python -m importer.supervisor``.
+"""Keeps the worker of ``importer serve`` running: ``python -m cli.supervisor``.
 
 ``importer serve`` runs gunicorn's master in its own process, and that master reaps
 every child of the process (``waitpid(-1)``), so it cannot watch the worker itself.
 It starts this supervisor instead, which starts the worker as its own child::
 
     importer serve (gunicorn master) ─┬─ gunicorn worker
-                                      └─ python -m importer.supervisor ── importer worker ── pool
+                                      └─ python -m cli.supervisor ── importer worker ── pool
 
 When the worker exits without being asked to (a crash, an out-of-memory kill), the
 supervisor logs why, waits, and starts a new one. The wait starts at 1 s and doubles
@@ -37,8 +37,8 @@ from importer import metrics
 from importer.config import ConfigError, Settings
 from importer.logs import configure_logging
 
-# By name: run as `python -m importer.supervisor`, __name__ is "__main__".
-log = logging.getLogger("importer.supervisor")
+# By name: run as `python -m cli.supervisor`, __name__ is "__main__".
+log = logging.getLogger("cli.supervisor")
 
 STATE_FILE = "worker-supervisor.json"
 #: How long a stopping worker may finish its chunk before it is killed.
