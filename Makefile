@@ -21,7 +21,7 @@ run: install
 
 ## The whole suite; the integration layer needs PostgreSQL and Redis (else it skips).
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 ## The fast layer only (SQLite, fakeredis).
 test-fast: install
