@@ -63,6 +63,10 @@ from importer.problems import ErrorCode, Problem, problem
 #: Lookups by external_id are sliced so no statement exceeds a driver's parameter limit.
 _LOOKUP_SLICE = 1000
 
+#: What PostgreSQL statements are compiled for: psycopg runs them (SQLAlchemy's
+#: dialect classes have no type annotations).
+_PSYCOPG = PGDialect_psycopg()  # type: ignore[no-untyped-call]
+
 #: The first key of the advisory lock accepts of an org hold while their batch takes
 #: its seq (the second key is the org's); an arbitrary constant of this service.
 _ACCEPTS_LOCK = 0x1B17
@@ -200,14 +204,14 @@ def upsert_statement(base_name: str, dialect: str) -> sa.Insert:
 @functools.lru_cache(maxsize=16)
 def _upsert_sql(base_name: str) -> str:
     """:func:`upsert_statement` for PostgreSQL as the SQL text psycopg runs."""
-    compiled = upsert_statement(base_name, "postgresql").compile(dialect=PGDialect_psycopg())
+    compiled = upsert_statement(base_name, "postgresql").compile(dialect=_PSYCOPG)
     return str(compiled)
 
 
 @functools.lru_cache(maxsize=16)
 def _stage_ddl(base_name: str) -> str:
     stage = staging_table(base_name)
-    return str(CreateTable(stage, if_not_exists=True).compile(dialect=PGDialect_psycopg()))
+    return str(CreateTable(stage, if_not_exists=True).compile(dialect=_PSYCOPG))
 
 
 def _copy_types(table: sa.Table, columns: Sequence[str]) -> list[str]:
