@@ -40,6 +40,7 @@ by it; one it returns with ``updated_at`` set to this write's time was changed b
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
 
 from importer import catalog, ids
-from importer.catalog import BaseObject
+from importer.catalog import BaseObject, Kind
 from importer.db import UTCDateTime, utcnow
 from importer.models import OBJECT_TABLES, ChunkStatus, ImportBatch, ImportChunk
 from importer.problems import ErrorCode, Problem, problem
@@ -375,6 +376,32 @@ def stored_rows(
     return found
 
 
+@functools.lru_cache(maxsize=16)
+def _date_fields(base_name: str) -> tuple[str, ...]:
+    return tuple(spec.name for spec in catalog.CATALOG[base_name].fields if spec.kind == Kind.DATE)
+
+
+def _typed(
+    base: BaseObject, records: Sequence[tuple[int, dict[str, Any]]]
+) -> list[tuple[int, dict[str, Any]]]:
+    """The records with their dates as dates: a chunk's payload is JSON, where a
+    validated date became its ISO text. The binary ``COPY`` and the comparison with
+    the stored values need the date itself."""
+    dates = _date_fields(base.name)
+    if not dates:
+        return list(records)
+    typed = []
+    for index, values in records:
+        if any(isinstance(values.get(name), str) for name in dates):
+            values = dict(values)
+            for name in dates:
+                value = values.get(name)
+                if isinstance(value, str):
+                    values[name] = dt.date.fromisoformat(value)
+        typed.append((index, values))
+    return typed
+
+
 def _resolve_references(
     session: Session,
     base: BaseObject,
@@ -463,6 +490,7 @@ def write_records(
     """
     outcome = WriteOutcome()
     base = catalog.CATALOG[base_object]
+    records = _typed(base, records)
     resolved = _resolve_references(session, base, org_id, mapping, records, outcome)
     if resolved:
         index_of = {row["external_id"]: index for index, row in resolved}
@@ -630,6 +658,7 @@ def plan_records(
     del seq  # a dry run takes no part in "later wins"
     outcome = WriteOutcome()
     base = catalog.CATALOG[base_object]
+    records = _typed(base, records)
     resolved = _resolve_references(session, base, org_id, mapping, records, outcome)
     rows = [row for _, row in resolved]
     columns = carried_columns(base, rows)

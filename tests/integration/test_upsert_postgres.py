@@ -316,6 +316,29 @@ def test_an_unchanged_reimport_with_no_older_batch_pending_writes_no_row(pg):
     assert outcome(pg, again) == ((5, 5), [False] * 5)
 
 
+def test_values_from_a_chunk_payload_are_written_and_compared_as_stored(pg):
+    """A chunk's payload is JSON: a date arrives as its text, a score as a float. It is
+    written as a date, and read back equal, so the same record again changes nothing."""
+    org, report = vendor_report(pg, "payload")
+    record = {
+        "Supplier ID": "V-1",
+        "Supplier Name": "Acme",
+        "Next Assessment": "2026-01-31T23:30:00-05:00",
+        "IRQ Score": "85.5",
+        "Tags": "a, b",
+        "Enterprise": "yes",
+    }
+    _, first = accept_one(pg, org, report, record)
+    run(pg, first)
+    stored = rows(pg, org)["V-1"]
+    assert (stored.next_assessment_date.isoformat(), stored.raw_irq_score) == ("2026-01-31", 85.5)
+    assert (stored.tags, stored.enterprise) == (["a", "b"], True)
+    again, chunk = accept_one(pg, org, report, record | {"Next Assessment": "2026-01-31"})
+    run(pg, chunk)
+    assert outcome(pg, again) == ((1, 1), [False])
+    assert rows(pg, org)["V-1"].xmin == stored.xmin
+
+
 # --- references ---------------------------------------------------------------------
 
 
