@@ -12,8 +12,9 @@ Measures in one run, side by side:
   * re-imports of a 100,000-record snapshot, in the same deployment after the batch
     above: every record changed, then the same snapshot again, identical (the table
     vacuumed before each); the time and the WAL written (``pg_current_wal_lsn()``
-    before and after; the server's whole WAL, so other databases' writes on the
-    machine count too) of each;
+    before and after: the server's whole WAL, so other databases' writes on the
+    machine count too; and, read with ``pg_waldump`` where it can be, the records of
+    this database alone) of each;
   * memory: peak RSS of the web process and of the workers during the batch (and
     during a 10x smaller one, to see whether the workers grow with the batch);
   * scaling: the end-to-end figure with 1, 2 and 4 worker processes.
@@ -26,6 +27,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -122,15 +125,46 @@ def wal_lsn(database_url: str) -> str:
     return str(row[0])
 
 
-def wal_bytes(database_url: str, since: str) -> int:
+_WAL_RECORD = re.compile(r"len \(rec/tot\):\s*\d+/\s*(\d+),.*? rel \d+/(\d+)/")
+
+
+def database_wal_bytes(database_url: str, start: str, end: str) -> int | None:
+    """Bytes of the WAL records between two LSNs that touch this database's relations
+    (full-page images included; commit records, which name no relation, aside), read
+    by ``pg_waldump`` from the server's ``pg_wal``; None when that cannot be read (no
+    rights, another machine, the segments recycled already). Other databases of the
+    server (other people's tests) write to the same WAL: this is this import's own."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", (since,)).fetchone()
-    assert row is not None
-    return int(row[0])
+        found = conn.execute(
+            "SELECT (SELECT oid FROM pg_database WHERE datname = current_database()), "
+            "current_setting('data_directory'), "
+            "(SELECT setting FROM pg_config WHERE name = 'BINDIR')"
+        ).fetchone()
+    if found is None:
+        return None
+    oid, data_directory, bindir = found
+    try:
+        dump = subprocess.run(
+            [f"{bindir}/pg_waldump", "-p", f"{data_directory}/pg_wal", "-s", start, "-e", end],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    total = 0
+    for line in dump.stdout.splitlines():
+        match = _WAL_RECORD.search(line)
+        if match and int(match.group(2)) == oid:
+            total += int(match.group(1))
+    return total
 
 
-def timed_import(api: Any, slug: str, body: bytes, database_url: str) -> tuple[float, int]:
-    """(seconds until the batch completed, bytes of WAL written meanwhile).
+def timed_import(
+    api: Any, slug: str, body: bytes, database_url: str
+) -> tuple[float, int, int | None]:
+    """(seconds until the batch completed, bytes of WAL the server wrote meanwhile, of
+    which this database's records, or None).
 
     The table is vacuumed and analyzed first, so the dead rows of the import before
     are not vacuumed in the middle of this one (as autovacuum would by the time a
@@ -139,7 +173,11 @@ def timed_import(api: Any, slug: str, body: bytes, database_url: str) -> tuple[f
         conn.execute("VACUUM (ANALYZE) vendors")
     before = wal_lsn(database_url)
     _, seconds = import_and_wait(api, slug, body)
-    return seconds, wal_bytes(database_url, before)
+    after = wal_lsn(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_wal_lsn_diff(%s, %s)", (after, before)).fetchone()
+    assert row is not None
+    return seconds, int(row[0]), database_wal_bytes(database_url, before, after)
 
 
 def end_to_end(
@@ -185,12 +223,14 @@ def end_to_end(
             # very same body again, as a nightly snapshot with nothing new.
             database_url = stack.env["DATABASE_URL"]
             snapshot = orjson.dumps({"data": records(0, count, generation=2)})
-            result["changed_seconds"], result["changed_wal"] = timed_import(
-                api, slug, snapshot, database_url
+            result["changed_seconds"], result["changed_wal"], result["changed_own_wal"] = (
+                timed_import(api, slug, snapshot, database_url)
             )
-            result["identical_seconds"], result["identical_wal"] = timed_import(
-                api, slug, snapshot, database_url
-            )
+            (
+                result["identical_seconds"],
+                result["identical_wal"],
+                result["identical_own_wal"],
+            ) = timed_import(api, slug, snapshot, database_url)
         return result
 
 
@@ -355,18 +395,24 @@ def main() -> None:
     )
     changed_s, identical_s = main_run["changed_seconds"], main_run["identical_seconds"]
     changed_wal, identical_wal = main_run["changed_wal"], main_run["identical_wal"]
+    changed_own, identical_own = main_run["changed_own_wal"], main_run["identical_own_wal"]
+
+    def own(wal: int | None) -> str:
+        return "n/a" if wal is None else f"{wal / mib:,.1f} MiB"
+
     print(
         f"Re-import of a {args.records:,}-record snapshot (objects all there), 2 worker processes:",
         file=out,
     )
     print(
         f"  every record changed: {changed_s:.1f} s ({args.records / changed_s:,.0f} records/s), "
-        f"WAL {changed_wal / mib:,.1f} MiB",
+        f"WAL {changed_wal / mib:,.1f} MiB (this database's records: {own(changed_own)})",
         file=out,
     )
     print(
         f"  identical:            {identical_s:.1f} s ({args.records / identical_s:,.0f} "
-        f"records/s), WAL {identical_wal / mib:,.1f} MiB",
+        f"records/s), WAL {identical_wal / mib:,.1f} MiB (this database's records: "
+        f"{own(identical_own)})",
         file=out,
     )
     print(
@@ -374,6 +420,12 @@ def main() -> None:
         f"WAL {identical_wal / changed_wal:.2f} (target <= 0.3)",
         file=out,
     )
+    if changed_own and identical_own is not None:
+        print(
+            "  identical / changed, this database's WAL records: "
+            f"{identical_own / changed_own:.2f}",
+            file=out,
+        )
     body = main_run["body_bytes"]
     print(f"Memory during the batch (request body {body / mib:.1f} MiB):", file=out)
     print(

@@ -13,8 +13,9 @@
 Each variant writes its own org's rows; the variants alternate, each starts after a
 ``CHECKPOINT`` (as a nightly import would, long after the last one: the first change
 to each page after a checkpoint writes the whole page to the WAL), and the medians of
-the rounds are printed with the WAL bytes (``pg_current_wal_lsn()`` before and after:
-the server's whole WAL).
+the rounds are printed with the WAL bytes (the records of this database, read with
+``pg_waldump`` between ``pg_current_wal_lsn()`` before and after; the server's whole
+WAL meanwhile when pg_waldump cannot read them).
 
     python -m bench.write_shapes [--records 100000] [--rounds 3]
 """
@@ -30,6 +31,7 @@ from typing import Any
 import psycopg
 
 from bench.data import MAPPING, records
+from bench.e2e import database_wal_bytes, wal_lsn
 from bench.stack import deployment
 from importer import catalog, orgs
 from importer.config import normalize_database_url
@@ -52,16 +54,20 @@ def values(start: int, count: int, generation: int) -> list[dict[str, Any]]:
 
 
 def measured(url: str, step: Callable[[], None]) -> tuple[float, int]:
+    """(seconds, bytes of WAL): this database's records when pg_waldump can read
+    them, else the server's whole WAL meanwhile."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE) vendors")
         conn.execute("CHECKPOINT")
-        before = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
+        before = wal_lsn(url)
         started = time.perf_counter()
         step()
         seconds = time.perf_counter() - started
-        row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", before).fetchone()
+        after = wal_lsn(url)
+        row = conn.execute("SELECT pg_wal_lsn_diff(%s, %s)", (after, before)).fetchone()
     assert row is not None
-    return seconds, int(row[0])
+    own = database_wal_bytes(url, before, after)
+    return seconds, int(row[0]) if own is None else own
 
 
 def main() -> None:
