@@ -124,12 +124,13 @@ def profile_batch(
         now = utcnow()
         session = db.new_session()
         try:
-            quiet = not timed(
+            pending = timed(
                 stages,
                 "worker: write: may an older batch still write? (accept lock, chunks)",
                 lambda s=session: older_writes_pending(s, org_id, "vendor", seq),
             )
-            columns = carried_columns(VENDOR, rows) if quiet else ()
+            assert not pending  # nothing else runs: unchanged rows may be skipped
+            columns = carried_columns(VENDOR, rows)
             stored = timed(
                 stages,
                 "worker: write: one key read (existing rows and their values)",
@@ -140,7 +141,7 @@ def profile_batch(
             _, new, to_upsert = timed(
                 stages,
                 "worker: write: sort rows (new, changed, unchanged)",
-                lambda r=rows, st=stored, c=columns, q=quiet: sort_rows(VENDOR, r, st, c, q),
+                lambda r=rows, st=stored, c=columns: sort_rows(VENDOR, r, st, c),
             )
             if new:
                 inserted = timed(
@@ -153,8 +154,8 @@ def profile_batch(
                 timed(
                     stages,
                     "worker: write: changed rows: COPY to staging + INSERT ... ON CONFLICT",
-                    lambda s=session, u=to_upsert, q=quiet, t=now: upsert_rows(
-                        s, VENDOR, org_id, seq, t, u, touch=not q
+                    lambda s=session, u=to_upsert, t=now: upsert_rows(
+                        s, VENDOR, org_id, seq, t, u, touch=False
                     ),
                 )
             timed(stages, "worker: commit", session.commit)

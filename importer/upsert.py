@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +59,7 @@ from sqlalchemy.schema import CreateTable
 from importer import catalog, ids
 from importer.catalog import BaseObject, Kind
 from importer.db import UTCDateTime, utcnow
-from importer.models import OBJECT_TABLES, ChunkStatus, ImportBatch, ImportChunk
+from importer.models import OBJECT_TABLES, ChunkStatus
 from importer.problems import ErrorCode, Problem, problem
 
 #: Lookups by external_id are sliced so no statement exceeds a driver's parameter limit.
@@ -244,6 +245,10 @@ def _driver(session: Session) -> psycopg.Connection[Any]:
     return driver
 
 
+#: The connections whose JSON dumper is orjson already (setting it builds classes).
+_ORJSON_CONNECTIONS: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+
+
 def _copy_rows(
     driver: psycopg.Connection[Any],
     table: sa.Table,
@@ -252,7 +257,9 @@ def _copy_rows(
     rows: Iterable[Sequence[Any]],
 ) -> None:
     """Binary ``COPY`` of ``rows`` (values in ``columns`` order) into ``target``."""
-    set_json_dumps(orjson.dumps, driver)
+    if driver not in _ORJSON_CONNECTIONS:
+        set_json_dumps(orjson.dumps, driver)
+        _ORJSON_CONNECTIONS.add(driver)
     statement = f"COPY {target} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
     with driver.cursor().copy(statement) as copy:
         copy.set_types(_copy_types(table, columns))
@@ -263,8 +270,8 @@ def _copy_rows(
 def hold_accepts_of_org(session: Session, org_id: str) -> None:
     """Called by an accept before its batch takes its ``seq``: a lock shared by the
     accepts of one org (they do not wait for each other), held until the accept
-    commits. :func:`older_writes_pending` waits for it, so it never misses an older
-    batch still being accepted. No-op on SQLite, whose writers take turns anyway.
+    commits. :func:`older_writes_pending` tries it, so it never misses an older batch
+    still being accepted. No-op on SQLite, where unchanged rows are always written.
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
@@ -273,48 +280,56 @@ def hold_accepts_of_org(session: Session, org_id: str) -> None:
         )
 
 
+#: Whether an accept of the org holds its lock (see :func:`hold_accepts_of_org`): the
+#: lock is tried, taken if free and let go at once, never waited for.
+_ACCEPTS_IN_PROGRESS = (
+    "SELECT NOT (CASE WHEN pg_try_advisory_lock(%(kind)s, hashtext(%(org_id)s)) "
+    "THEN pg_advisory_unlock(%(kind)s, hashtext(%(org_id)s)) ELSE false END)"
+)
+
+
+def _older_chunks_sql(statuses: str) -> str:
+    return (
+        "EXISTS (SELECT 1 FROM import_chunks c JOIN import_batches b ON b.id = c.batch_id "
+        f"WHERE c.org_id = %(org_id)s AND c.batch_seq < %(seq)s AND c.status {statuses} "
+        "AND b.base_object = %(base_object)s AND NOT b.dry_run)"
+    )
+
+
+#: Two tests, so each can use its index: the live chunks' (partial: pending and
+#: processing), and the status index for the (few) failed ones.
+_LIVE = f"IN ('{ChunkStatus.PENDING.value}', '{ChunkStatus.PROCESSING.value}')"
+_FAILED = f"= '{ChunkStatus.FAILED.value}'"
+_OLDER_CHUNKS = f"SELECT {_older_chunks_sql(_LIVE)} OR {_older_chunks_sql(_FAILED)}"
+
+
 def older_writes_pending(session: Session, org_id: str, base_object: str, seq: int) -> bool:
     """Whether a batch of the org accepted before ``seq`` may still write objects of
     ``base_object``: one of its chunks is pending, processing or failed (an operator
     may re-drive it). A finished chunk never runs again and a new batch always gets a
     higher seq, so once this says no, no older batch can overwrite what this batch
-    found unchanged, and those rows need no write at all.
+    found unchanged, and those rows need no write at all. PostgreSQL only.
 
-    On PostgreSQL it first waits for the accepts of the org that are still running
-    (see :func:`hold_accepts_of_org`): an older batch may have taken its seq and not
-    be committed yet.
+    An accept of the org still in progress counts as such a batch too: it may have
+    taken an older seq and not be committed yet (see :func:`hold_accepts_of_org`). Its
+    lock is only tried, never waited for, so the writes of a busy org never queue
+    behind its accepts, nor its accepts behind them: while the org accepts batches,
+    its unchanged rows get their written_seq, as before.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        key = {"kind": _ACCEPTS_LOCK, "org_id": org_id}
-        session.execute(
-            sa.text(
-                "SELECT pg_advisory_unlock(:kind, hashtext(:org_id)) "
-                "FROM (SELECT pg_advisory_lock(:kind, hashtext(:org_id))) AS waited"
-            ),
-            key,
-        )
-
-    def exists(*statuses: ChunkStatus) -> sa.Exists:
-        return sa.exists().where(
-            ImportChunk.org_id == org_id,
-            ImportChunk.batch_seq < seq,
-            ImportChunk.status.in_(statuses),
-            ImportBatch.id == ImportChunk.batch_id,
-            ImportBatch.base_object == base_object,
-            ImportBatch.dry_run.is_(False),
-        )
-
-    # Two tests so each can use its index (live chunks, failed chunks).
-    return bool(
-        session.scalar(
-            sa.select(
-                sa.or_(
-                    exists(ChunkStatus.PENDING, ChunkStatus.PROCESSING),
-                    exists(ChunkStatus.FAILED),
-                )
-            )
-        )
-    )
+    driver = _driver(session)
+    parameters = {
+        "kind": _ACCEPTS_LOCK,
+        "org_id": org_id,
+        "seq": seq,
+        "base_object": base_object,
+    }
+    accepting = driver.execute(_ACCEPTS_IN_PROGRESS, parameters).fetchone()
+    if accepting is None or accepting[0]:
+        return True
+    # A statement of its own, so its snapshot sees every accept committed before the
+    # lock was found free.
+    pending = driver.execute(_OLDER_CHUNKS, parameters).fetchone()
+    return pending is None or bool(pending[0])
 
 
 def lookup_ids(
@@ -351,18 +366,19 @@ def stored_rows(
     if not wanted:
         return found
     if session.get_bind().dialect.name == "postgresql":
-        # One statement, driver-level: this read runs for every chunk. One index
-        # lookup per wanted key, whatever the table's size or statistics: a plain
-        # "external_id = ANY(...)" may be planned as a scan of all the org's rows,
-        # each compared with the whole list (seconds a chunk once prepared).
+        # One statement, driver-level: this read runs for every chunk. Never prepared:
+        # a prepared plan keeps the list as a parameter, which PostgreSQL then checks
+        # row by row against the whole list (seconds a chunk on a table it planned
+        # as small); planned each time, the list is a constant, looked up by the
+        # unique index or, when the table's statistics are stale, hashed while
+        # scanning the org's rows.
         names = ", ".join(column.name for column in selected)
         sql = (
-            f"SELECT k.external_id, o.* FROM unnest(%s::varchar[]) AS k(external_id) "
-            f"CROSS JOIN LATERAL (SELECT {names} FROM {table.name} "
-            "WHERE org_id = %s AND external_id = k.external_id OFFSET 0) AS o"
+            f"SELECT external_id, {names} FROM {table.name} "
+            "WHERE org_id = %s AND external_id = ANY(%s::varchar[])"
         )
         with _driver(session).cursor() as cursor:
-            for row in cursor.execute(sql, (wanted, org_id)):
+            for row in cursor.execute(sql, (org_id, wanted), prepare=False):
                 found[row[0]] = row[1:]
         return found
     for start in range(0, len(wanted), _LOOKUP_SLICE):
@@ -565,17 +581,20 @@ def _write_postgresql(
     """The PostgreSQL write (module docstring): ``{external_id: (id, action, changed)}``."""
     # First, before reading anything: may an older batch still write these objects?
     # (After the read, one could finish in between and the read would miss its values.)
-    quiet = not older_writes_pending(session, org_id, base.name, seq)
-    columns = carried_columns(base, rows) if quiet else ()
+    if older_writes_pending(session, org_id, base.name, seq):
+        # No row may be skipped, so nothing is worth reading first: one statement
+        # writes every row (an unchanged one gets this batch's written_seq).
+        return upsert_rows(session, base, org_id, seq, now, rows, touch=True)
+    columns = carried_columns(base, rows)
     stored = stored_rows(session, base.name, org_id, (row["external_id"] for row in rows), columns)
-    written, new, to_upsert = sort_rows(base, rows, stored, columns, quiet)
+    written, new, to_upsert = sort_rows(base, rows, stored, columns)
     if new:
         if insert_new_rows(session, base, org_id, seq, now, new):
             written.update((row["external_id"], (row["id"], "created", True)) for row in new)
         else:
             to_upsert += new
     if to_upsert:
-        written.update(upsert_rows(session, base, org_id, seq, now, to_upsert, touch=not quiet))
+        written.update(upsert_rows(session, base, org_id, seq, now, to_upsert, touch=False))
     return written
 
 
@@ -584,14 +603,12 @@ def sort_rows(
     rows: Sequence[dict[str, Any]],
     stored: Mapping[str, Sequence[Any]],
     columns: Sequence[str],
-    quiet: bool,
 ) -> tuple[dict[str, tuple[str, str, bool]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Sort a chunk's rows by what they need, from the key read (``stored``, with the
     stored values of ``columns``): ``(unchanged, new, to_upsert)``. ``unchanged``
     holds the rows that need no write (their results); ``new`` the rows to insert,
     each given its id, in external_id order (the order every writer locks in);
-    ``to_upsert`` the rows whose values differ, and the unchanged ones too unless
-    ``quiet`` (their written_seq must move).
+    ``to_upsert`` the rows whose values differ.
     """
     unchanged: dict[str, tuple[str, str, bool]] = {}
     new: list[dict[str, Any]] = []
@@ -600,7 +617,7 @@ def sort_rows(
         found = stored.get(row["external_id"])
         if found is None:
             new.append(row)
-        elif quiet and not _changes(row, found, columns):
+        elif not _changes(row, found, columns):
             unchanged[row["external_id"]] = (found[0], "updated", False)
         else:
             to_upsert.append(row | {"id": found[0]})
