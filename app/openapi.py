@@ -430,6 +430,10 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
             )
         },
     }
+    details_expired = _error(
+        "`batch_details_expired`: the batch's per-record details were deleted "
+        "IMPORTER_BATCH_DETAIL_RETENTION_DAYS after it finished; its summary is still there."
+    )
     for kind, item_page in (
         ("results", schemas.ResultItemPageSchema),
         ("errors", schemas.ProblemItemPageSchema),
@@ -443,6 +447,7 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
                 {
                     "200": _response(f"A page of the batch's {kind}.", item_page),
                     "404": not_found_batch,
+                    "410": details_expired,
                     "422": "InvalidParameter",
                 },
                 parameters=(_path(schemas.BatchPathSchema), page),

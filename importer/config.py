@@ -124,6 +124,13 @@ class Settings:
     webhook_allow_networks: tuple[IPNetwork, ...] = ()
     # Idempotency-Key retention.
     idempotency_ttl_seconds: int = 24 * 3600
+    # Retention (importer.retention): a finished batch's per-record details, then its
+    # summary; webhook deliveries. Objects are never purged.
+    batch_detail_retention_days: int = 30
+    batch_retention_days: int = 365
+    webhook_delivery_retention_days: int = 30
+    # The workers purge at most this often (the whole deployment, not each worker).
+    purge_interval_seconds: float = 60.0
     # Processes.
     web_workers: int = 2
     web_threads: int = 8
@@ -198,6 +205,12 @@ class Settings:
             interactive_slots=_int(env, "IMPORTER_INTERACTIVE_SLOTS", 1, minimum=1),
             org_max_in_flight=_int(env, "IMPORTER_ORG_MAX_IN_FLIGHT", 0),
             idempotency_ttl_seconds=_int(env, "IMPORTER_IDEMPOTENCY_TTL_SECONDS", 86400, 1),
+            batch_detail_retention_days=_int(env, "IMPORTER_BATCH_DETAIL_RETENTION_DAYS", 30, 1),
+            batch_retention_days=_int(env, "IMPORTER_BATCH_RETENTION_DAYS", 365, 1),
+            webhook_delivery_retention_days=_int(
+                env, "IMPORTER_WEBHOOK_DELIVERY_RETENTION_DAYS", 30, 1
+            ),
+            purge_interval_seconds=_float(env, "IMPORTER_PURGE_INTERVAL_SECONDS", 60.0, 1.0),
             web_workers=_int(env, "IMPORTER_WEB_WORKERS", 2, minimum=1),
             web_threads=_int(env, "IMPORTER_WEB_THREADS", 8, minimum=1),
             log_format=_choice(env, "IMPORTER_LOG_FORMAT", "text", ("text", "json")),

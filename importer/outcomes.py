@@ -101,7 +101,10 @@ def batch_body(session: Session, batch: ImportBatch, inline_items: int) -> dict[
     each; ``*_total`` and ``links`` say where the rest is.
     """
     body = _head(batch)
-    if batch.chunk_count == 1:
+    if batch.details_purged_at is not None:
+        # Deleted by the retention purge: the counts stay, the lists are gone.
+        body.update({kind: [] for kind in KINDS})
+    elif batch.chunk_count == 1:
         # The common small batch: its three lists in one read.
         blobs = session.execute(
             sa.select(*_BLOB_COLUMNS.values()).where(ImportChunk.batch_id == batch.id)
@@ -141,6 +144,7 @@ def _tail(batch: ImportBatch) -> dict[str, Any]:
         "completed_at": unix(batch.completed_at),
         "progress": {"processed": batch.processed_count, "total": batch.received_count},
         **{f"{kind}_total": total(batch, kind) for kind in KINDS},
+        "details_purged_at": unix(batch.details_purged_at),
         "links": {"self": base, **{kind: f"{base}/{kind}" for kind in KINDS}},
     }
 

@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
 
-from importer import catalog, ids
+from importer import catalog, ids, listing
 from importer.catalog import BaseObject
 from importer.db import UTCDateTime, utcnow
 from importer.models import OBJECT_TABLES
@@ -278,6 +278,7 @@ def write_records(
                 written[external_id] = (object_id, "updated")
         for external_id, index in index_of.items():
             _record(outcome, index, external_id, *written[external_id])
+        listing.count_created(session, org_id, base.name, outcome.created)
     outcome.results.sort(key=lambda result: result[0])
     return outcome
 

@@ -10,12 +10,25 @@ from sqlalchemy.orm import Session
 
 from app.api import api
 from app.auth import current_org
-from app.errors import NotFound
+from app.errors import ApiError, NotFound
 from app.extensions import db_session, services
-from app.pagination import InvalidParameter, int_arg, page_args, page_body
-from importer import logs, outcomes
+from app.pagination import (
+    InvalidParameter,
+    Key,
+    PageRequest,
+    int_arg,
+    paged,
+    query_page,
+    scope_digest,
+)
+from importer import listing, logs, outcomes
 from importer.models import BatchStatus, ImportBatch
 from importer.notify import Watch
+
+
+class DetailsExpired(ApiError):
+    status = 410
+    code = "batch_details_expired"
 
 
 def _batch_or_404(batch_id: str) -> ImportBatch:
@@ -36,8 +49,8 @@ def _batch_or_404(batch_id: str) -> ImportBatch:
 
 @api.get("/import/batches")
 def list_batches() -> dict[str, Any]:
-    limit, offset = page_args()
-    conditions = [ImportBatch.org_id == current_org().id]
+    org_id = current_org().id
+    conditions = [ImportBatch.org_id == org_id]
     status = request.args.get("status")
     if status:
         try:
@@ -50,16 +63,18 @@ def list_batches() -> dict[str, Any]:
     if slug:
         conditions.append(ImportBatch.slug == slug)
     session = db_session()
-    total = session.scalar(sa.select(sa.func.count()).select_from(ImportBatch).where(*conditions))
-    found = session.scalars(
-        sa.select(ImportBatch)
-        .where(*conditions)
-        .order_by(ImportBatch.seq.desc())
-        .limit(limit)
-        .offset(offset)
+    query = sa.select(ImportBatch).where(*conditions)
+    return query_page(
+        session,
+        query,
+        [ImportBatch.seq],
+        descending=True,
+        entities=True,
+        scope=scope_digest("batches", org_id, status, slug),
+        kinds=("int",),
+        item=outcomes.batch_summary,
+        total=lambda: listing.bounded_count(session, query),
     )
-    items = [outcomes.batch_summary(batch) for batch in found]
-    return page_body(items, total or 0, limit, offset)
 
 
 def wait_until_done(
@@ -101,9 +116,26 @@ def get_batch(batch_id: str) -> dict[str, Any]:
 
 def _outcome_page(batch_id: str, kind: outcomes.Kind) -> dict[str, Any]:
     batch = _batch_or_404(batch_id)
-    limit, offset = page_args()
-    items = outcomes.page(db_session(), batch.id, kind, offset, limit)
-    return page_body(items, outcomes.total(batch, kind), limit, offset)
+    if batch.details_purged_at is not None:
+        raise DetailsExpired(
+            f"The {kind} of batch {batch.id} were deleted after "
+            f"{services().settings.batch_detail_retention_days} days "
+            f"(IMPORTER_BATCH_DETAIL_RETENTION_DAYS); its summary is still at "
+            f"GET /v1/import/batches/{batch.id}."
+        )
+    session = db_session()
+
+    def fetch(page: PageRequest, n: int) -> list[tuple[Key, Any]]:
+        # Chunks are skipped by their counts, so any position costs what the first does:
+        # the cursor carries only the position.
+        return [((), item) for item in outcomes.page(session, batch.id, kind, page.offset, n)]
+
+    return paged(
+        scope_digest(kind, batch.id),
+        (),
+        fetch,
+        lambda: (outcomes.total(batch, kind), False),
+    )
 
 
 @api.get("/import/batches/<batch_id>/results")

@@ -56,7 +56,7 @@ STATUS_CODES = {
     ("get", "/v1/import/batches"): {200, 401, 422, 429, 503},
     ("get", "/v1/import/batches/{batch_id}"): {200, 401, 404, 422, 429, 503},
     **{
-        ("get", f"/v1/import/batches/{{batch_id}}/{kind}"): {200, 401, 404, 422, 429, 503}
+        ("get", f"/v1/import/batches/{{batch_id}}/{kind}"): {200, 401, 404, 410, 422, 429, 503}
         for kind in ("results", "errors", "warnings")
     },
     **{
