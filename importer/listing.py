@@ -39,10 +39,11 @@ COUNT_BOUND = 10_000
 
 
 def bounded_count(
-    session: Session, query: sa.Select[Any], bound: int = COUNT_BOUND
+    session: Session, query: sa.Select[Any], bound: int | None = None
 ) -> tuple[int, bool]:
     """``(count, is_lower_bound)`` of the rows ``query`` selects, counting at most
-    ``bound + 1`` of them."""
+    ``bound + 1`` of them (``bound``: :data:`COUNT_BOUND`)."""
+    bound = COUNT_BOUND if bound is None else bound
     limited = (
         query.with_only_columns(sa.literal(1), maintain_column_froms=True)
         .order_by(None)
