@@ -1,6 +1,6 @@
 """The ``importer`` command line: the service's processes, its database and orgs
-(``cli.service``), the operator commands (``cli.operator``), API keys (``cli.keys``)
-and the push client (``importer.push``).
+(``cli.service``), the operator commands (``cli.operator``), API keys (``cli.keys``),
+the retention purge (``cli.purge``) and the push client (``importer.push``).
 
 Configuration comes from ``DATABASE_URL``, ``REDIS_URL`` and ``IMPORTER_*``
 variables (see README), read once by :class:`importer.config.Settings`.
@@ -12,6 +12,7 @@ import click
 
 from cli.keys import keys_group
 from cli.operator import batches_group, status_command
+from cli.purge import purge_command
 from cli.service import create_org, db, serve, web, worker
 from importer.push import push_command
 
@@ -31,5 +32,6 @@ for command in (
     status_command,
     batches_group,
     keys_group,
+    purge_command,
 ):
     main.add_command(command)

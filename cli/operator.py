@@ -121,7 +121,7 @@ def render_status(data: dict[str, Any]) -> str:
                 ],
             )
         )
-    lines += ["", "Batches"]
+    lines += ["", "Batches (queued and processing now; completed and failed in the last hour)"]
     lines.append(table(["STATUS", "BATCHES"], [[s, n] for s, n in data["batches"].items()]))
     oldest = data["oldest_queued_batch"]
     lines.append("")
@@ -140,8 +140,8 @@ def render_status(data: dict[str, Any]) -> str:
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of tables.")
 def status_command(as_json: bool) -> None:
-    """Queues, workers, the bulk lane's backlog, batches by status, the oldest queued
-    batch, the relay's lag."""
+    """Queues, workers, the bulk lane's backlog, batches queued and running (and finished
+    in the last hour), the oldest queued batch, the relay's lag."""
     from importer.monitoring import overview
 
     settings = _settings()

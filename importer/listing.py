@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -66,7 +66,7 @@ def object_count(session: Session, org_id: str, base_object: str) -> int:
 
 @functools.lru_cache(maxsize=4)
 def _add_statement(dialect: str) -> sa.Insert:
-    table = ObjectCount.__table__
+    table = cast(sa.Table, ObjectCount.__table__)
     insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     return insert.on_conflict_do_update(
         index_elements=["org_id", "base_object"],

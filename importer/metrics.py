@@ -145,8 +145,18 @@ class Metrics:
             buckets=WAIT_BUCKETS,
             registry=None,
         )
+        self.purged_rows = Counter(
+            "importer_purged_rows",
+            "Rows the retention purge deleted, by table (import_chunks: per-record details of "
+            "finished batches; import_batches: batch summaries; idempotency_keys; "
+            "webhook_deliveries).",
+            ["table"],
+            registry=None,
+        )
         for outcome in RECORD_OUTCOMES:
             self.records.labels(outcome)
+        for table in PURGED_TABLES:
+            self.purged_rows.labels(table)
         for code in ErrorCode:
             self.record_errors.labels(code.value)
         for lane in Lane:
@@ -157,6 +167,8 @@ class Metrics:
 
 
 RECORD_OUTCOMES = ("created", "updated", "failed")
+#: The tables the retention purge deletes from (``importer.retention.TABLES``).
+PURGED_TABLES = ("import_chunks", "import_batches", "idempotency_keys", "webhook_deliveries")
 
 
 @dataclass
@@ -268,6 +280,17 @@ def count_records(
     for code, count in (errors or {}).items():
         if count:
             found.record_errors.labels(code).inc(count)
+
+
+@_never_raises
+def count_purged(rows: Mapping[str, int]) -> None:
+    """Add the rows a purge deleted (after its transactions committed), by table."""
+    found = _metrics()
+    if found is None:
+        return
+    for table, count in rows.items():
+        if count:
+            found.purged_rows.labels(table).inc(count)
 
 
 @_never_raises
@@ -452,7 +475,12 @@ class OverviewCollector:
             ("in_flight", "Bulk chunks handed to the broker or being written.", backlog.in_flight),
         ):
             yield GaugeMetricFamily(f"importer_bulk_backlog_{name}", text, value=number)
-        batches = GaugeMetricFamily("importer_batches", "Batches by status.", labels=["status"])
+        batches = GaugeMetricFamily(
+            "importer_batches",
+            "Batches queued or processing now, and batches completed or failed in the last hour, "
+            "by status.",
+            labels=["status"],
+        )
         for status, count in sorted(found.batches.items()):
             batches.add_metric([status], count)
         yield batches
