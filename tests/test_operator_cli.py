@@ -85,7 +85,10 @@ def test_status_prints_queues_workers_batches_and_the_oldest_queued_batch(
     assert "Bulk lane: 2 chunk(s) (4 records) waiting in 1 org(s); 0 in flight" in text
     assert "ORG                                     NAME       WAITING CHUNKS" in text
     assert f"  {org_and_key[0].id}  Acme Risk               2                4          0" in text
-    assert "Batches\n  STATUS      BATCHES\n  queued            1\n  processing        0" in text
+    assert (
+        "Batches (queued and processing now; completed and failed in the last hour)\n"
+        "  STATUS      BATCHES\n  queued            1\n  processing        0"
+    ) in text
     assert f"Oldest queued batch: {queued_id}, waiting 0s (since " in text
     assert f"\n  report vendors, org {org_and_key[0].id}\n" in text
     assert "Relay lag: " in text
