@@ -87,7 +87,7 @@ def test_updated_since_walks_by_update_time(client, auth, make_report, db):
     items = assert_walk_matches_offsets(
         client, auth, f"/v1/vendors?updated_since={since}", 2, lambda i: i["id"]
     )
-    tied = sorted((item["id"] for item in items if item["external_id"] in ("V-00002", "V-00003")))
+    tied = sorted(item["id"] for item in items if item["external_id"] in ("V-00002", "V-00003"))
     assert [item["external_id"] for item in items][-2:] == ["V-00001", "V-00000"]
     assert [item["id"] for item in items[:2]] == tied
     assert {item["external_id"] for item in items} == {f"V-{n:05d}" for n in range(4)}

@@ -79,7 +79,7 @@ def test_batches_are_counted_live_and_over_the_last_hour_only(
     report = make_report()
     notifier = PollingNotifier()
     finished = []
-    for n in range(4):
+    for _ in range(4):
         batch_id, chunk_ids = accept(db, org_and_key[0], report, n=2)
         for chunk_id in chunk_ids:
             run_chunk(recording_outbox(db), notifier, chunk_id)
