@@ -39,6 +39,7 @@ from importer.models import (
     Lane,
     Org,
 )
+from importer.outcomes import pack_results
 from importer.problems import ErrorCode, Problem, problem
 from importer.upsert import plan_records, write_records
 from importer.validation import ValidationOutcome, validate_records
@@ -460,7 +461,7 @@ def write_chunk(session: Session, chunk_id: int) -> ChunkFinished | None:
     done.error_codes = dict(Counter(problem_["error_code"] for problem_ in new_problems))
 
     chunk.errors, chunk.error_count = _merge(chunk.errors, new_problems)
-    chunk.results = _dumps(outcome.results)
+    chunk.results = pack_results(outcome.results)
     chunk.created_count = outcome.created
     chunk.updated_count = outcome.updated
     chunk.rejected_count = outcome.rejected

@@ -3,18 +3,27 @@
 A batch's per-record outcome is stored per chunk (see ``ImportChunk``); since
 chunks cover contiguous, ordered index ranges, a page is read by skipping whole
 chunks by their counts and decoding only the chunks the page overlaps.
+
+A chunk's results are stored in 21 bytes a record (:func:`pack_results`): the index,
+the action and the object id's 128 bits; the external_id is the object's own, read
+back from the object table for the page being answered (one indexed read). A dry run,
+whose records may have no object, keeps them as JSON ``[index, external_id,
+coverbase_id, action]``, as every chunk did before.
 """
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from importer import catalog
 from importer.db import unix
-from importer.models import BatchStatus, ImportBatch, ImportChunk
+from importer.models import OBJECT_TABLES, BatchStatus, ImportBatch, ImportChunk
 
 Kind = Literal["results", "errors", "warnings"]
 KINDS: tuple[Kind, ...] = ("results", "errors", "warnings")
@@ -29,6 +38,83 @@ _BLOB_COLUMNS = {
     "errors": ImportChunk.errors,
     "warnings": ImportChunk.warnings,
 }
+
+
+#: Packed results start with a NUL byte, which JSON never does.
+_PACKED = b"\x00"
+#: index, 1 if created (else updated), the object id's 32 hex digits as 16 bytes.
+_RESULT_ROW = struct.Struct("<IB16s")
+_BASE_BY_PREFIX = {base.id_prefix: base.name for base in catalog.CATALOG.values()}
+_LOOKUP_SLICE = 1000
+
+
+def pack_results(results: Sequence[Sequence[Any]]) -> bytes:
+    """A chunk's results (``[index, external_id, coverbase_id, action]`` each, of one
+    base object) as stored: packed when every record has its object, else JSON."""
+    prefix: str | None = None
+    rows = bytearray()
+    try:
+        for index, _external_id, object_id, action in results:
+            head, _, digits = str(object_id).partition("_")
+            if object_id is None or len(digits) != 32 or head != (prefix or head):
+                raise ValueError(object_id)
+            prefix = head
+            rows += _RESULT_ROW.pack(index, action == "created", bytes.fromhex(digits))
+    except (ValueError, struct.error):
+        return orjson.dumps(results)
+    if prefix is None:
+        return orjson.dumps(results)
+    head_bytes = prefix.encode()
+    return _PACKED + bytes([len(head_bytes)]) + head_bytes + bytes(rows)
+
+
+def unpack_results(blob: bytes | None) -> list[list[Any]]:
+    """Stored results as ``[index, external_id, coverbase_id, action]`` lists; a packed
+    record's external_id is None until :func:`_with_external_ids` reads it."""
+    if not blob:
+        return []
+    if not blob.startswith(_PACKED):
+        stored: list[list[Any]] = orjson.loads(blob)
+        return stored
+    size = blob[1]
+    prefix = blob[2 : 2 + size].decode() + "_"
+    return [
+        [index, None, prefix + raw.hex(), "created" if created else "updated"]
+        for index, created, raw in _RESULT_ROW.iter_unpack(memoryview(blob)[2 + size :])
+    ]
+
+
+def _with_external_ids(session: Session, stored: list[list[Any]]) -> list[list[Any]]:
+    """Fill in the external_ids packed results leave out, from the objects themselves."""
+    missing: dict[str, list[str]] = {}
+    for _index, external_id, object_id, _action in stored:
+        if external_id is None and object_id:
+            base = _BASE_BY_PREFIX.get(object_id.partition("_")[0])
+            if base is not None:
+                missing.setdefault(base, []).append(object_id)
+    if not missing:
+        return stored
+    found: dict[str, str] = {}
+    for base, object_ids in missing.items():
+        table = OBJECT_TABLES[base]
+        for start in range(0, len(object_ids), _LOOKUP_SLICE):
+            rows = session.execute(
+                sa.select(table.c.id, table.c.external_id).where(
+                    table.c.id.in_(object_ids[start : start + _LOOKUP_SLICE])
+                )
+            )
+            found.update({object_id: external_id for object_id, external_id in rows})
+    for item in stored:
+        if item[1] is None and item[2]:
+            item[1] = found.get(item[2])
+    return stored
+
+
+def _decode(kind: Kind, blob: bytes | None) -> list[Any]:
+    if kind == "results":
+        return unpack_results(blob)
+    items: list[Any] = orjson.loads(blob or b"[]")
+    return items
 
 
 def _result_item(stored: list[Any]) -> dict[str, Any]:
@@ -80,10 +166,10 @@ def page(
     )
     items: list[Any] = []
     for chunk_id, skip in wanted:
-        stored = orjson.loads(blobs[chunk_id] or b"[]")
+        stored = _decode(kind, blobs[chunk_id])
         items.extend(stored[skip : skip + limit - len(items)])
     if kind == "results":
-        return [_result_item(item) for item in items]
+        return [_result_item(item) for item in _with_external_ids(session, items)]
     return items
 
 
@@ -110,8 +196,10 @@ def batch_body(session: Session, batch: ImportBatch, inline_items: int) -> dict[
             sa.select(*_BLOB_COLUMNS.values()).where(ImportChunk.batch_id == batch.id)
         ).one()
         for kind, blob in zip(KINDS, blobs, strict=True):
-            items = orjson.loads(blob)[:inline_items] if blob and total(batch, kind) else []
-            body[kind] = [_result_item(item) for item in items] if kind == "results" else items
+            items = _decode(kind, blob)[:inline_items] if blob and total(batch, kind) else []
+            if kind == "results":
+                items = [_result_item(item) for item in _with_external_ids(session, items)]
+            body[kind] = items
     else:
         for kind in KINDS:
             body[kind] = page(session, batch.id, kind, 0, min(inline_items, total(batch, kind)))
