@@ -4,6 +4,7 @@ against real reports, batches and objects)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
 import re
@@ -27,7 +28,8 @@ from schemathesis.specs.openapi.checks import (
 from app import openapi
 from app.parsing import NDJSON_TYPES
 from app.ratelimits import RateLimits
-from importer import catalog, reports
+from importer import catalog, reports, retention
+from importer.db import utcnow
 from importer.models import ImportReport
 from tests.conftest import LOOPBACK, MAPPINGS, limits_storage, vendor
 from tests.webhook_receiver import Receiver, closed_port_url
@@ -485,6 +487,12 @@ def _small_record_rate(app):
     app.extensions["importer"].rate_limits = RateLimits(limits_storage(FakeRedis()), 0, 2)
 
 
+def _purge_details(app):
+    """31 days on: the finished batches' per-record details are purged."""
+    services = app.extensions["importer"]
+    retention.purge(services.db, services.settings, now=utcnow() + dt.timedelta(days=31))
+
+
 def _metrics_token(app):
     app.config["SETTINGS"] = app.config["SETTINGS"].replace(metrics_token="s3cret")
 
@@ -569,8 +577,18 @@ ANSWERS = [
     *(
         answer(f"GET /v1/import/batches/{{batch_id}}/{kind}", f"{B}/{kind}{query}", status)
         for kind in ("results", "errors", "warnings")
-        for query, status in (("?limit=200", 200), ("?offset=-1", 422))
+        for query, status in (
+            ("?limit=200", 200),
+            ("?offset=-1", 422),
+            ("?offset=10001", 422),
+            ("?cursor=bad", 422),
+        )
     ),
+    *(
+        answer(f"GET /v1/import/batches/{{batch_id}}/{kind}", f"{B}/{kind}", 410, _purge_details)
+        for kind in ("results", "errors", "warnings")
+    ),
+    answer("GET /v1/import/batches/{batch_id}", B, 200, _purge_details),
     *(
         answer(f"GET /v1/import/batches/{{batch_id}}/{kind}", f"/v1/import/batches/x/{kind}", 404)
         for kind in ("results", "errors", "warnings")
@@ -582,6 +600,7 @@ ANSWERS = [
             ("?updated_since=0&limit=3", 200),
             ("?external_id=nope", 200),
             ("?updated_since=soon", 422),
+            ("?cursor=bad", 422),
             ("?external_id=a%00b", 422),
         )
     ),
