@@ -9,7 +9,7 @@ metrics.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -21,8 +21,10 @@ from importer.db import Database, unix, utcnow
 from importer.formatting import format_age, format_time, table
 from importer.models import BatchStatus, ImportBatch, ImportChunk, Org
 from importer.opsdata import short_error
-from importer.outbox import Outbox
 from importer.outcomes import batch_summary
+
+if TYPE_CHECKING:
+    from importer.outbox import Outbox
 
 # --- formatting ---------------------------------------------------------------------
 
@@ -51,6 +53,8 @@ def _database(settings: Settings) -> Database:
 
 def _outbox(settings: Settings, database: Database) -> Outbox:
     """Hands work to this deployment's broker, through the one seam (``importer.outbox``)."""
+    from importer.outbox import Outbox  # only ``retry`` sends: the other commands load less
+
     return Outbox(settings, database, CeleryBroker(settings))
 
 

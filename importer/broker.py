@@ -149,7 +149,14 @@ class CeleryBroker:
 
     def __init__(self, settings: Settings, app: Celery | None = None) -> None:
         self.settings = settings
-        self.app = app or producer_app(settings)
+        self._app = app
+
+    @property
+    def app(self) -> Celery:
+        """The Celery app it sends with, built on first send (``depths`` needs none)."""
+        if self._app is None:
+            self._app = producer_app(self.settings)
+        return self._app
 
     def send_chunks(self, messages: Sequence[ChunkMessage]) -> None:
         if not messages:

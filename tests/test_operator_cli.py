@@ -284,5 +284,5 @@ def test_formatting_helpers():
 
 
 def test_the_commands_are_on_the_main_group():
-    assert {"status", "batches"} <= set(main.commands)
+    assert {"status", "batches"} <= set(main.list_commands(None))
     assert sa is not None
