@@ -27,11 +27,12 @@ test: install
 test-fast: install
 	$(BIN)/pytest -m "not integration"
 
-## The benchmarks of docs/benchmarks.md (needs PostgreSQL and Redis; ~12 minutes).
+## The benchmarks of docs/benchmarks.md (needs PostgreSQL and Redis; ~20 minutes).
 bench: install
 	$(BIN)/python -m bench.e2e
 	$(BIN)/python -m bench.small_batches
 	$(BIN)/python -m bench.mixed
+	$(BIN)/python -m bench.growth
 
 lint: install
 	$(BIN)/ruff check .

@@ -19,6 +19,7 @@ from importer.broker import CeleryBroker
 from importer.config import ConfigError, Settings
 from importer.db import Database, unix, utcnow
 from importer.formatting import format_age, format_time, table
+from importer.listing import bounded_count
 from importer.models import BatchStatus, ImportBatch, ImportChunk, Org
 from importer.opsdata import short_error
 from importer.outcomes import batch_summary
@@ -199,9 +200,8 @@ def list_batches(status: str | None, org_id: str | None, limit: int, as_json: bo
     now = utcnow()
     try:
         with database.session() as session:
-            total = session.scalar(
-                sa.select(sa.func.count()).select_from(ImportBatch).where(*conditions)
-            )
+            # Counted up to COUNT_BOUND (one index range), never across the whole history.
+            total, more = bounded_count(session, sa.select(ImportBatch).where(*conditions))
             rows = session.execute(
                 sa.select(ImportBatch, Org.name)
                 .join(Org, Org.id == ImportBatch.org_id)
@@ -213,7 +213,11 @@ def list_batches(status: str | None, org_id: str | None, limit: int, as_json: bo
     finally:
         database.dispose()
     if as_json:
-        click.echo(orjson.dumps({"items": items, "total": total or 0, "limit": limit}).decode())
+        click.echo(
+            orjson.dumps(
+                {"items": items, "total": total, "total_is_lower_bound": more, "limit": limit}
+            ).decode()
+        )
         return
     if not items:
         click.echo("No batches.")
@@ -250,8 +254,8 @@ def list_batches(status: str | None, org_id: str | None, limit: int, as_json: bo
             indent="",
         )
     )
-    if (total or 0) > len(items):
-        click.echo(f"({len(items)} of {total:,}; --limit for more)")
+    if total > len(items):
+        click.echo(f"({len(items)} of {total:,}{'+' if more else ''}; --limit for more)")
 
 
 def _chunk_item(chunk: ImportChunk) -> dict[str, Any]:

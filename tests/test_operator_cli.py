@@ -286,3 +286,19 @@ def test_formatting_helpers():
 def test_the_commands_are_on_the_main_group():
     assert {"status", "batches"} <= set(main.list_commands(None))
     assert sa is not None
+
+
+def test_batches_list_never_counts_the_whole_history(
+    settings, db, org_and_key, make_report, monkeypatch
+):
+    """The total is counted up to the bound (one index range), then said to be more."""
+    report = make_report()
+    for _ in range(4):
+        accept(db, org_and_key[0], report)
+    monkeypatch.setattr("importer.listing.COUNT_BOUND", 3)
+    listed = invoke(settings, "batches", "list", "--limit", "2", "--json")
+    assert listed.exit_code == 0, listed.output
+    body = orjson.loads(listed.output)
+    assert (len(body["items"]), body["total"], body["total_is_lower_bound"]) == (2, 3, True)
+    text = invoke(settings, "batches", "list", "--limit", "2")
+    assert text.output.splitlines()[-1] == "(2 of 3+; --limit for more)"
