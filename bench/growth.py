@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import random
 import resource
 import statistics
@@ -51,7 +52,7 @@ from sqlalchemy import event
 from app import create_app
 from app.pagination import encode_cursor, scope_digest
 from bench.data import MAPPING, records
-from bench.stack import deployment, new_org
+from bench.stack import children, deployment, new_org
 from importer import outcomes, retention
 from importer.config import Settings, normalize_database_url
 from importer.db import Database, utcnow
@@ -131,6 +132,33 @@ def autovacuum_pass(url: str, done: Vacuums) -> None:
 
 # --- imports ----------------------------------------------------------------------
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+
+
+def service_cpu(stack: Stack, url: str) -> float:
+    """CPU seconds used so far by the web and worker processes and by this database's
+    PostgreSQL backends: unlike the wall clock, not inflated by whatever else the
+    machine runs."""
+    pids = [process.popen.pid for process in stack.processes]
+    pids += [child for process in stack.processes for child in children(process)]
+    with psycopg.connect(url) as conn:
+        pids += [
+            row[0]
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            ).fetchall()
+        ]
+    return sum(cpu_seconds(pid) for pid in pids)
+
 
 def import_batch(api: Api, slug: str, body: bytes) -> float:
     started = time.perf_counter()
@@ -146,30 +174,35 @@ def import_batch(api: Api, slug: str, body: bytes) -> float:
 
 
 def grow(
-    api: Api, slug: str, url: str, args: argparse.Namespace, vacuums: Vacuums
-) -> tuple[list[float], int, int]:
-    """The measured batches: (records/s of each, objects, records imported)."""
+    api: Api, stack: Stack, slug: str, url: str, args: argparse.Namespace, vacuums: Vacuums
+) -> tuple[list[float], list[float], int, int]:
+    """The measured batches: (records/s of each, records per CPU-second of each,
+    objects, records imported)."""
     rng = random.Random(7)
     new = args.batch_size - args.updates
     seed = args.updates
     import_batch(api, slug, orjson.dumps({"data": records(0, seed)}))
-    objects, imported, rates = seed, seed, []
+    objects, imported, rates, per_cpu = seed, seed, [], []
     for number in range(1, args.batches + 1):
         autovacuum_pass(url, vacuums)
         updated = sorted(rng.sample(range(objects), args.updates))
         batch = [records(key, 1, generation=number)[0] for key in updated]
         batch += records(objects, new, generation=number)
         body = orjson.dumps({"data": batch})
+        cpu = service_cpu(stack, url)
         seconds = import_batch(api, slug, body)
+        cpu = service_cpu(stack, url) - cpu
         objects += new
         imported += args.batch_size
         rates.append(args.batch_size / seconds)
+        per_cpu.append(args.batch_size / cpu)
         print(
-            f"  batch {number:2d}: {rates[-1]:8,.0f} records/s, {objects:,} objects",
+            f"  batch {number:2d}: {rates[-1]:8,.0f} records/s, {per_cpu[-1]:8,.0f} records "
+            f"per CPU-second, {objects:,} objects",
             flush=True,
         )
     autovacuum_pass(url, vacuums)
-    return rates, objects, imported
+    return rates, per_cpu, objects, imported
 
 
 # --- history ----------------------------------------------------------------------
@@ -230,15 +263,19 @@ def add_history(url: str, org_id: str, count: int) -> str:
 # --- reads --------------------------------------------------------------------------
 
 
-def median_ms(call: Callable[[], Any], repeat: int = REPEAT) -> float:
-    for _ in range(2):
-        call()
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+def interleaved(calls: dict[str, Callable[[], Any]], rounds: int = REPEAT) -> dict[str, float]:
+    """Median milliseconds of each call, the calls taken in turn round after round (a
+    point lookup after every other call), so a change in the machine's load weighs on
+    every figure alike."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for round_number in range(rounds + 2):
+        for name, call in calls.items():
+            for timed_name, timed_call in ((name, call), ("point", calls["point"])):
+                started = time.perf_counter()
+                timed_call()
+                if round_number >= 2:  # two rounds of warm-up
+                    times[timed_name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) * 1000 for name, values in times.items()}
 
 
 def get_ok(api: Api, path: str, **headers: str) -> Callable[[], Any]:
@@ -550,7 +587,7 @@ def main() -> None:
             flush=True,
         )
         vacuums = Vacuums()
-        rates, objects, imported = grow(api, slug, url, args, vacuums)
+        rates, per_cpu, objects, imported = grow(api, stack, slug, url, args, vacuums)
         since = int(time.time()) - 30  # the last batch's changes (and more)
         endpoint = add_history(url, api.org_id, args.history)
 
@@ -561,16 +598,22 @@ def main() -> None:
                     "SELECT id FROM vendors TABLESAMPLE SYSTEM (1) LIMIT 500"
                 ).fetchall()
             ]
-        lookups = iter(vendor_ids * 10)
-        point = median_ms(lambda: get_ok(api, f"/v1/vendors/{next(lookups)}")(), repeat=31)
+        lookups = iter(vendor_ids * 100)
         cases = list_cases(url, api.org_id, endpoint, since, args.history)
-        read_rows = []
+        calls: dict[str, Callable[[], Any]] = {
+            "point": lambda: get_ok(api, f"/v1/vendors/{next(lookups)}")(),
+            "ops": get_ok(api, "/ops/data.json", Authorization=f"Bearer {OPS_TOKEN}"),
+            "metrics": get_ok(api, "/metrics"),
+        }
         for case in cases:
-            first = median_ms(get_ok(api, case.first))
-            deep = median_ms(get_ok(api, case.deep)) if case.deep else None
-            read_rows.append((case, first, deep))
-        ops = median_ms(get_ok(api, "/ops/data.json", Authorization=f"Bearer {OPS_TOKEN}"), 7)
-        scrape = median_ms(get_ok(api, "/metrics"), 7)
+            calls[case.first] = get_ok(api, case.first)
+            if case.deep:
+                calls[case.deep] = get_ok(api, case.deep)
+        timed = interleaved(calls)
+        point, ops, scrape = timed["point"], timed["ops"], timed["metrics"]
+        read_rows = [
+            (case, timed[case.first], timed[case.deep] if case.deep else None) for case in cases
+        ]
         status, status_cpu = status_seconds(stack)
 
         api_key = api.session.headers["Authorization"].split(" ", 1)[1]
@@ -591,13 +634,18 @@ def main() -> None:
         after = sizes(url)
 
     first, last = rates[0], rates[-1]
-    ratio = last / first
     print()
     print(
         f"Throughput: first batch {first:,.0f} records/s, last {last:,.0f}: "
-        f"last / first = {ratio:.2f} (target >= {TARGET_THROUGHPUT})"
+        f"last / first = {last / first:.2f} (target >= {TARGET_THROUGHPUT})"
     )
-    print(f"  every batch: {', '.join(f'{rate:,.0f}' for rate in rates)}")
+    print(
+        f"  per CPU-second of the service and its PostgreSQL backends: first "
+        f"{per_cpu[0]:,.0f}, last {per_cpu[-1]:,.0f}: last / first = "
+        f"{per_cpu[-1] / per_cpu[0]:.2f}"
+    )
+    print(f"  every batch, records/s: {', '.join(f'{rate:,.0f}' for rate in rates)}")
+    print(f"  every batch, records per CPU-second: {', '.join(f'{r:,.0f}' for r in per_cpu)}")
     print(
         f"  simulated autovacuum: {len(vacuums.runs)} VACUUM(s), {vacuums.seconds:.1f} s; "
         f"vendors vacuumed {sum(1 for name, _, _ in vacuums.runs if name == 'vendors')} time(s); "

@@ -68,19 +68,23 @@ def pack_results(results: Sequence[Sequence[Any]]) -> bytes:
     return _PACKED + bytes([len(head_bytes)]) + head_bytes + bytes(rows)
 
 
-def unpack_results(blob: bytes | None) -> list[list[Any]]:
-    """Stored results as ``[index, external_id, coverbase_id, action]`` lists; a packed
-    record's external_id is None until :func:`_with_external_ids` reads it."""
+def unpack_results(blob: bytes | None, start: int = 0, stop: int | None = None) -> list[list[Any]]:
+    """Stored results ``[start:stop]`` as ``[index, external_id, coverbase_id, action]``
+    lists; a packed record's external_id is None until :func:`_with_external_ids` reads
+    it. Packed rows have one size, so only the rows asked for are decoded."""
     if not blob:
         return []
     if not blob.startswith(_PACKED):
         stored: list[list[Any]] = orjson.loads(blob)
-        return stored
+        return stored[start:stop]
     size = blob[1]
     prefix = blob[2 : 2 + size].decode() + "_"
+    rows = memoryview(blob)[2 + size :]
+    width = _RESULT_ROW.size
+    first, last = slice(start, stop).indices(len(rows) // width)[:2]
     return [
         [index, None, prefix + raw.hex(), "created" if created else "updated"]
-        for index, created, raw in _RESULT_ROW.iter_unpack(memoryview(blob)[2 + size :])
+        for index, created, raw in _RESULT_ROW.iter_unpack(rows[first * width : last * width])
     ]
 
 
@@ -110,11 +114,12 @@ def _with_external_ids(session: Session, stored: list[list[Any]]) -> list[list[A
     return stored
 
 
-def _decode(kind: Kind, blob: bytes | None) -> list[Any]:
+def _decode(kind: Kind, blob: bytes | None, start: int = 0, stop: int | None = None) -> list[Any]:
+    """Items ``[start:stop]`` of a chunk's stored results, errors or warnings."""
     if kind == "results":
-        return unpack_results(blob)
+        return unpack_results(blob, start, stop)
     items: list[Any] = orjson.loads(blob or b"[]")
-    return items
+    return items[start:stop]
 
 
 def _result_item(stored: list[Any]) -> dict[str, Any]:
@@ -166,8 +171,7 @@ def page(
     )
     items: list[Any] = []
     for chunk_id, skip in wanted:
-        stored = _decode(kind, blobs[chunk_id])
-        items.extend(stored[skip : skip + limit - len(items)])
+        items.extend(_decode(kind, blobs[chunk_id], skip, skip + limit - len(items)))
     if kind == "results":
         return [_result_item(item) for item in _with_external_ids(session, items)]
     return items
@@ -196,7 +200,7 @@ def batch_body(session: Session, batch: ImportBatch, inline_items: int) -> dict[
             sa.select(*_BLOB_COLUMNS.values()).where(ImportChunk.batch_id == batch.id)
         ).one()
         for kind, blob in zip(KINDS, blobs, strict=True):
-            items = _decode(kind, blob)[:inline_items] if blob and total(batch, kind) else []
+            items = _decode(kind, blob, 0, inline_items) if blob and total(batch, kind) else []
             if kind == "results":
                 items = [_result_item(item) for item in _with_external_ids(session, items)]
             body[kind] = items
