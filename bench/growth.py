@@ -668,7 +668,7 @@ def main() -> None:
         )
     print(f"  worst list page / point lookup: {worst:.2f} (target <= {TARGET_READ})")
     print(
-        f"  importer status --json (whole command): {status:.2f} s "
+        f"  importer status --json (whole command): {status:.2f} s, {status_cpu:.2f} s of CPU "
         f"(target < {TARGET_STATUS_SECONDS} s); /ops/data.json {ops:.1f} ms; "
         f"/metrics {scrape:.1f} ms"
     )

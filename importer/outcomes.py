@@ -196,9 +196,10 @@ def batch_body(session: Session, batch: ImportBatch, inline_items: int) -> dict[
         body.update({kind: [] for kind in KINDS})
     elif batch.chunk_count == 1:
         # The common small batch: its three lists in one read.
+        # (None when the purge deleted the chunk since the batch was read.)
         blobs = session.execute(
             sa.select(*_BLOB_COLUMNS.values()).where(ImportChunk.batch_id == batch.id)
-        ).one()
+        ).one_or_none() or (None, None, None)
         for kind, blob in zip(KINDS, blobs, strict=True):
             items = _decode(kind, blob, 0, inline_items) if blob and total(batch, kind) else []
             if kind == "results":
