@@ -205,6 +205,29 @@ def grow(
     return rates, per_cpu, objects, imported
 
 
+def update_only(
+    api: Api, stack: Stack, slug: str, url: str, args: argparse.Namespace, objects: int
+) -> tuple[list[float], Vacuums]:
+    """Batches that only change existing objects (a nightly re-sync that changed every
+    value): nothing but dead row versions for autovacuum's thresholds. Returns the
+    records per CPU-second of each, and what autovacuum did."""
+    rng = random.Random(11)
+    vacuums = Vacuums()
+    per_cpu = []
+    for number in range(args.update_batches):
+        autovacuum_pass(url, vacuums)
+        keys = sorted(rng.sample(range(objects), args.batch_size))
+        body = orjson.dumps({"data": [records(key, 1, 100 + number)[0] for key in keys]})
+        cpu = service_cpu(stack, url)
+        import_batch(api, slug, body)
+        per_cpu.append(args.batch_size / (service_cpu(stack, url) - cpu))
+        print(
+            f"  update batch {number + 1}: {per_cpu[-1]:8,.0f} records per CPU-second", flush=True
+        )
+    autovacuum_pass(url, vacuums)
+    return per_cpu, vacuums
+
+
 # --- history ----------------------------------------------------------------------
 
 
@@ -564,6 +587,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100_000)
     parser.add_argument("--updates", type=int, default=20_000)
     parser.add_argument("--history", type=int, default=10_000)
+    parser.add_argument("--update-batches", type=int, default=4)
     parser.add_argument("--autovacuum", choices=("tuned", "default"), default="tuned")
     parser.add_argument("--plans", type=Path, default=Path("docs/list-query-plans.md"))
     args = parser.parse_args()
@@ -588,6 +612,8 @@ def main() -> None:
         )
         vacuums = Vacuums()
         rates, per_cpu, objects, imported = grow(api, stack, slug, url, args, vacuums)
+        updates_cpu, update_vacuums = update_only(api, stack, slug, url, args, objects)
+        imported += args.update_batches * args.batch_size
         since = int(time.time()) - 30  # the last batch's changes (and more)
         endpoint = add_history(url, api.org_id, args.history)
 
@@ -651,9 +677,16 @@ def main() -> None:
         f"vendors vacuumed {sum(1 for name, _, _ in vacuums.runs if name == 'vendors')} time(s); "
         f"dead rows in vendors at most {vacuums.vendor_dead_peak:,} before a batch"
     )
+    if updates_cpu:
+        print(
+            f"  then {len(updates_cpu)} batches of {args.batch_size:,} updates only: records per "
+            f"CPU-second {', '.join(f'{r:,.0f}' for r in updates_cpu)}; vendors vacuumed "
+            f"{sum(1 for name, _, _ in update_vacuums.runs if name == 'vendors')} time(s), "
+            f"dead rows in vendors at most {update_vacuums.vendor_dead_peak:,} before a batch"
+        )
     print()
     print(
-        f"Reads at {objects:,} vendors and {args.history + args.batches + 1:,} batches "
+        f"Reads at {objects:,} vendors and {args.history + args.batches + args.update_batches + 1:,} batches "
         f"(median ms; point lookup GET /v1/vendors/{{id}} = {point:.1f} ms):"
     )
     print("| list | first page ms | / point | deep page by cursor ms | / point | where |")
