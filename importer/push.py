@@ -49,7 +49,6 @@ import click
 import ijson
 import orjson
 import requests
-from defusedcsv import csv as defused_csv
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -65,6 +64,7 @@ from rich.text import Text
 
 from importer.config import ConfigError, Settings
 from importer.formats import FormatError, Row, csv_rows, json_kind, ndjson_rows
+from importer.safe_csv import CsvWriter
 
 FORMATS = ("csv", "ndjson", "json")
 EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json"}
@@ -656,31 +656,6 @@ def _all_items(api: Api, slug: str, batch: dict[str, Any], kind: str) -> list[di
 
 
 # --- the outcome files ----------------------------------------------------------------
-
-
-class CsvWriter:
-    """A CSV writer whose cells a spreadsheet shows as text, never runs as a formula.
-
-    defusedcsv puts a ``'`` before a cell that starts with ``= + - @ | %`` (a number
-    like ``-5`` excepted); a cell that starts with a tab or a carriage return (which
-    some spreadsheets skip before reading a formula) gets the same ``'`` here.
-    """
-
-    def __init__(self, stream: IO[str]) -> None:
-        self._writer = defused_csv.writer(stream)
-
-    @staticmethod
-    def _inert(value: Any) -> Any:
-        if isinstance(value, str) and value[:1] in ("\t", "\r"):
-            return "'" + value
-        return value
-
-    def writerow(self, row: Iterable[Any]) -> None:
-        self._writer.writerow([self._inert(value) for value in row])
-
-    def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
-        for row in rows:
-            self.writerow(row)
 
 
 class OutcomeFiles:

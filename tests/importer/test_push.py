@@ -25,6 +25,7 @@ from werkzeug.serving import make_server
 
 from cli import main
 from importer import push
+from importer.safe_csv import CsvWriter
 
 HEADER = ["Supplier ID", "Supplier Name", "Website", "IRQ Score", "Tags"]
 
@@ -461,7 +462,7 @@ def test_cells_a_spreadsheet_would_run_are_written_inert(live: Live, tmp_path: P
 
 def test_cells_starting_with_a_tab_or_a_carriage_return_are_written_inert() -> None:
     stream = io.StringIO()
-    writer = push.CsvWriter(stream)
+    writer = CsvWriter(stream)
 
     writer.writerow([2, "\t=1+2", "\r=1+2", "a\tb", "=x"])
 
