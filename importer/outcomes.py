@@ -1,12 +1,22 @@
-"""Reading a batch's outcome: the response body and pages of results, errors, warnings.
+"""Reading a batch's outcome: the response body, pages of results, errors, warnings,
+and each of those lists whole in one stream (NDJSON or CSV).
 
 A batch's per-record outcome is stored per chunk (see ``ImportChunk``); since
 chunks cover contiguous, ordered index ranges, a page is read by skipping whole
-chunks by their counts and decoding only the chunks the page overlaps.
+chunks by their counts and reading only the chunks the page overlaps.
+
+Each chunk's list is stored by :func:`encode` as a JSON array with one item per line,
+so that a page decodes only its own items (a page of 200 from a 5,000-result chunk
+splits the lines up to its end and decodes 200, not 5,000), and a stream copies
+problems line by line without decoding them. A list stored before that layout (one
+line) is still read, decoded whole.
 """
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Literal
 
 import orjson
@@ -15,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from importer.db import unix
 from importer.models import BatchStatus, ImportBatch, ImportChunk
+from importer.safe_csv import CsvWriter
 
 Kind = Literal["results", "errors", "warnings"]
 KINDS: tuple[Kind, ...] = ("results", "errors", "warnings")
@@ -29,6 +40,64 @@ _BLOB_COLUMNS = {
     "errors": ImportChunk.errors,
     "warnings": ImportChunk.warnings,
 }
+
+
+#: The fields of an item, in the order of a CSV stream's columns.
+RESULT_FIELDS = ("index", "external_id", "coverbase_id", "action", "status")
+PROBLEM_FIELDS = ("index", "external_id", "field", "error_code", "message")
+FIELDS: dict[Kind, tuple[str, ...]] = {
+    "results": RESULT_FIELDS,
+    "errors": PROBLEM_FIELDS,
+    "warnings": PROBLEM_FIELDS,
+}
+
+#: The streamed media types, by the short name this module uses.
+NDJSON, CSV = "application/x-ndjson", "text/csv"
+StreamFormat = Literal["ndjson", "csv"]
+
+_LINES_START = b"[\n"
+
+
+def encode(items: Sequence[Any]) -> bytes:
+    """A chunk's results, errors or warnings as stored: a JSON array, one item a line."""
+    if not items:
+        return b"[]"
+    return _LINES_START + b",\n".join([orjson.dumps(item) for item in items]) + b"\n]"
+
+
+def _decode(data: bytes) -> list[Any]:
+    """Every decode of stored items goes through here (tests count what it decodes)."""
+    items: list[Any] = orjson.loads(data)
+    return items
+
+
+def _item_lines(blob: bytes, skip: int, count: int | None) -> list[bytes]:
+    """Lines ``skip`` to ``skip + count`` of an :func:`encode`-d list, each one item's
+    JSON (a trailing comma left on all but the list's last); only the lines up to the
+    last wanted one are split off."""
+    if count is None:
+        lines = blob.split(b"\n")
+        wanted = lines[1 + skip : -1]
+    else:
+        lines = blob.split(b"\n", 1 + skip + count)
+        wanted = lines[1 + skip : 1 + skip + count]
+        if wanted and wanted[-1] == b"]":  # fewer items than asked for
+            wanted.pop()
+    return wanted
+
+
+def stored_items(blob: bytes | None, skip: int = 0, count: int | None = None) -> list[Any]:
+    """Items ``[skip, skip + count)`` of a stored list (all from ``skip`` with no count),
+    decoding only those."""
+    if not blob:
+        return []
+    if not blob.startswith(_LINES_START):  # the layout before one item a line
+        items = _decode(blob)
+        return items[skip:] if count is None else items[skip : skip + count]
+    wanted = _item_lines(blob, skip, count)
+    if not wanted:
+        return []
+    return _decode(b"[" + b"".join(wanted).rstrip(b",") + b"]")
 
 
 def _result_item(stored: list[Any]) -> dict[str, Any]:
@@ -80,11 +149,66 @@ def page(
     )
     items: list[Any] = []
     for chunk_id, skip in wanted:
-        stored = orjson.loads(blobs[chunk_id] or b"[]")
-        items.extend(stored[skip : skip + limit - len(items)])
+        items.extend(stored_items(blobs[chunk_id], skip, limit - len(items)))
     if kind == "results":
         return [_result_item(item) for item in items]
     return items
+
+
+def chunks_holding(session: Session, batch_id: str, kind: Kind) -> list[int]:
+    """The ids of the batch's chunks that hold items of ``kind``, in index order."""
+    return list(
+        session.scalars(
+            sa.select(ImportChunk.id)
+            .where(ImportChunk.batch_id == batch_id, _COUNT_COLUMNS[kind] > 0)
+            .order_by(ImportChunk.position)
+        )
+    )
+
+
+def stream(
+    open_session: Callable[[], AbstractContextManager[Session]],
+    chunk_ids: Sequence[int],
+    kind: Kind,
+    fmt: StreamFormat,
+) -> Iterator[bytes]:
+    """The whole list, as NDJSON lines or CSV (a header, then a row per item), in index
+    order. Each chunk's list is read once, in a short session of its own, and turned
+    into one piece of the body: memory is bounded by one chunk whatever the batch's
+    size, and no transaction stays open while a slow client reads."""
+    if fmt == "csv":
+        yield _csv_rows([FIELDS[kind]])
+    for chunk_id in chunk_ids:
+        with open_session() as session:
+            blob = session.scalar(
+                sa.select(_BLOB_COLUMNS[kind]).where(ImportChunk.id == chunk_id)
+            )
+        if blob:
+            yield _ndjson(blob, kind) if fmt == "ndjson" else _csv(blob, kind)
+        del blob
+
+
+def _ndjson(blob: bytes, kind: Kind) -> bytes:
+    if kind != "results" and blob.startswith(_LINES_START):
+        # A problem is stored as the JSON the stream sends: copied, not decoded.
+        return b"\n".join(line.rstrip(b",") for line in _item_lines(blob, 0, None)) + b"\n"
+    items = stored_items(blob)
+    if kind == "results":
+        items = [_result_item(item) for item in items]
+    return b"".join(orjson.dumps(item) + b"\n" for item in items)
+
+
+def _csv(blob: bytes, kind: Kind) -> bytes:
+    items = stored_items(blob)
+    if kind == "results":
+        return _csv_rows([*item, "success"] for item in items)
+    return _csv_rows([item.get(name) for name in PROBLEM_FIELDS] for item in items)
+
+
+def _csv_rows(rows: Any) -> bytes:
+    text = io.StringIO()
+    CsvWriter(text).writerows(rows)
+    return text.getvalue().encode()
 
 
 def batch_summary(batch: ImportBatch) -> dict[str, Any]:
@@ -107,7 +231,7 @@ def batch_body(session: Session, batch: ImportBatch, inline_items: int) -> dict[
             sa.select(*_BLOB_COLUMNS.values()).where(ImportChunk.batch_id == batch.id)
         ).one()
         for kind, blob in zip(KINDS, blobs, strict=True):
-            items = orjson.loads(blob)[:inline_items] if blob and total(batch, kind) else []
+            items = stored_items(blob, 0, inline_items) if total(batch, kind) else []
             body[kind] = [_result_item(item) for item in items] if kind == "results" else items
     else:
         for kind in KINDS:

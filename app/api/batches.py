@@ -1,16 +1,21 @@
-"""Import batches: ``/v1/import/batches`` and each batch's results, errors and warnings."""
+"""Import batches: ``/v1/import/batches`` and each batch's results, errors and warnings.
+
+A batch's results, errors and warnings are pages of JSON by default; with
+``Accept: application/x-ndjson`` or ``Accept: text/csv`` the whole list comes in one
+streamed response (:func:`importer.outcomes.stream`).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import sqlalchemy as sa
-from flask import request
+from flask import Response, jsonify, request
 from sqlalchemy.orm import Session
 
 from app.api import api
 from app.auth import current_org
-from app.errors import NotFound
+from app.errors import ApiError, NotFound
 from app.extensions import db_session, services
 from app.pagination import InvalidParameter, int_arg, page_args, page_body
 from importer import logs, outcomes
@@ -99,23 +104,58 @@ def get_batch(batch_id: str) -> dict[str, Any]:
     return outcomes.batch_body(db_session(), batch, settings.inline_items)
 
 
-def _outcome_page(batch_id: str, kind: outcomes.Kind) -> dict[str, Any]:
+JSON = "application/json"
+#: What ``Accept`` may ask for; JSON first, so it wins a tie (``*/*``, no header).
+_OUTCOME_TYPES = (JSON, outcomes.NDJSON, outcomes.CSV)
+
+
+class BatchNotDone(ApiError):
+    status = 409
+    code = "batch_not_done"
+
+
+def _outcome_list(batch_id: str, kind: outcomes.Kind) -> Response | dict[str, Any]:
     batch = _batch_or_404(batch_id)
-    limit, offset = page_args()
-    items = outcomes.page(db_session(), batch.id, kind, offset, limit)
-    return page_body(items, outcomes.total(batch, kind), limit, offset)
+    media = request.accept_mimetypes.best_match(_OUTCOME_TYPES, default=JSON)
+    if media == JSON:
+        limit, offset = page_args()
+        items = outcomes.page(db_session(), batch.id, kind, offset, limit)
+        return page_body(items, outcomes.total(batch, kind), limit, offset)
+    if not BatchStatus(batch.status).is_done:
+        raise BatchNotDone(
+            f"Batch {batch.id} is still {BatchStatus(batch.status).value}: its {kind} come "
+            f"as one {media} stream once it is done. Wait for it with GET "
+            f"/v1/import/batches/{batch.id}?wait=N (or read the JSON pages so far).",
+            headers={"Retry-After": "1"},
+        )
+    chunk_ids = outcomes.chunks_holding(db_session(), batch.id, kind)
+    fmt: outcomes.StreamFormat = "csv" if media == outcomes.CSV else "ndjson"
+    body = outcomes.stream(services().db.session, chunk_ids, kind, fmt)
+    response = Response(body, mimetype=media)
+    response.headers["X-Total-Count"] = str(outcomes.total(batch, kind))
+    if fmt == "csv":
+        response.headers["Content-Disposition"] = f'attachment; filename="{batch.id}-{kind}.csv"'
+    return response
+
+
+def _vary_on_accept(response: Response | dict[str, Any]) -> Response:
+    """The three lists answer by ``Accept``: a cache must keep them apart."""
+    if isinstance(response, dict):
+        response = jsonify(response)
+    response.vary.add("Accept")
+    return response
 
 
 @api.get("/import/batches/<batch_id>/results")
-def batch_results(batch_id: str) -> dict[str, Any]:
-    return _outcome_page(batch_id, "results")
+def batch_results(batch_id: str) -> Response:
+    return _vary_on_accept(_outcome_list(batch_id, "results"))
 
 
 @api.get("/import/batches/<batch_id>/errors")
-def batch_errors(batch_id: str) -> dict[str, Any]:
-    return _outcome_page(batch_id, "errors")
+def batch_errors(batch_id: str) -> Response:
+    return _vary_on_accept(_outcome_list(batch_id, "errors"))
 
 
 @api.get("/import/batches/<batch_id>/warnings")
-def batch_warnings(batch_id: str) -> dict[str, Any]:
-    return _outcome_page(batch_id, "warnings")
+def batch_warnings(batch_id: str) -> Response:
+    return _vary_on_accept(_outcome_list(batch_id, "warnings"))
