@@ -180,9 +180,7 @@ def stream(
         yield _csv_rows([FIELDS[kind]])
     for chunk_id in chunk_ids:
         with open_session() as session:
-            blob = session.scalar(
-                sa.select(_BLOB_COLUMNS[kind]).where(ImportChunk.id == chunk_id)
-            )
+            blob = session.scalar(sa.select(_BLOB_COLUMNS[kind]).where(ImportChunk.id == chunk_id))
         if blob:
             yield _ndjson(blob, kind) if fmt == "ndjson" else _csv(blob, kind)
         del blob

@@ -18,6 +18,7 @@ from app.auth import current_org
 from app.errors import ApiError, NotFound
 from app.extensions import db_session, services
 from app.pagination import InvalidParameter, int_arg, page_args, page_body
+from app.waiting import RETRY_AFTER_SECONDS
 from importer import logs, outcomes
 from importer.models import BatchStatus, ImportBatch
 from importer.notify import Watch
@@ -95,13 +96,22 @@ def wait_until_done(
 
 
 @api.get("/import/batches/<batch_id>")
-def get_batch(batch_id: str) -> dict[str, Any]:
+def get_batch(batch_id: str) -> Response:
     """The batch; ``?wait=N`` (seconds, at most the synchronous wait) long-polls until
-    it is done, so a client need not poll in a tight loop."""
+    it is done, so a client need not poll in a tight loop. Without a free waiting slot
+    (app.waiting) it answers at once, with ``Retry-After`` while the batch runs."""
     batch = _batch_or_404(batch_id)
-    settings = services().settings
-    wait_until_done(db_session(), batch, int_arg("wait", 0, 0, int(settings.sync_wait_seconds)))
-    return outcomes.batch_body(db_session(), batch, settings.inline_items)
+    svc = services()
+    wait = int_arg("wait", 0, 0, int(svc.settings.sync_wait_seconds))
+    may_wait = True
+    if wait > 0 and not BatchStatus(batch.status).is_done:
+        with svc.waiting.claim() as may_wait:
+            if may_wait:
+                wait_until_done(db_session(), batch, wait)
+    response = jsonify(outcomes.batch_body(db_session(), batch, svc.settings.inline_items))
+    if not may_wait and not BatchStatus(batch.status).is_done:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 JSON = "application/json"
