@@ -963,7 +963,7 @@ def push_file(options: PushOptions, display: Display | None = None) -> PushSumma
         summary = PushSummary(path, files.results_path, files.errors_path)
         summary.duplicates = found.duplicate_rows
         chunks = iter_chunks(
-            counted(read_rows(path, fmt, id_field), tally),
+            read_rows(path, fmt, id_field),
             options.chunk_size,
             id_field=id_field,
             duplicate_ids=found.duplicate_ids,
@@ -990,12 +990,6 @@ def push_file(options: PushOptions, display: Display | None = None) -> PushSumma
     summary.error_lines = files.error_lines
     summary.seconds = time.monotonic() - started
     return summary
-
-
-def counted(rows: Iterable[SourceRow], tally: Tally) -> Iterator[SourceRow]:
-    for item in rows:
-        tally.add(read=1)
-        yield item
 
 
 def _run(
@@ -1048,7 +1042,8 @@ def _run(
                 if chunk is None:
                     more = False
                     break
-                tally.add(failed=len(chunk.problems))  # the rows it does not send
+                # Counted a chunk at a time (not a row at a time: the display's lock).
+                tally.add(read=len(chunk.rows) + len(chunk.problems), failed=len(chunk.problems))
                 if not chunk.records:
                     collect(
                         ChunkOutcome(
