@@ -27,10 +27,12 @@ test: install
 test-fast: install
 	$(BIN)/pytest -m "not integration"
 
-## The benchmarks of docs/benchmarks.md (needs PostgreSQL and Redis; ~6 minutes).
+## The benchmarks of docs/benchmarks.md (needs PostgreSQL and Redis; ~12 minutes).
 bench: install
 	$(BIN)/python -m bench.e2e
 	$(BIN)/python -m bench.small_batches
+	$(BIN)/python -m bench.push
+	$(BIN)/python -m bench.waiting
 
 lint: install
 	$(BIN)/ruff check .

@@ -4,17 +4,17 @@ On the distributed deployment (2 web processes x 8 threads, one worker of 2 bulk
 processes), in one run:
 
 1. quiet: ``GET /healthz``, ``/readyz`` and ``/metrics`` probed alone;
-2. loaded: org B posts ``--floods`` x 100,000 records back to back (asynchronous) while
-   org A's ``--callers`` (40) clients each post 100-record synchronous imports in a loop
-   and wait for them (a ``202`` is followed: ``GET Location?wait=25``, honouring
-   ``Retry-After``), and the same probes go on, each on a new connection as a load
-   balancer's would.
+2. loaded, for ``--seconds``: org B posts ``--floods`` x 100,000 records back to back
+   (asynchronous) while org A's ``--callers`` (40) clients each post 100-record
+   synchronous imports in a loop and wait for them (a ``202`` is followed:
+   ``GET Location?wait=25``, honouring ``Retry-After``), and the same probes go on,
+   each on a new connection as a load balancer's would.
 
 Prints each probe's latency (p50, p99, max) quiet and loaded, how A's imports were
 answered, and checks the target: every probe answered within 1 s while the callers wait.
 
-    python -m bench.waiting [--callers 40] [--floods 5] [--flood-size 100000]
-                            [--probe-every 0.25] [--quiet-seconds 10]
+    python -m bench.waiting [--callers 40] [--seconds 60] [--floods 5]
+                            [--flood-size 100000] [--probe-every 0.25] [--quiet-seconds 10]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import orjson
 import requests
 
 from bench.data import MAPPING, records
-from bench.mixed import flood, flood_bodies
+from bench.mixed import flood_bodies, written_by_org
 from bench.small_batches import percentile
 from bench.stack import deployment, new_org
 from tests.integration.stack import Api
@@ -115,9 +115,30 @@ def caller(api: Api, slug: str, number: int, stop: threading.Event, tally: Calle
             tally.count(type(error).__name__)
 
 
+def post_flood(
+    api: Api, slug: str, bodies: list[bytes], stop: threading.Event, seconds: list[float]
+) -> None:
+    """Org B's batches, posted back to back (not waited for) until all are sent or stop;
+    ``seconds``: how long each POST took to be answered (the web's work on the body)."""
+    for body in bodies:
+        if stop.is_set():
+            return
+        began = time.perf_counter()
+        response = api.post(
+            f"/v1/import/{slug}",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            timeout=300,
+        )
+        seconds.append(time.perf_counter() - began)
+        if response.status_code != 202:
+            raise RuntimeError(f"the flood's import answered {response.status_code}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--callers", type=int, default=40)
+    parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--floods", type=int, default=5)
     parser.add_argument("--flood-size", type=int, default=100_000)
     parser.add_argument("--probe-every", type=float, default=0.25)
@@ -148,18 +169,22 @@ def main() -> None:
             thread.start()
         time.sleep(2)  # the callers are waiting before the flood starts
         prober = threading.Thread(target=loaded.run, args=(stack.base_url, args.probe_every, stop))
+        flood_posts: list[float] = []
+        flooder = threading.Thread(
+            target=post_flood, args=(flooding, flood_slug, bodies, stop, flood_posts)
+        )
         prober.start()
-        run = flood(flooding, flood_slug, bodies)
+        flooder.start()
+        stop.wait(args.seconds)
         stop.set()
-        prober.join()
-        for thread in threads:
+        for thread in [prober, flooder, *threads]:
             thread.join()
+        written = written_by_org(stack)
 
-    flood_rate = args.floods * args.flood_size / run.seconds
     print(
-        f"Waiting callers: org A's {args.callers} clients post 100-record synchronous imports "
-        f"and wait, while org B posts {args.floods} x {args.flood_size:,} records back to back "
-        f"({run.seconds:.0f} s, {flood_rate:,.0f} records/s); 2 web processes x 8 threads"
+        f"Waiting callers: for {args.seconds:.0f} s, org A's {args.callers} clients post "
+        f"100-record synchronous imports and wait, while org B posts {args.floods} x "
+        f"{args.flood_size:,} records back to back; 2 web processes x 8 threads"
     )
     print("  | probe | phase | probes | p50 ms | p99 ms | max ms | over 1 s | failed |")
     print("  |---|---|---|---|---|---|---|---|")
@@ -169,6 +194,15 @@ def main() -> None:
     print("  A's imports while B flooded:")
     for what, count in sorted(tally.answers.items()):
         print(f"    {what}: {count:,}")
+    print(
+        f"  records written meanwhile: A {written.get(small.org_id, 0):,}, "
+        f"B {written.get(flooding.org_id, 0):,}"
+    )
+    if flood_posts:
+        print(
+            f"  B's {args.flood_size:,}-record POSTs answered in {min(flood_posts):.2f}-"
+            f"{max(flood_posts):.2f} s (the web's work on one body, in one request)"
+        )
     worst = max(max(loaded.seconds[path]) for path in PROBES)
     failed = sum(loaded.failures.values())
     print(
