@@ -20,7 +20,6 @@ from app.idempotency import MAX_KEY_LENGTH
 from app.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from importer import catalog, ids, webhooks
 from importer.catalog import BaseObject, FieldSpec, Kind
-from importer.config import Settings
 from importer.db import unix
 from importer.models import BatchStatus, DeliveryStatus, ImportReport
 from importer.problems import ErrorCode
@@ -260,8 +259,6 @@ def import_request_schema(max_records: int) -> type[Schema]:
         name="ImportRequestSchema",
     )
 
-
-ImportRequestSchema = import_request_schema(Settings.max_records)
 
 #: The other bodies of the import call: records as text, one per line or row.
 NDJSON_RECORDS = fields.String(

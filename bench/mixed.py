@@ -3,7 +3,9 @@
 On the distributed deployment (PostgreSQL, Redis, ``importer web``, one ``importer
 worker``), four phases in one run, so every figure has its baseline beside it:
 
-1. org A alone: small synchronous batches from a few clients;
+1. org A alone: small synchronous batches from a few clients, at a steady rate (a busy
+   interactive integration: each client sends its next batch when the previous one was
+   answered, or at its next tick, whichever is later);
 2. org B alone: a flood of 100,000-record batches posted back to back (asynchronous);
 3. both at once: A's small batches while B floods again;
 4. org B and org C flooding at once: the share of records written for each while
@@ -13,7 +15,7 @@ Prints A's latency while B floods / alone, A's 202s, B's throughput with A / alo
 and B's and C's shares, against the targets of docs/benchmarks.md.
 
     python -m bench.mixed [--floods 5] [--flood-size 100000] [--small-size 100]
-                          [--small-clients 2] [--alone-seconds 20]
+                          [--small-clients 2] [--small-rate 5] [--alone-seconds 30]
 """
 
 from __future__ import annotations
@@ -50,8 +52,11 @@ class SmallRun:
         }
 
 
-def small_batches(api: Api, slug: str, clients: int, size: int, stop: threading.Event) -> SmallRun:
-    """``clients`` threads posting ``size``-record synchronous batches until ``stop``."""
+def small_batches(
+    api: Api, slug: str, clients: int, size: int, rate: float, stop: threading.Event
+) -> SmallRun:
+    """``clients`` threads posting ``size``-record synchronous batches until ``stop``,
+    ``rate`` batches per second in all (0: as fast as they are answered)."""
     run = SmallRun()
     lock = threading.Lock()
     url = f"{api.base_url}/v1/import/{slug}"
@@ -61,7 +66,14 @@ def small_batches(api: Api, slug: str, clients: int, size: int, stop: threading.
         session.headers.update(api.session.headers)
         session.headers["Content-Type"] = "application/json"
         n = 0
+        interval = clients / rate if rate else 0.0
+        next_at = time.monotonic() + interval * number / clients
         while not stop.is_set():
+            if interval:
+                stop.wait(max(next_at - time.monotonic(), 0))
+                next_at = max(next_at + interval, time.monotonic())
+                if stop.is_set():
+                    break
             first = 50_000_000 + number * 1_000_000 + (n // 2) * size
             body = orjson.dumps({"data": records(first, size, generation=n % 2)})
             began = time.perf_counter()
@@ -124,28 +136,22 @@ def flood(api: Api, slug: str, bodies: list[bytes]) -> FloodRun:
     return run
 
 
-def written_by_org(stack: Stack) -> dict[str, int]:
-    """Records of finished chunks, per org (read from the database)."""
+def per_org(stack: Stack, query: str) -> dict[str, int]:
+    """``query``'s (org_id, number) rows as a dict, read from the database."""
     with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
-        return {
-            org_id: int(count)
-            for org_id, count in conn.execute(
-                "SELECT org_id, coalesce(sum(end_index - start_index), 0) FROM import_chunks "
-                "WHERE status = 'done' GROUP BY org_id"
-            )
-        }
+        return {org_id: int(number) for org_id, number in conn.execute(query)}
 
 
-def waiting_by_org(stack: Stack) -> dict[str, int]:
-    """Chunks not finished yet, per org."""
-    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
-        return {
-            org_id: int(count)
-            for org_id, count in conn.execute(
-                "SELECT org_id, count(*) FROM import_chunks "
-                "WHERE status IN ('pending', 'processing') GROUP BY org_id"
-            )
-        }
+#: Records of finished chunks, per org.
+WRITTEN = (
+    "SELECT org_id, coalesce(sum(end_index - start_index), 0) FROM import_chunks "
+    "WHERE status = 'done' GROUP BY org_id"
+)
+#: Chunks not finished yet, per org.
+WAITING = (
+    "SELECT org_id, count(*) FROM import_chunks "
+    "WHERE status IN ('pending', 'processing') GROUP BY org_id"
+)
 
 
 def shares_while_both_busy(stack: Stack, orgs: list[str], runs: list[threading.Thread]) -> Any:
@@ -153,13 +159,16 @@ def shares_while_both_busy(stack: Stack, orgs: list[str], runs: list[threading.T
     returns each org's share of what was written in that window."""
     first: dict[str, int] | None = None
     last: dict[str, int] = {}
+    status = ""
     while any(run.is_alive() for run in runs):
-        waiting = waiting_by_org(stack)
+        waiting = per_org(stack, WAITING)
         busy = all(waiting.get(org, 0) > 0 for org in orgs)
-        written = written_by_org(stack)
+        written = per_org(stack, WRITTEN)
         if busy:
             if first is None:
                 first = written
+            elif not status:  # what an operator sees meanwhile
+                status = stack.run("status")
             last = written
         elif first is not None:
             break
@@ -168,7 +177,7 @@ def shares_while_both_busy(stack: Stack, orgs: list[str], runs: list[threading.T
         return None
     added = {org: last.get(org, 0) - first.get(org, 0) for org in orgs}
     total = sum(added.values()) or 1
-    return {org: added[org] / total for org in orgs}, total
+    return {org: added[org] / total for org in orgs}, total, status
 
 
 def main() -> None:
@@ -177,7 +186,8 @@ def main() -> None:
     parser.add_argument("--flood-size", type=int, default=100_000)
     parser.add_argument("--small-size", type=int, default=100)
     parser.add_argument("--small-clients", type=int, default=2)
-    parser.add_argument("--alone-seconds", type=float, default=20)
+    parser.add_argument("--small-rate", type=float, default=5.0, help="batches/s in all")
+    parser.add_argument("--alone-seconds", type=float, default=30)
     args = parser.parse_args()
 
     with deployment(IMPORTER_WEB_WORKERS="2") as stack:
@@ -197,7 +207,9 @@ def main() -> None:
         stop = threading.Event()
         timer = threading.Timer(args.alone_seconds, stop.set)
         timer.start()
-        alone = small_batches(small_org, small_slug, args.small_clients, args.small_size, stop)
+        alone = small_batches(
+            small_org, small_slug, args.small_clients, args.small_size, args.small_rate, stop
+        )
 
         # 2. B alone.
         b_alone = flood(flooding, flood_slug, bodies_b)
@@ -212,7 +224,9 @@ def main() -> None:
 
         flooder = threading.Thread(target=flood_then_stop)
         flooder.start()
-        during = small_batches(small_org, small_slug, args.small_clients, args.small_size, stop)
+        during = small_batches(
+            small_org, small_slug, args.small_clients, args.small_size, args.small_rate, stop
+        )
         flooder.join()
         b_with_a = with_a["run"]
 
@@ -232,8 +246,8 @@ def main() -> None:
     b1 = records_per_flood / b_with_a.seconds
     print(
         f"Mixed load: org A posts {args.small_size}-record synchronous batches from "
-        f"{args.small_clients} clients; org B posts {args.floods} x {args.flood_size:,} "
-        "records back to back"
+        f"{args.small_clients} clients ({args.small_rate:g}/s in all); org B posts "
+        f"{args.floods} x {args.flood_size:,} records back to back"
     )
     print("  | org A's small batches | answered | p50 ms | p95 ms | p99 ms | 202s | errors |")
     print("  |---|---|---|---|---|---|---|")
@@ -254,12 +268,13 @@ def main() -> None:
     if shared is None:
         print("  B and C: never both busy (floods too small to overlap)")
     else:
-        (share, total) = shared
+        (share, total, status) = shared
         print(
             f"  B and C flooding at once: of {total:,} records written while both were "
             f"busy, B {share[flooding.org_id]:.0%}, C {share[other.org_id]:.0%}  "
             "(target 40-60% each)"
         )
+        print("\n`importer status` while B and C flood:\n" + status)
 
 
 if __name__ == "__main__":

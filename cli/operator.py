@@ -15,6 +15,7 @@ import click
 import orjson
 import sqlalchemy as sa
 
+from cli.supervisor import read_state
 from importer.broker import CeleryBroker
 from importer.config import ConfigError, Settings
 from importer.db import Database, unix, utcnow
@@ -114,8 +115,11 @@ def render_status(data: dict[str, Any]) -> str:
     if backlog["top"]:
         lines.append(
             table(
-                ["ORG", "WAITING CHUNKS", "WAITING RECORDS", "IN FLIGHT"],
-                [[o["org_id"], o["chunks"], o["records"], o["in_flight"]] for o in backlog["top"]],
+                ["ORG", "NAME", "WAITING CHUNKS", "WAITING RECORDS", "IN FLIGHT"],
+                [
+                    [o["org_id"], o["org_name"] or "-", o["chunks"], o["records"], o["in_flight"]]
+                    for o in backlog["top"]
+                ],
             )
         )
     lines += ["", "Batches"]
@@ -131,14 +135,41 @@ def render_status(data: dict[str, Any]) -> str:
         )
         lines.append(f"  report {oldest['slug']}, org {oldest['org_id']}")
     lines.append(f"Relay lag: {data['relay_lag_seconds']:.1f} s")
+    supervised = data.get("worker_supervisor")
+    if supervised is not None:
+        lines += ["", *_render_supervisor(supervised, now)]
     return "\n".join(lines)
+
+
+def _render_supervisor(state: dict[str, Any], now: int) -> list[str]:
+    if not state["running"]:
+        stopped = state["stopped_at"]
+        since = f" since {format_time(stopped)}" if stopped else " (its process is gone)"
+        head = f"Worker supervisor (importer serve): not running{since}"
+    elif state["worker_pid"] is not None:
+        head = (
+            f"Worker supervisor (importer serve): worker pid {state['worker_pid']}, "
+            f"started {_ago(state['worker_started_at'], now)}"
+        )
+    else:
+        head = (
+            "Worker supervisor (importer serve): worker down, restarting at "
+            f"{format_time(state['next_start_at'])}"
+        )
+    lines = [head, f"  restarts: {state['restarts']}"]
+    if state["last_death_at"] is not None:
+        lines.append(
+            f"  last worker death: {_ago(state['last_death_at'], now)} "
+            f"({format_time(state['last_death_at'])}), {state['last_death_reason']}"
+        )
+    return lines
 
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of tables.")
 def status_command(as_json: bool) -> None:
     """Queues, workers, the bulk lane's backlog, batches by status, the oldest queued
-    batch, the relay's lag."""
+    batch, the relay's lag, and the restarts of the worker of `importer serve`."""
     from importer.monitoring import overview
 
     settings = _settings()
@@ -148,6 +179,8 @@ def status_command(as_json: bool) -> None:
             data = overview(session, settings, CeleryBroker(settings)).as_dict()
     finally:
         database.dispose()
+    # Only when `importer serve` ran on this data dir: restarts of its worker.
+    data["worker_supervisor"] = read_state(settings)
     if as_json:
         click.echo(orjson.dumps(data).decode())
     else:
@@ -357,7 +390,7 @@ def show_batch(batch_id: str, as_json: bool) -> None:
 def retry_batch(batch_id: str, as_json: bool) -> None:
     """Re-drive a batch: its failed chunks are written again, its unfinished chunks
     nobody is writing are sent again. Safe to run any number of times."""
-    from importer.batches import BatchNotFound
+    from importer.redrive import BatchNotFound
 
     settings = _settings()
     database = _database(settings)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kombu import Queue
+from kombu.entity import Queue
 
 from importer.config import Settings
 from importer.models import Lane
@@ -75,9 +75,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery configuration of every process: producers (web, operator commands)
     and the workers alike."""
     transport_options: dict[str, Any]
+    transport: str | None = None
     if settings.is_embedded:
         # kombu's filesystem transport: one file per message in a local folder,
-        # shared by the web and worker processes of one machine.
+        # shared by the web and worker processes of one machine; our subclass writes
+        # each file whole and sets bad ones aside (see importer/embedded_broker.py).
+        transport = "importer.embedded_broker:Transport"
         folder = settings.broker_folder
         folder.mkdir(parents=True, exist_ok=True)
         transport_options = {
@@ -101,6 +104,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         }
     return {
         "broker_url": settings.broker_url,
+        "broker_transport": transport,
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
         "task_default_queue": BULK_QUEUE,

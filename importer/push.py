@@ -460,7 +460,8 @@ class Api:
                     return min(max(when - time.time(), 0.0), MAX_DELAY)
                 except (TypeError, ValueError):
                     pass
-        return min(self.backoff * 2**attempt, 60.0) * random.uniform(0.5, 1.0)
+        delay: float = min(self.backoff * 2**attempt, 60.0) * random.uniform(0.5, 1.0)
+        return delay
 
     def call(
         self,

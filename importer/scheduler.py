@@ -39,6 +39,7 @@ from importer.models import (
     ChunkStatus,
     ImportChunk,
     Lane,
+    Org,
     SchedulerState,
     WorkerHeartbeat,
 )
@@ -206,6 +207,7 @@ class OrgBacklog:
     records: int
     #: Bulk chunks handed to the broker or being written.
     in_flight: int
+    org_name: str | None = None
 
 
 @dataclass
@@ -242,8 +244,15 @@ def backlog(session: Session, top: int = 10) -> Backlog:
         in_flight=sum(org.in_flight for org in orgs),
         orgs=sum(1 for org in orgs if org.chunks),
     )
-    found.top = sorted(
+    biggest = sorted(
         (org for org in orgs if org.chunks or org.in_flight),
         key=lambda org: (-org.records, -org.in_flight, org.org_id),
     )[:top]
+    names: dict[str, str] = {}
+    if biggest:
+        query = sa.select(Org.id, Org.name).where(Org.id.in_([o.org_id for o in biggest]))
+        names = {org_id: name for org_id, name in session.execute(query)}
+    found.top = [
+        OrgBacklog(o.org_id, o.chunks, o.records, o.in_flight, names.get(o.org_id)) for o in biggest
+    ]
     return found

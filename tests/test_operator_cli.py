@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+
 import orjson
 import pytest
-import sqlalchemy as sa
 from click.testing import CliRunner
 
 from cli import main
+from cli.supervisor import Supervisor, state_path
 from importer import batches, monitoring
 from importer.broker import QUEUES, CeleryBroker
 from importer.db import utcnow
@@ -83,7 +87,8 @@ def test_status_prints_queues_workers_batches_and_the_oldest_queued_batch(
         "interactive,bulk,webhooks  0s ago" in text
     )
     assert "Bulk lane: 2 chunk(s) (4 records) waiting in 1 org(s); 0 in flight" in text
-    assert f"  {org_and_key[0].id}               2                4          0" in text
+    assert "ORG                                     NAME       WAITING CHUNKS" in text
+    assert f"  {org_and_key[0].id}  Acme Risk               2                4          0" in text
     assert "Batches\n  STATUS      BATCHES\n  queued            1\n  processing        0" in text
     assert f"Oldest queued batch: {queued_id}, waiting 0s (since " in text
     assert f"\n  report vendors, org {org_and_key[0].id}\n" in text
@@ -111,7 +116,13 @@ def test_status_json_is_one_object(settings, db, org_and_key, make_report):
     }
     assert data["queues"] == {"interactive": 0, "bulk": 0, "webhooks": 0}
     assert data["backlog"]["top"] == [
-        {"org_id": org_and_key[0].id, "chunks": 2, "records": 4, "in_flight": 0}
+        {
+            "org_id": org_and_key[0].id,
+            "org_name": "Acme Risk",
+            "chunks": 2,
+            "records": 4,
+            "in_flight": 0,
+        }
     ]
     assert [(w["node"], w["state"]) for w in data["workers"]] == [("celery@worker-1", "online")]
     assert data["batches"]["queued"] == 1
@@ -124,6 +135,34 @@ def test_status_with_nothing_running(settings):
     assert result.exit_code == 0, result.output
     assert "(no worker has reported in the last 24 hours)" in result.output
     assert "Oldest queued batch: none" in result.output
+    assert "Worker supervisor" not in result.output  # no `importer serve` on this data dir
+
+
+def test_status_shows_the_restarts_of_the_served_worker(settings, tmp_path):
+    # A stand-in worker that dies at once, then one that runs until the supervisor stops.
+    started = tmp_path / "started"
+    os.mkfifo(started)
+    script = (
+        f"import os, sys, time\n"
+        f"if not os.path.exists({str(tmp_path / 'died')!r}):\n"
+        f"    open({str(tmp_path / 'died')!r}, 'w').close(); sys.exit(3)\n"
+        f"open({str(started)!r}, 'w').close(); time.sleep(600)\n"
+    )
+    supervisor = Supervisor([sys.executable, "-c", script], state_path(settings))
+    running = threading.Thread(target=supervisor.run)
+    running.start()
+    try:
+        with open(started):  # returns once the second worker runs
+            pass
+        text = invoke(settings, "status").output
+        assert "Worker supervisor (importer serve): worker pid " in text
+        assert "\n  restarts: 1\n" in text
+        assert ", exited with code 3" in text.split("last worker death: ")[1]
+    finally:
+        supervisor.stop()
+        running.join(60)
+    text = invoke(settings, "status").output
+    assert "Worker supervisor (importer serve): not running since " in text
 
 
 def test_batches_list_filters_by_status_and_org(
@@ -275,4 +314,3 @@ def test_formatting_helpers():
 
 def test_the_commands_are_on_the_main_group():
     assert {"status", "batches"} <= set(main.commands)
-    assert sa is not None

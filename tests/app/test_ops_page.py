@@ -296,6 +296,24 @@ def test_workers_stopped_or_lost_over_an_hour_ago_are_left_off_the_page(client, 
     )
 
 
+def test_the_bulk_lane_shows_each_orgs_backlog(client, db, make_org, make_report):
+    big, _ = make_org("Big Flood Ltd")
+    small, _ = make_org("Small Co")
+    accept(db, big, make_report(org=big), n=12, chunk_size=3)
+    accept(db, small, make_report(org=small), n=2, chunk_size=3)
+
+    backlog = client.get("/ops/data.json", headers=BEARER).json["overview"]["backlog"]
+    assert (backlog["records"], backlog["chunks"], backlog["orgs"]) == (14, 5, 2)
+    assert [(o["org_name"], o["records"], o["chunks"]) for o in backlog["top"]] == [
+        ("Big Flood Ltd", 12, 4),
+        ("Small Co", 2, 1),
+    ]
+    html = client.get("/ops", headers=BEARER).get_data(as_text=True)
+    panel = html[html.index('id="h-backlog"') : html.index('id="h-workers"')]
+    assert panel.index("Big Flood Ltd") < panel.index("Small Co")
+    assert re.search(r'id="card-backlog">14<', html)
+
+
 def test_retry_needs_the_custom_header_and_the_same_origin(client, failed_batch):
     url = f"/ops/batches/{failed_batch}/retry"
     no_header = client.post(url, headers=BEARER)
