@@ -30,7 +30,7 @@ import orjson
 import requests
 
 from bench.data import MAPPING, records
-from bench.mixed import flood_bodies, written_by_org
+from bench.mixed import WRITTEN, flood_bodies, per_org
 from bench.small_batches import percentile
 from bench.stack import deployment, new_org
 from tests.integration.stack import Api
@@ -179,7 +179,7 @@ def main() -> None:
         stop.set()
         for thread in [prober, flooder, *threads]:
             thread.join()
-        written = written_by_org(stack)
+        written = per_org(stack, WRITTEN)
 
     print(
         f"Waiting callers: for {args.seconds:.0f} s, org A's {args.callers} clients post "
