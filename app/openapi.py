@@ -354,10 +354,17 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
                     ),
                     "202": _response(
                         "Accepted and still running (over IMPORTER_SYNC_MAX_RECORDS records, "
-                        "'Prefer: respond-async', or the workers took longer than "
-                        "IMPORTER_SYNC_WAIT_SECONDS): poll the Location.",
+                        "'Prefer: respond-async', the workers took longer than "
+                        "IMPORTER_SYNC_WAIT_SECONDS, or, with Retry-After, every waiting slot "
+                        "of the web process was taken: IMPORTER_SYNC_WAITERS): poll the "
+                        "Location.",
                         schemas.BatchSchema,
-                        ("Location", "PreferenceApplied", "IdempotentReplayed"),
+                        (
+                            "Location",
+                            "PreferenceApplied",
+                            "IdempotentReplayed",
+                            "RetryAfterOptional",
+                        ),
                     ),
                     "400": _response(
                         batch_response.format("no record was written"),
@@ -433,7 +440,13 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
                 "Read a batch (optionally long-polling until it is done)",
                 "Batches",
                 {
-                    "200": _response("The batch.", schemas.BatchSchema),
+                    "200": _response(
+                        "The batch. With `?wait=N` it is answered once the batch is done or "
+                        "the wait ran out, or at once, with Retry-After, when every waiting "
+                        "slot of the web process is taken (IMPORTER_SYNC_WAITERS).",
+                        schemas.BatchSchema,
+                        ("RetryAfterOptional",),
+                    ),
                     "404": not_found_batch,
                     "422": "InvalidParameter",
                 },
