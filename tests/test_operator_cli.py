@@ -77,14 +77,14 @@ def test_status_prints_queues_workers_batches_and_the_oldest_queued_batch(
     text = result.output
     assert text.startswith("Importer status at ")
     assert (
-        "Queues\n  QUEUE        DEPTH\n  interactive      0\n  bulk             0\n"
+        "Queues\n  QUEUE        DEPTH\n  bulk             0\n  interactive      0\n"
         "  webhooks         0" in text
     )
     assert "Workers: 1 online, 0 lost, 0 stopped" in text
     assert "NODE             STATE   PID   PROCESSING  CONCURRENCY  BULK SLOTS  QUEUES" in text
     assert (
         "celery@worker-1  online  4242           0            3           2  "
-        "interactive,bulk,webhooks  0s ago" in text
+        "bulk,interactive,webhooks  0s ago" in text
     )
     assert "Bulk lane: 2 chunk(s) (4 records) waiting in 1 org(s); 0 in flight" in text
     assert "ORG                                     NAME       WAITING CHUNKS" in text
