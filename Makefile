@@ -21,7 +21,7 @@ run: install
 
 ## The whole suite; the integration layer needs PostgreSQL and Redis (else it skips).
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 ## The fast layer only (SQLite, fakeredis).
 test-fast: install
@@ -32,6 +32,8 @@ bench: install
 	$(BIN)/python -m bench.e2e
 	$(BIN)/python -m bench.small_batches
 	$(BIN)/python -m bench.mixed
+	$(BIN)/python -m bench.push
+	$(BIN)/python -m bench.waiting
 	$(BIN)/python -m bench.growth
 
 lint: install

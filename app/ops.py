@@ -33,9 +33,9 @@ from flask import Blueprint, Response, abort, g, render_template, request
 from app.errors import ApiError
 from app.extensions import db_session, services
 from app.text_inputs import check_parameters
-from importer.batches import BatchNotFound
 from importer.formatting import format_age
 from importer.opsdata import FINISHED_BATCHES, console_data
+from importer.redrive import BatchNotFound
 
 log = logging.getLogger(__name__)
 

@@ -187,20 +187,30 @@ Fetch = Callable[[PageRequest, int], Sequence[tuple[Key, Any]]]
 Total = Callable[[], tuple[int, bool]]
 
 
-def paged(scope: str, kinds: Sequence[KeyKind], fetch: Fetch, total: Total) -> dict[str, Any]:
+def paged(
+    scope: str, kinds: Sequence[KeyKind], fetch: Fetch, total: Total, *, total_first: bool = False
+) -> dict[str, Any]:
     """One page of a list, the one helper every list view answers with.
 
     ``fetch(page, n)`` returns up to ``n`` ``(key, item)`` pairs of the list, in its
     order, from the page's start (after ``page.after``, or at ``page.offset``);
     ``total()`` returns ``(total, is_lower_bound)``. One more item than the page
-    holds is fetched, so ``next_cursor`` is null exactly on the last page."""
+    holds is fetched, so ``next_cursor`` is null exactly on the last page; with
+    ``total_first`` (a list whose exact total is stored, such as a batch's results)
+    the total says whether more follow, and only the page is fetched."""
     page = page_request(scope, kinds)
-    found = list(fetch(page, page.limit + 1))
-    items = found[: page.limit]
+    if total_first:
+        count, lower_bound = total()
+        items = list(fetch(page, page.limit))
+        more = page.offset + len(items) < count
+    else:
+        found = list(fetch(page, page.limit + 1))
+        items = found[: page.limit]
+        more = len(found) > page.limit
+        count, lower_bound = total()
     next_cursor = None
-    if len(found) > page.limit:
+    if more and items:
         next_cursor = encode_cursor(scope, page.offset + len(items), kinds, items[-1][0])
-    count, lower_bound = total()
     return {
         "items": [item for _, item in items],
         "total": count,

@@ -20,7 +20,6 @@ from app.idempotency import MAX_KEY_LENGTH
 from app.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 from importer import catalog, ids, webhooks
 from importer.catalog import BaseObject, FieldSpec, Kind
-from importer.config import Settings
 from importer.db import unix
 from importer.listing import COUNT_BOUND
 from importer.models import BatchStatus, DeliveryStatus, ImportReport
@@ -262,8 +261,6 @@ def import_request_schema(max_records: int) -> type[Schema]:
     )
 
 
-ImportRequestSchema = import_request_schema(Settings.max_records)
-
 #: The other bodies of the import call: records as text, one per line or row.
 NDJSON_RECORDS = fields.String(
     metadata={
@@ -480,6 +477,50 @@ def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:
 
 ReportPageSchema = page_schema(ReportSchema, "ReportPageSchema")
 BatchSummaryPageSchema = page_schema(BatchSummarySchema, "BatchSummaryPageSchema")
+#: The bodies of a batch's lists streamed whole (``Accept: application/x-ndjson`` or
+#: ``text/csv``), by kind.
+OUTCOME_STREAMS = {
+    kind: {
+        "ndjson": fields.String(
+            metadata={
+                "description": f"Every one of the batch's {kind}, in index order: one JSON "
+                f"object per line, each an item of the JSON pages ({item})."
+            }
+        ),
+        "csv": fields.String(
+            metadata={
+                "description": f"Every one of the batch's {kind}, in index order: a header "
+                f"row ({', '.join(columns)}), then one row per item. A cell that a "
+                "spreadsheet would run as a formula (starting with = + - @ | % , a tab or a "
+                "carriage return; a number excepted) is written with a leading '.",
+                "example": example,
+            }
+        ),
+    }
+    for kind, item, columns, example in (
+        (
+            "results",
+            "ResultItem",
+            ("index", "external_id", "coverbase_id", "action", "status"),
+            "index,external_id,coverbase_id,action,status\r\n"
+            "0,V-001,ven_0190f6a1c2d34e5f8a9b0c1d2e3f4a5b,created,success\r\n",
+        ),
+        (
+            "errors",
+            "ProblemItem",
+            ("index", "external_id", "field", "error_code", "message"),
+            "index,external_id,field,error_code,message\r\n"
+            "3,V-004,Website,invalid_field_value,Not a valid URL.\r\n",
+        ),
+        (
+            "warnings",
+            "ProblemItem",
+            ("index", "external_id", "field", "error_code", "message"),
+            "index,external_id,field,error_code,message\r\n",
+        ),
+    )
+}
+
 ResultItemPageSchema = page_schema(ResultItemSchema, "ResultItemPageSchema")
 ProblemItemPageSchema = page_schema(ProblemItemSchema, "ProblemItemPageSchema")
 WebhookPageSchema = page_schema(WebhookSchema, "WebhookPageSchema")

@@ -561,7 +561,7 @@ def json_results_bytes(url: str, sample: int = 10) -> tuple[int, int]:
             encoded = []
             records_count = 0
             for blob in blobs:
-                items = outcomes._with_external_ids(session, outcomes.unpack_results(blob))
+                items = outcomes.with_external_ids(session, outcomes.stored_items(blob))
                 records_count += len(items)
                 encoded.append(orjson.dumps(items))
         with psycopg.connect(url) as conn:

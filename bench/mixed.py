@@ -8,8 +8,9 @@ worker``), four phases in one run, so every figure has its baseline beside it:
    answered, or at its next tick, whichever is later);
 2. org B alone: a flood of 100,000-record batches posted back to back (asynchronous);
 3. both at once: A's small batches while B floods again;
-4. org B and org C flooding at once: the share of records written for each while
-   both have work waiting.
+4. org B floods, and org C starts flooding once B's chunks are running: how long C's
+   first chunk waited for a worker (against a chunk's time, measured in the same run),
+   and the share of records written for each while both have work waiting.
 
 Prints A's latency while B floods / alone, A's 202s, B's throughput with A / alone,
 and B's and C's shares, against the targets of docs/benchmarks.md.
@@ -147,11 +148,31 @@ WRITTEN = (
     "SELECT org_id, coalesce(sum(end_index - start_index), 0) FROM import_chunks "
     "WHERE status = 'done' GROUP BY org_id"
 )
+#: Chunks being written, per org.
+RUNNING = "SELECT org_id, count(*) FROM import_chunks WHERE status = 'processing' GROUP BY org_id"
 #: Chunks not finished yet, per org.
 WAITING = (
     "SELECT org_id, count(*) FROM import_chunks "
     "WHERE status IN ('pending', 'processing') GROUP BY org_id"
 )
+
+
+def newcomer_wait(stack: Stack, org_id: str) -> tuple[float, float]:
+    """Seconds the org's first chunk waited from its batch's acceptance to its start,
+    and the median time a worker took over a bulk chunk in this run."""
+    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
+        (waited,) = conn.execute(
+            "SELECT extract(epoch FROM c.started_at - b.received_at) FROM import_chunks c "
+            "JOIN import_batches b ON b.id = c.batch_id WHERE c.org_id = %s "
+            "ORDER BY b.seq, c.position LIMIT 1",
+            (org_id,),
+        ).fetchone()
+        (chunk,) = conn.execute(
+            "SELECT percentile_cont(0.5) WITHIN GROUP "
+            "(ORDER BY extract(epoch FROM finished_at - started_at)) FROM import_chunks "
+            "WHERE status = 'done' AND lane = 'bulk' AND record_count > 0"
+        ).fetchone()
+    return float(waited), float(chunk)
 
 
 def shares_while_both_busy(stack: Stack, orgs: list[str], runs: list[threading.Thread]) -> Any:
@@ -230,16 +251,19 @@ def main() -> None:
         flooder.join()
         b_with_a = with_a["run"]
 
-        # 4. B and C flooding at once.
+        # 4. B floods; C starts once B's chunks run, then both flood at once.
         runs = [
             threading.Thread(target=flood, args=(flooding, flood_slug, bodies_b3)),
             threading.Thread(target=flood, args=(other, other_slug, bodies_c)),
         ]
-        for run in runs:
-            run.start()
+        runs[0].start()
+        while per_org(stack, RUNNING).get(flooding.org_id, 0) == 0:
+            time.sleep(0.05)
+        runs[1].start()
         shared = shares_while_both_busy(stack, [flooding.org_id, other.org_id], runs)
         for run in runs:
             run.join()
+        first_wait, chunk_time = newcomer_wait(stack, other.org_id)
 
     a0, a1 = alone.figures(), during.figures()
     b0 = records_per_flood / b_alone.seconds
@@ -274,7 +298,13 @@ def main() -> None:
             f"busy, B {share[flooding.org_id]:.0%}, C {share[other.org_id]:.0%}  "
             "(target 40-60% each)"
         )
-        print("\n`importer status` while B and C flood:\n" + status)
+    print(
+        f"  C, starting while B floods: its first chunk started {first_wait:.2f} s after its "
+        f"batch was accepted; a bulk chunk takes {chunk_time:.2f} s (median) -> "
+        f"{first_wait / chunk_time:.2f} chunk times  (target: about 1)"
+    )
+    if shared is not None:
+        print("\n`importer status` while B and C flood:\n" + shared[2])
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import click
 import orjson
 import sqlalchemy as sa
 
+from cli.supervisor import read_state
 from importer.broker import CeleryBroker
 from importer.config import ConfigError, Settings
 from importer.db import Database, unix, utcnow
@@ -139,14 +140,42 @@ def render_status(data: dict[str, Any]) -> str:
         )
         lines.append(f"  report {oldest['slug']}, org {oldest['org_id']}")
     lines.append(f"Relay lag: {data['relay_lag_seconds']:.1f} s")
+    supervised = data.get("worker_supervisor")
+    if supervised is not None:
+        lines += ["", *_render_supervisor(supervised, now)]
     return "\n".join(lines)
+
+
+def _render_supervisor(state: dict[str, Any], now: int) -> list[str]:
+    if not state["running"]:
+        stopped = state["stopped_at"]
+        since = f" since {format_time(stopped)}" if stopped else " (its process is gone)"
+        head = f"Worker supervisor (importer serve): not running{since}"
+    elif state["worker_pid"] is not None:
+        head = (
+            f"Worker supervisor (importer serve): worker pid {state['worker_pid']}, "
+            f"started {_ago(state['worker_started_at'], now)}"
+        )
+    else:
+        head = (
+            "Worker supervisor (importer serve): worker down, restarting at "
+            f"{format_time(state['next_start_at'])}"
+        )
+    lines = [head, f"  restarts: {state['restarts']}"]
+    if state["last_death_at"] is not None:
+        lines.append(
+            f"  last worker death: {_ago(state['last_death_at'], now)} "
+            f"({format_time(state['last_death_at'])}), {state['last_death_reason']}"
+        )
+    return lines
 
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of tables.")
 def status_command(as_json: bool) -> None:
     """Queues, workers, the bulk lane's backlog, batches queued and running (and finished
-    in the last hour), the oldest queued batch, the relay's lag."""
+    in the last hour), the oldest queued batch, the relay's lag, and the restarts of the
+    worker of `importer serve`."""
     from importer.monitoring import overview
 
     settings = _settings()
@@ -156,6 +185,8 @@ def status_command(as_json: bool) -> None:
             data = overview(session, settings, CeleryBroker(settings)).as_dict()
     finally:
         database.dispose()
+    # Only when `importer serve` ran on this data dir: restarts of its worker.
+    data["worker_supervisor"] = read_state(settings)
     if as_json:
         click.echo(orjson.dumps(data).decode())
     else:
@@ -368,7 +399,7 @@ def show_batch(batch_id: str, as_json: bool) -> None:
 def retry_batch(batch_id: str, as_json: bool) -> None:
     """Re-drive a batch: its failed chunks are written again, its unfinished chunks
     nobody is writing are sent again. Safe to run any number of times."""
-    from importer.batches import BatchNotFound
+    from importer.redrive import BatchNotFound
 
     settings = _settings()
     database = _database(settings)

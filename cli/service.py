@@ -17,6 +17,7 @@ from typing import Any
 import click
 import orjson
 
+from cli.supervisor import STOP_GRACE_SECONDS
 from importer import metrics
 from importer.config import PROJECT_ROOT, ConfigError, Settings
 from importer.logs import GunicornLogger, configure_logging
@@ -172,7 +173,9 @@ def worker(concurrency: int | None, name: str | None) -> None:
     metrics.clear_stale_files(settings.metrics_path)
     metrics.configure(settings)
     from importer.broker import QUEUES
-    from worker.app import celery
+    from worker.celery_app import create_celery
+
+    celery = create_celery(settings)
 
     processes = (concurrency or settings.worker_concurrency) + settings.interactive_slots
     options = []
@@ -197,7 +200,7 @@ def worker(concurrency: int | None, name: str | None) -> None:
             settings.log_level,
             "--concurrency",
             str(processes),
-            # In this order: a free process serves the interactive lane first.
+            # In this order (see importer.broker.QUEUES).
             "--queues",
             ",".join(QUEUES),
             "--hostname",
@@ -252,12 +255,13 @@ def serve(host: str, port: int) -> None:
             "Make a new org and key with `importer create-org NAME`, or delete "
             f"{settings.data_dir} to start over."
         )
-    worker_process = subprocess.Popen([sys.executable, "-m", "cli", "worker"])
+    # The worker runs under a supervisor that restarts it if it dies (cli/supervisor.py).
+    supervisor = subprocess.Popen([sys.executable, "-m", "cli.supervisor"])
     try:
         _gunicorn(settings, host, port, workers=1)
     finally:
-        worker_process.terminate()
+        supervisor.terminate()
         try:
-            worker_process.wait(timeout=30)
+            supervisor.wait(timeout=STOP_GRACE_SECONDS + 10)
         except subprocess.TimeoutExpired:
-            worker_process.kill()
+            supervisor.kill()

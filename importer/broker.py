@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kombu import Queue
+from kombu.entity import Queue
 
 from importer.config import Settings
 from importer.models import Lane
@@ -34,8 +34,13 @@ BULK_QUEUE = Lane.BULK.value
 #: Webhook deliveries have a queue of their own, so a backlog of them (a slow or
 #: unreachable receiver) never stands in front of the chunks.
 WEBHOOKS_QUEUE = "webhooks"
-#: Every queue, in the order a worker serves them: the interactive lane first.
-QUEUES = (INTERACTIVE_QUEUE, BULK_QUEUE, WEBHOOKS_QUEUE)
+#: Every queue, in the order a free worker process asks for them. A bulk message only
+#: waits in Redis while a bulk slot is free (``importer.scheduler`` releases no more),
+#: so asking for it first gives the bulk lane its own processes back, and the processes
+#: beyond the bulk slots stay free for the interactive lane; interactive work borrows
+#: what bulk does not need. (Interactive first would let a stream of small batches
+#: starve the bulk lane: see README, "Lanes and fair share".)
+QUEUES = (BULK_QUEUE, INTERACTIVE_QUEUE, WEBHOOKS_QUEUE)
 IMPORT_CHUNK_TASK = "worker.tasks.import_chunk"
 DELIVER_WEBHOOK_TASK = "worker.tasks.deliver_webhook"
 #: Lives in Redis as long as its queues do: missing means Redis came back empty.
@@ -75,9 +80,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery configuration of every process: producers (web, operator commands)
     and the workers alike."""
     transport_options: dict[str, Any]
+    transport: str | None = None
     if settings.is_embedded:
         # kombu's filesystem transport: one file per message in a local folder,
-        # shared by the web and worker processes of one machine.
+        # shared by the web and worker processes of one machine; our subclass writes
+        # each file whole and sets bad ones aside (see importer/embedded_broker.py).
+        transport = "importer.embedded_broker:Transport"
         folder = settings.broker_folder
         folder.mkdir(parents=True, exist_ok=True)
         transport_options = {
@@ -95,12 +103,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "visibility_timeout": settings.visibility_timeout_seconds,
             "socket_connect_timeout": 2,
             "socket_timeout": 5,
-            # A free worker process asks for the interactive lane first, then bulk,
-            # then webhooks (one BRPOP over the three lists, in this order).
+            # A free worker process asks for the queues in the order of QUEUES
+            # (one BRPOP over the three lists, in that order).
             "queue_order_strategy": "priority",
         }
     return {
         "broker_url": settings.broker_url,
+        "broker_transport": transport,
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
         "task_default_queue": BULK_QUEUE,

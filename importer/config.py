@@ -35,6 +35,11 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _optional_int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    return None if raw is None or raw.strip() == "" else _int(env, name, 0)
+
+
 def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -46,18 +51,6 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    lowered = raw.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -134,6 +127,10 @@ class Settings:
     # Processes.
     web_workers: int = 2
     web_threads: int = 8
+    # Requests per web process that may wait for a batch at once (a synchronous import,
+    # ``?wait=``); the rest of the threads always serve everything else (health checks,
+    # metrics, reads). None: two fewer than web_threads.
+    sync_waiters: int | None = None
     # Logging.
     log_format: str = "text"
     log_level: str = "INFO"
@@ -149,6 +146,21 @@ class Settings:
     api_key: str | None = dataclasses.field(default=None, repr=False)
     # The ops page (`/ops`): its token; unset, the page is disabled (404).
     ops_token: str | None = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.sync_waiters is not None and self.sync_waiters >= self.web_threads:
+            raise ConfigError(
+                f"IMPORTER_SYNC_WAITERS must be less than IMPORTER_WEB_THREADS "
+                f"({self.web_threads}), so that requests that do not wait (health checks, "
+                f"metrics, reads) always have a thread; got {self.sync_waiters}"
+            )
+
+    @property
+    def waiting_slots(self) -> int:
+        """How many requests of one web process may wait for a batch at once."""
+        if self.sync_waiters is None:
+            return max(self.web_threads - 2, 0)
+        return self.sync_waiters
 
     @property
     def is_embedded(self) -> bool:
@@ -213,6 +225,7 @@ class Settings:
             purge_interval_seconds=_float(env, "IMPORTER_PURGE_INTERVAL_SECONDS", 60.0, 1.0),
             web_workers=_int(env, "IMPORTER_WEB_WORKERS", 2, minimum=1),
             web_threads=_int(env, "IMPORTER_WEB_THREADS", 8, minimum=1),
+            sync_waiters=_optional_int(env, "IMPORTER_SYNC_WAITERS"),
             log_format=_choice(env, "IMPORTER_LOG_FORMAT", "text", ("text", "json")),
             log_level=_choice(
                 env, "IMPORTER_LOG_LEVEL", "info", ("debug", "info", "warning", "error")

@@ -37,7 +37,7 @@ def _is_blank(value: Any) -> bool:
     return isinstance(value, list) and not value
 
 
-class CatalogField(fields.Field):
+class CatalogField(fields.Field[Any]):
     """Base of every catalog field: blank means absent, errors say the expected form."""
 
     expected = "a value"

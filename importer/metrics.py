@@ -23,7 +23,7 @@ containers write the same file.
 
 A process's files outlive it, on purpose: its counts stay in the totals, so a
 counter never goes backwards while the service runs (:func:`mark_process_dead` only
-drops the files of "live" gauges, of which there are none today). The folder is
+drops the files of "live" gauges: the web's waiting requests). The folder is
 emptied by :func:`clear_stale_files` when a process family starts and finds nothing
 else alive using it.
 """
@@ -94,7 +94,7 @@ class Metrics:
     requests arrive, and appear with the first)."""
 
     def __init__(self) -> None:
-        from prometheus_client import Counter, Histogram
+        from prometheus_client import Counter, Gauge, Histogram
 
         from importer.models import BatchStatus, Lane
         from importer.problems import ErrorCode
@@ -143,6 +143,19 @@ class Metrics:
             "(interactive, bulk).",
             ["lane"],
             buckets=WAIT_BUCKETS,
+            registry=None,
+        )
+        self.waiting_requests = Gauge(
+            "importer_waiting_requests",
+            "Requests waiting for a batch now (synchronous imports, ?wait= reads), summed "
+            "over the live web processes.",
+            multiprocess_mode="livesum",
+            registry=None,
+        )
+        self.waits_declined = Counter(
+            "importer_waits_declined",
+            "Requests that would have waited for a batch but found every waiting slot of "
+            "their web process taken, and were answered at once (202 + Retry-After).",
             registry=None,
         )
         self.purged_rows = Counter(
@@ -301,6 +314,20 @@ def observe_batch_end(status: str, seconds: float) -> None:
 
 
 @_never_raises
+def change_waiting(delta: int) -> None:
+    found = _metrics()
+    if found is not None:
+        found.waiting_requests.inc(delta)
+
+
+@_never_raises
+def count_wait_declined() -> None:
+    found = _metrics()
+    if found is not None:
+        found.waits_declined.inc()
+
+
+@_never_raises
 def observe_chunk(seconds: float) -> None:
     found = _metrics()
     if found is not None:
@@ -319,7 +346,8 @@ def observe_chunk_wait(lane: str, seconds: float) -> None:
 
 def mark_process_dead(pid: int, path: Path | None = None) -> None:
     """Book-keeping for a process of this host that exited (gunicorn's ``child_exit``,
-    Celery's ``worker_process_shutdown``): drops its "live" gauge files, keeps its counts."""
+    Celery's ``worker_process_shutdown``): drops its "live" gauge files (a web process's
+    waiting requests), keeps its counts."""
     folder = path or _state.directory
     if folder is None:
         return

@@ -35,7 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from importer import batches, scheduler, webhooks
+from importer import redrive, scheduler, webhooks
 from importer.batches import Accepted, ChunkFinished
 from importer.broker import Broker, ChunkMessage
 from importer.config import Settings
@@ -88,9 +88,9 @@ class MaintenancePass:
 
 @dataclass(frozen=True)
 class Redriven:
-    """A re-drive (``importer.batches.redrive_batch``) and the hand-over that followed."""
+    """A re-drive (``importer.redrive.redrive_batch``) and the hand-over that followed."""
 
-    outcome: batches.RedriveOutcome
+    outcome: redrive.RedriveOutcome
     #: Chunks handed to the broker right after the re-drive's commit.
     sent: int
     #: Why they could not be handed over (the relay sends them), or None.
@@ -333,9 +333,9 @@ class Outbox:
         """Re-drive a batch (committed), then hand its chunks over: the interactive
         lane's at once, the bulk lane's through a release pass. With the broker down
         they are left to the relay and the timer's release passes. Raises
-        ``importer.batches.BatchNotFound``."""
+        ``importer.redrive.BatchNotFound``."""
         with self.db.session() as session:
-            outcome = batches.redrive_batch(session, batch_id)
+            outcome = redrive.redrive_batch(session, batch_id)
         if not outcome.to_send:
             return Redriven(outcome, 0)
         try:

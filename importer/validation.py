@@ -110,7 +110,8 @@ def compiled_schema(
             )
     attrs["base"] = base
     schema_class = type(f"{base.name.title()}RecordSchema", (RecordSchema,), attrs)
-    return schema_class(many=True)
+    schema: RecordSchema = schema_class(many=True)
+    return schema
 
 
 def _freeze(

@@ -138,7 +138,7 @@ def url_refusal(url: str, allowed: Sequence[IPNetwork] = ()) -> str | None:
     return None
 
 
-class CheckedAddressAdapter(IPFilterAdapter):
+class CheckedAddressAdapter(IPFilterAdapter):  # type: ignore[misc]  # untyped library
     """requests-hardened's adapter with this module's address check in place of its
     filter (which allows no network but loopback)."""
 
@@ -200,4 +200,5 @@ def post(
         with session.post(
             url, data=body, headers=headers, timeout=(timeout, timeout), stream=True
         ) as response:
-            return response.status_code
+            status: int = response.status_code
+            return status

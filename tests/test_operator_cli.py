@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+
 import orjson
 import pytest
-import sqlalchemy as sa
 from click.testing import CliRunner
 
 from cli import main
+from cli.supervisor import Supervisor, state_path
 from importer import batches, monitoring
 from importer.broker import QUEUES, CeleryBroker
 from importer.db import utcnow
@@ -73,14 +77,14 @@ def test_status_prints_queues_workers_batches_and_the_oldest_queued_batch(
     text = result.output
     assert text.startswith("Importer status at ")
     assert (
-        "Queues\n  QUEUE        DEPTH\n  interactive      0\n  bulk             0\n"
+        "Queues\n  QUEUE        DEPTH\n  bulk             0\n  interactive      0\n"
         "  webhooks         0" in text
     )
     assert "Workers: 1 online, 0 lost, 0 stopped" in text
     assert "NODE             STATE   PID   PROCESSING  CONCURRENCY  BULK SLOTS  QUEUES" in text
     assert (
         "celery@worker-1  online  4242           0            3           2  "
-        "interactive,bulk,webhooks  0s ago" in text
+        "bulk,interactive,webhooks  0s ago" in text
     )
     assert "Bulk lane: 2 chunk(s) (4 records) waiting in 1 org(s); 0 in flight" in text
     assert "ORG                                     NAME       WAITING CHUNKS" in text
@@ -134,6 +138,34 @@ def test_status_with_nothing_running(settings):
     assert result.exit_code == 0, result.output
     assert "(no worker has reported in the last 24 hours)" in result.output
     assert "Oldest queued batch: none" in result.output
+    assert "Worker supervisor" not in result.output  # no `importer serve` on this data dir
+
+
+def test_status_shows_the_restarts_of_the_served_worker(settings, tmp_path):
+    # A stand-in worker that dies at once, then one that runs until the supervisor stops.
+    started = tmp_path / "started"
+    os.mkfifo(started)
+    script = (
+        f"import os, sys, time\n"
+        f"if not os.path.exists({str(tmp_path / 'died')!r}):\n"
+        f"    open({str(tmp_path / 'died')!r}, 'w').close(); sys.exit(3)\n"
+        f"open({str(started)!r}, 'w').close(); time.sleep(600)\n"
+    )
+    supervisor = Supervisor([sys.executable, "-c", script], state_path(settings))
+    running = threading.Thread(target=supervisor.run)
+    running.start()
+    try:
+        with open(started):  # returns once the second worker runs
+            pass
+        text = invoke(settings, "status").output
+        assert "Worker supervisor (importer serve): worker pid " in text
+        assert "\n  restarts: 1\n" in text
+        assert ", exited with code 3" in text.split("last worker death: ")[1]
+    finally:
+        supervisor.stop()
+        running.join(60)
+    text = invoke(settings, "status").output
+    assert "Worker supervisor (importer serve): not running since " in text
 
 
 def test_batches_list_filters_by_status_and_org(
@@ -285,7 +317,6 @@ def test_formatting_helpers():
 
 def test_the_commands_are_on_the_main_group():
     assert {"status", "batches"} <= set(main.list_commands(None))
-    assert sa is not None
 
 
 def test_batches_list_never_counts_the_whole_history(

@@ -1,11 +1,25 @@
-"""The worker's Celery app, configured from the environment.
+"""``celery -A worker.app``: the workers' Celery app, built from the environment the
+first time ``worker.app.celery`` is read (not when this module is imported).
 
-Run it with ``importer worker`` (or ``celery -A worker.app worker``).
+``importer worker`` builds its app itself (``worker.celery_app.create_celery``).
 """
 
-import worker.signals  # noqa: F401  (the ids on each task's log lines, metrics book-keeping)
-from worker.celery_app import create_celery
-from worker.relay import MaintenanceStep
+from __future__ import annotations
 
-celery = create_celery()
-celery.steps["consumer"].add(MaintenanceStep)
+import functools
+from typing import Any
+
+from celery import Celery
+
+
+@functools.cache
+def _app() -> Celery:
+    from worker.celery_app import create_celery
+
+    return create_celery()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "celery":
+        return _app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

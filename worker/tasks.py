@@ -1,5 +1,8 @@
 """Celery tasks. Each is thin: it looks its rows up by id, calls a plain function
-from ``importer.batches`` or ``importer.webhooks``, and records the outcome."""
+from ``importer.batches`` or ``importer.webhooks``, and records the outcome.
+
+The tasks are shared tasks: they belong to whichever app the worker built
+(``worker.celery_app.create_celery``), so importing this module builds nothing."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from celery import Task
+from celery import Celery, Task, shared_task
 
 from importer import batches, logs, metrics, webhooks
 from importer.broker import DELIVER_WEBHOOK_TASK, IMPORT_CHUNK_TASK, CeleryBroker
@@ -16,18 +19,17 @@ from importer.config import IPNetwork
 from importer.db import Database
 from importer.notify import Notifier, make_notifier
 from importer.outbox import Outbox
-from worker.app import celery
 from worker.celery_app import settings_of
 
 log = logging.getLogger(__name__)
 
 
 @functools.cache
-def runtime() -> tuple[Outbox, Notifier]:
+def runtime(app: Celery) -> tuple[Outbox, Notifier]:
     """This worker's outbox (its database re-creates its engine after a fork) and
     notifier."""
-    settings = settings_of(celery)
-    outbox = Outbox(settings, Database.from_settings(settings), CeleryBroker(settings, celery))
+    settings = settings_of(app)
+    outbox = Outbox(settings, Database.from_settings(settings), CeleryBroker(settings, app))
     return outbox, make_notifier(settings.redis_url)
 
 
@@ -112,33 +114,57 @@ def run_delivery(
         )
 
 
-@celery.task(name=IMPORT_CHUNK_TASK, bind=True, max_retries=None)
-def import_chunk(self: Task, chunk_id: int) -> None:
-    outbox, notifier = runtime()
-    db = outbox.db
-    settings = settings_of(celery)
+def attempt_chunk(
+    outbox: Outbox,
+    notifier: Notifier,
+    chunk_id: int,
+    *,
+    retries: int,
+    max_retries: int,
+    worker: str | None = None,
+) -> float | None:
+    """One attempt at a chunk, as the task makes it. Returns None when there is
+    nothing more to do (written, already finished, or given up after the last retry:
+    its records fail with ``write_failed``), or the seconds to wait before the next
+    attempt (exponential, at most a minute), the failure recorded on the chunk."""
     try:
-        run_chunk(outbox, notifier, chunk_id, worker=self.request.hostname)
+        run_chunk(outbox, notifier, chunk_id, worker=worker)
+        return None
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
-        if self.request.retries >= settings.chunk_max_retries:
-            log.exception("chunk %s failed after %s retries", chunk_id, self.request.retries)
+        if retries >= max_retries:
+            log.exception("chunk %s failed after %s retries", chunk_id, retries)
             give_up_chunk(outbox, notifier, chunk_id, reason)
-            return
-        countdown = min(2**self.request.retries, 60)
+            return None
+        countdown = float(min(2**retries, 60))
         log.warning("chunk %s failed (%s); retrying in %ss", chunk_id, reason, countdown)
         try:
-            with db.session() as session:
+            with outbox.db.session() as session:
                 batches.record_chunk_error(session, chunk_id, reason)
         except Exception:
             log.warning("could not record the failure of chunk %s", chunk_id, exc_info=True)
-        raise self.retry(exc=exc, countdown=countdown) from exc
+        return countdown
 
 
-@celery.task(name=DELIVER_WEBHOOK_TASK)
-def deliver_webhook(delivery_id: str) -> None:
-    outbox, _ = runtime()
-    settings = settings_of(celery)
+@shared_task(name=IMPORT_CHUNK_TASK, bind=True, max_retries=None)
+def import_chunk(self: Task, chunk_id: int) -> None:
+    outbox, notifier = runtime(self.app)
+    countdown = attempt_chunk(
+        outbox,
+        notifier,
+        chunk_id,
+        retries=self.request.retries,
+        max_retries=outbox.settings.chunk_max_retries,
+        worker=self.request.hostname,
+    )
+    if countdown is not None:
+        raise self.retry(countdown=countdown)
+
+
+@shared_task(name=DELIVER_WEBHOOK_TASK, bind=True)
+def deliver_webhook(self: Task, delivery_id: str) -> None:
+    outbox, _ = runtime(self.app)
+    settings = outbox.settings
     run_delivery(
         outbox.db,
         delivery_id,

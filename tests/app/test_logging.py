@@ -12,6 +12,7 @@ import orjson
 import pytest
 from celery import signals
 
+import worker.signals  # noqa: F401  (the handlers under test, as a worker's app connects them)
 from importer import logs
 from importer.logs import GunicornLogger
 from tests.conftest import vendor

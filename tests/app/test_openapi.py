@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 import schemathesis
+import sqlalchemy as sa
 from fakeredis import FakeRedis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -30,7 +31,7 @@ from app.parsing import NDJSON_TYPES
 from app.ratelimits import RateLimits
 from importer import catalog, reports, retention
 from importer.db import utcnow
-from importer.models import ImportReport
+from importer.models import BatchStatus, ImportBatch, ImportReport
 from tests.conftest import LOOPBACK, MAPPINGS, limits_storage, vendor
 from tests.webhook_receiver import Receiver, closed_port_url
 from worker.tasks import run_delivery
@@ -58,7 +59,16 @@ STATUS_CODES = {
     ("get", "/v1/import/batches"): {200, 401, 422, 429, 503},
     ("get", "/v1/import/batches/{batch_id}"): {200, 401, 404, 422, 429, 503},
     **{
-        ("get", f"/v1/import/batches/{{batch_id}}/{kind}"): {200, 401, 404, 410, 422, 429, 503}
+        ("get", f"/v1/import/batches/{{batch_id}}/{kind}"): {
+            200,
+            401,
+            404,
+            409,
+            410,
+            422,
+            429,
+            503,
+        }
         for kind in ("results", "errors", "warnings")
     },
     **{
@@ -461,6 +471,12 @@ def _shrink_body_limit(app):
     app.config["MAX_CONTENT_LENGTH"] = 2048
 
 
+def _batches_running(app):
+    """Every batch back to processing (a stream of its lists is refused until done)."""
+    with app.extensions["importer"].db.session() as session:
+        session.execute(sa.update(ImportBatch).values(status=BatchStatus.PROCESSING))
+
+
 class _Spent(RateLimits):
     """Real rate limits whose budget the org has just spent (on its first check)."""
 
@@ -589,6 +605,18 @@ ANSWERS = [
         for kind in ("results", "errors", "warnings")
     ),
     answer("GET /v1/import/batches/{batch_id}", B, 200, _purge_details),
+    *(
+        answer(
+            f"GET /v1/import/batches/{{batch_id}}/{kind}",
+            f"{B}/{kind}",
+            status,
+            change,
+            headers={"Accept": accept},
+        )
+        for kind in ("results", "errors", "warnings")
+        for accept in ("application/x-ndjson", "text/csv")
+        for status, change in ((200, None), (409, _batches_running))
+    ),
     *(
         answer(f"GET /v1/import/batches/{{batch_id}}/{kind}", f"/v1/import/batches/x/{kind}", 404)
         for kind in ("results", "errors", "warnings")

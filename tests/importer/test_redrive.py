@@ -10,7 +10,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from importer import batches, webhooks
+from importer import batches, redrive, webhooks
 from importer.db import utcnow
 from importer.models import (
     BatchStatus,
@@ -66,7 +66,7 @@ def snapshot(db, batch_id):
 
 def redrive_batch(db, batch_id):
     with db.session() as session:
-        return batches.redrive_batch(session, batch_id)
+        return redrive.redrive_batch(session, batch_id)
 
 
 def received_is_the_sum(batch) -> bool:
@@ -202,8 +202,8 @@ def test_a_completed_batch_with_nothing_failed_is_a_no_op_that_says_so(
 
 
 def test_an_unknown_batch_is_not_found(db):
-    with pytest.raises(batches.BatchNotFound), db.session() as session:
-        batches.redrive_batch(session, "cbbatch_" + "0" * 32)
+    with pytest.raises(redrive.BatchNotFound), db.session() as session:
+        redrive.redrive_batch(session, "cbbatch_" + "0" * 32)
 
 
 def test_unfinished_chunks_nobody_writes_are_sent_again(db, org_and_key, make_report):

@@ -261,12 +261,12 @@ def test_kill_9_of_a_worker_holding_an_orgs_bulk_chunks_leaves_nothing_stuck(
     """The scheduler in the path: the killed worker held the flooding org's in-flight
     chunks (its slots in the bulk lane). The sweep and the relay give them back, both
     orgs' batches complete, and the lane ends empty."""
-    fault_stack.env["IMPORTER_CHUNK_SIZE"] = "500"
+    fault_stack.env["IMPORTER_CHUNK_SIZE"] = "2000"
     first_worker = fault_stack.start_worker(concurrency=2)
     fault_stack.start_web()
     flooding, other = new_org(fault_stack), new_org(fault_stack)
     slugs = {api.org_id: api.create_report("vendor", VENDOR_MAPPING) for api in (flooding, other)}
-    sizes = {flooding.org_id: 20_000, other.org_id: 10_000}
+    sizes = {flooding.org_id: 40_000, other.org_id: 10_000}
     batch_ids = {}
     for api in (flooding, other):
         records = [vendor(n) for n in range(sizes[api.org_id])]
@@ -274,29 +274,28 @@ def test_kill_9_of_a_worker_holding_an_orgs_bulk_chunks_leaves_nothing_stuck(
         assert response.status_code == 202
         batch_ids[api.org_id] = response.json()["batch_id"]
 
-    def in_flight(org_id: str) -> int:
+    def being_written(org_id: str) -> int:
         with psycopg.connect(fault_stack.env["DATABASE_URL"]) as conn:
             (count,) = conn.execute(
                 "SELECT count(*) FROM import_chunks WHERE org_id = %s AND lane = 'bulk' "
-                "AND (status = 'processing' OR (status = 'pending' AND dispatched_at IS NOT NULL))",
+                "AND status = 'processing'",
                 (org_id,),
             ).fetchone()
         return int(count)
 
+    def processed(api) -> int:
+        body = api.get(f"/v1/import/batches/{batch_ids[api.org_id]}").json()
+        return int(body["progress"]["processed"])
+
     wait_until(
-        lambda: (
-            in_flight(flooding.org_id) > 0
-            and flooding.get(f"/v1/import/batches/{batch_ids[flooding.org_id]}").json()["progress"][
-                "processed"
-            ]
-            >= 2_000
-        ),
+        lambda: being_written(flooding.org_id) > 0 and processed(flooding) >= 4_000,
         timeout=120,
-        what="the flooding org's chunks in flight",
-        every=0.05,
+        what="the flooding org's chunks being written",
+        every=0.02,
     )
     first_worker.kill(signal.SIGKILL)
-    held = in_flight(flooding.org_id)
+    held = being_written(flooding.org_id)  # left "processing" by the dead worker
+    assert held >= 1, "the chunk finished between the look and the kill"
     fault_stack.start_worker(concurrency=2)
 
     done = {
@@ -322,7 +321,7 @@ def test_kill_9_of_a_worker_holding_an_orgs_bulk_chunks_leaves_nothing_stuck(
     small = other.post(f"/v1/import/{slugs[other.org_id]}", json={"data": [vendor(99_999)]})
     assert small.status_code == 200
     fault_log(
-        f"kill -9 of the worker while the flooding org held {held} bulk chunk(s) in flight; "
+        f"kill -9 of the worker while it wrote {held} of the flooding org's bulk chunk(s); "
         f"a new worker finished both orgs' batches: created="
         f"{done[flooding.org_id]['created_count']} and {done[other.org_id]['created_count']}, "
         f"0 duplicates; afterwards 0 chunks waiting, 0 in flight, 0 unfinished; "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from importer import batches
+from importer import batches, redrive
 from importer.models import BatchStatus, ChunkStatus, ImportBatch, ImportChunk
 from importer.notify import PollingNotifier
 from tests.conftest import accept_records, recording_outbox, vendor
@@ -34,7 +34,7 @@ def test_a_chunk_being_written_is_left_alone(pg):
     writer.execute(sa.select(ImportChunk).where(ImportChunk.id == writing).with_for_update())
     try:
         with pg.session() as session:
-            outcome = batches.redrive_batch(session, batch_id)
+            outcome = redrive.redrive_batch(session, batch_id)
     finally:
         writer.rollback()
         writer.close()
@@ -52,9 +52,9 @@ def test_two_redrives_at_once_take_the_counts_back_once(pg):
     run_chunk(recording_outbox(pg), notifier, third)
     # The first re-drive holds the failed chunk's row while the second one runs.
     holder = pg.new_session()
-    held = batches.redrive_batch(holder, batch_id)
+    held = redrive.redrive_batch(holder, batch_id)
     with pg.session() as session:
-        other = batches.redrive_batch(session, batch_id)
+        other = redrive.redrive_batch(session, batch_id)
     holder.commit()
     holder.close()
     assert (held.failed_chunks, held.failed_records) == (1, 2)
