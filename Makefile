@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install run test test-fast lint bench openapi clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ bench: install
 	$(BIN)/python -m bench.push
 	$(BIN)/python -m bench.waiting
 	$(BIN)/python -m bench.growth
+
+## docs/openapi.json, the API's document (tests/app/test_openapi.py checks it is current).
+openapi: install
+	$(BIN)/python -m app.openapi > docs/openapi.json
 
 lint: install
 	$(BIN)/ruff check .
