@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install run test test-fast lint bench openapi clean
 
 install: $(STAMP)
 
@@ -27,11 +27,18 @@ test: install
 test-fast: install
 	$(BIN)/pytest -m "not integration"
 
-## The benchmarks of docs/benchmarks.md (needs PostgreSQL and Redis; ~12 minutes).
+## The benchmarks of docs/benchmarks.md (needs PostgreSQL and Redis; ~20 minutes).
 bench: install
 	$(BIN)/python -m bench.e2e
 	$(BIN)/python -m bench.small_batches
 	$(BIN)/python -m bench.mixed
+	$(BIN)/python -m bench.push
+	$(BIN)/python -m bench.waiting
+	$(BIN)/python -m bench.growth
+
+## docs/openapi.json, the API's document (tests/app/test_openapi.py checks it is current).
+openapi: install
+	$(BIN)/python -m app.openapi > docs/openapi.json
 
 lint: install
 	$(BIN)/ruff check .

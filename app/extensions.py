@@ -12,6 +12,7 @@ from flask import current_app, g
 from sqlalchemy.orm import Session
 
 from app.ratelimits import RateLimits
+from app.waiting import WaitingSlots
 from importer.broker import CeleryBroker
 from importer.config import Settings
 from importer.db import Database
@@ -59,6 +60,8 @@ class Services:
     outbox: Outbox
     notifier: Notifier
     check_broker: Callable[[], None]
+    #: Requests of this process that may wait for a batch at once (app.waiting).
+    waiting: WaitingSlots
     #: Per-org rate limits (None: off).
     rate_limits: RateLimits | None = None
 
@@ -72,6 +75,7 @@ def build_services(settings: Settings) -> Services:
         outbox=Outbox(settings, db, broker),
         notifier=make_notifier(settings.redis_url),
         check_broker=BrokerCheck(broker.ping if settings.redis_url else None),
+        waiting=WaitingSlots(settings.waiting_slots),
         rate_limits=RateLimits.from_settings(settings),
     )
 

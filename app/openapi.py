@@ -27,6 +27,8 @@ from app import _REQUEST_ID_RE, schemas
 from app.parsing import CSV_TYPES, NDJSON_TYPES
 from importer import catalog
 from importer.config import Settings
+from importer.outcomes import CSV as CSV_STREAM
+from importer.outcomes import NDJSON as NDJSON_STREAM
 
 OPENAPI_VERSION = "3.0.3"
 BEARER = "bearerAuth"
@@ -95,6 +97,18 @@ _HEADERS: dict[str, tuple[str, fields.Field, str, bool]] = {
         "Retry-After",
         fields.Integer(validate=validate.Range(min=0)),
         "Seconds to wait before retrying, when known.",
+        False,
+    ),
+    "TotalCount": (
+        "X-Total-Count",
+        fields.Integer(validate=validate.Range(min=0)),
+        "With a stream (NDJSON or CSV): how many items it holds.",
+        False,
+    ),
+    "ContentDisposition": (
+        "Content-Disposition",
+        fields.String(),
+        "With a CSV stream: attachment, with a file name (<batch_id>-<list>.csv).",
         False,
     ),
     "PreferenceApplied": (
@@ -340,10 +354,17 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
                     ),
                     "202": _response(
                         "Accepted and still running (over IMPORTER_SYNC_MAX_RECORDS records, "
-                        "'Prefer: respond-async', or the workers took longer than "
-                        "IMPORTER_SYNC_WAIT_SECONDS): poll the Location.",
+                        "'Prefer: respond-async', the workers took longer than "
+                        "IMPORTER_SYNC_WAIT_SECONDS, or, with Retry-After, every waiting slot "
+                        "of the web process was taken: IMPORTER_SYNC_WAITERS): poll the "
+                        "Location.",
                         schemas.BatchSchema,
-                        ("Location", "PreferenceApplied", "IdempotentReplayed"),
+                        (
+                            "Location",
+                            "PreferenceApplied",
+                            "IdempotentReplayed",
+                            "RetryAfterOptional",
+                        ),
                     ),
                     "400": _response(
                         batch_response.format("no record was written"),
@@ -419,7 +440,13 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
                 "Read a batch (optionally long-polling until it is done)",
                 "Batches",
                 {
-                    "200": _response("The batch.", schemas.BatchSchema),
+                    "200": _response(
+                        "The batch. With `?wait=N` it is answered once the batch is done or "
+                        "the wait ran out, or at once, with Retry-After, when every waiting "
+                        "slot of the web process is taken (IMPORTER_SYNC_WAITERS).",
+                        schemas.BatchSchema,
+                        ("RetryAfterOptional",),
+                    ),
                     "404": not_found_batch,
                     "422": "InvalidParameter",
                 },
@@ -430,22 +457,51 @@ def _operations(settings: Settings, converter: Any) -> dict[str, dict[str, dict[
             )
         },
     }
+    details_expired = _error(
+        "`batch_details_expired`: the batch's per-record details were deleted "
+        "IMPORTER_BATCH_DETAIL_RETENTION_DAYS after it finished; its summary is still there."
+    )
     for kind, item_page in (
         ("results", schemas.ResultItemPageSchema),
         ("errors", schemas.ProblemItemPageSchema),
         ("warnings", schemas.ProblemItemPageSchema),
     ):
+        listed = _response(
+            f"A page of the batch's {kind} (JSON, the default), or all of them in one "
+            "stream (`Accept: application/x-ndjson` or `text/csv`).",
+            item_page,
+            ("TotalCount", "ContentDisposition"),
+        )
+        listed["content"].update(
+            {
+                media: {"schema": converter.field2property(schemas.OUTCOME_STREAMS[kind][fmt])}
+                for media, fmt in ((NDJSON_STREAM, "ndjson"), (CSV_STREAM, "csv"))
+            }
+        )
         ops[f"api.batch_{kind}"] = {
             "get": _operation(
                 f"batch_{kind}",
                 f"List a batch's {kind}, by record index",
                 "Batches",
                 {
-                    "200": _response(f"A page of the batch's {kind}.", item_page),
+                    "200": listed,
                     "404": not_found_batch,
+                    "409": _error(
+                        "`batch_not_done`: a stream (NDJSON or CSV) was asked for while the "
+                        "batch is still queued or processing; wait for it "
+                        "(`GET /v1/import/batches/{batch_id}?wait=N`).",
+                        ("RetryAfter",),
+                    ),
+                    "410": details_expired,
                     "422": "InvalidParameter",
                 },
                 parameters=(_path(schemas.BatchPathSchema), page),
+                description=(
+                    f"JSON pages by default (`limit`, `offset`). With `Accept: "
+                    f"application/x-ndjson` or `Accept: text/csv`, every one of the batch's "
+                    f"{kind} in one streamed response, in index order (`limit` and `offset` "
+                    "do not apply; `X-Total-Count` says how many), once the batch is done."
+                ),
             )
         }
     not_found_webhook = _error("`webhook_not_found`: no live webhook of that id in the org.")
@@ -683,3 +739,29 @@ def build_spec(app: Flask) -> APISpec:
             operations={method: described[method] for method in sorted(methods & set(described))},
         )
     return spec
+
+
+def document(app: Flask) -> bytes:
+    """The document as committed in ``docs/openapi.json``: keys sorted, indented, so it
+    is the same bytes on every run and a change to the API is a readable diff."""
+    body = orjson.dumps(
+        build_spec(app).to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+    )
+    return body + b"\n"
+
+
+def main() -> None:
+    """``python -m app.openapi``: the document of an app with the default settings, to
+    stdout (``make openapi`` writes it to docs/openapi.json)."""
+    import sys
+    import tempfile
+
+    from app import create_app
+
+    with tempfile.TemporaryDirectory() as folder:
+        settings = Settings.from_env({"IMPORTER_DATA_DIR": folder})
+        sys.stdout.buffer.write(document(create_app(settings)))
+
+
+if __name__ == "__main__":
+    main()

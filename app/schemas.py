@@ -17,10 +17,11 @@ from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validat
 
 from app.errors import InvalidBody
 from app.idempotency import MAX_KEY_LENGTH
-from app.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from app.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 from importer import catalog, ids, webhooks
 from importer.catalog import BaseObject, FieldSpec, Kind
 from importer.db import unix
+from importer.listing import COUNT_BOUND
 from importer.models import BatchStatus, DeliveryStatus, ImportReport
 from importer.problems import ErrorCode
 from importer.reports import SLUG_RE
@@ -368,6 +369,16 @@ class BatchSummarySchema(Schema):
     results_total = _count()
     errors_total = _count()
     warnings_total = _count()
+    details_purged_at = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "When the per-record details (results, errors, warnings) were "
+            "deleted, IMPORTER_BATCH_DETAIL_RETENTION_DAYS after the batch finished: the lists "
+            "are then empty and their endpoints answer 410 batch_details_expired; the counts "
+            "stay. Null while they are kept."
+        },
+    )
     links = fields.Nested(BatchLinksSchema, required=True)
 
 
@@ -452,13 +463,33 @@ def object_schema(base: BaseObject) -> type[Schema]:
 
 
 def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:
-    """``{items, total, limit, offset}``: one page of a list."""
+    """``{items, total, total_is_lower_bound, limit, offset, next_cursor}``: one page."""
     return Schema.from_dict(
         {
             "items": fields.List(fields.Nested(item_schema), required=True),
-            "total": fields.Integer(required=True, validate=validate.Range(min=0)),
+            "total": fields.Integer(
+                required=True,
+                validate=validate.Range(min=0),
+                metadata={
+                    "description": f"Items in the list; exact, or, when total_is_lower_bound, "
+                    f"at least this many ({COUNT_BOUND:,}: larger lists are not counted)."
+                },
+            ),
+            "total_is_lower_bound": fields.Boolean(required=True),
             "limit": fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_LIMIT)),
-            "offset": fields.Integer(required=True, validate=validate.Range(min=0)),
+            "offset": fields.Integer(
+                required=True,
+                validate=validate.Range(min=0),
+                metadata={"description": "Position of the page's first item in the list."},
+            ),
+            "next_cursor": fields.String(
+                required=True,
+                allow_none=True,
+                metadata={
+                    "description": "Pass as ?cursor= for the next page (same filters); "
+                    "null on the last page."
+                },
+            ),
         },
         name=name,
     )
@@ -466,6 +497,50 @@ def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:
 
 ReportPageSchema = page_schema(ReportSchema, "ReportPageSchema")
 BatchSummaryPageSchema = page_schema(BatchSummarySchema, "BatchSummaryPageSchema")
+#: The bodies of a batch's lists streamed whole (``Accept: application/x-ndjson`` or
+#: ``text/csv``), by kind.
+OUTCOME_STREAMS = {
+    kind: {
+        "ndjson": fields.String(
+            metadata={
+                "description": f"Every one of the batch's {kind}, in index order: one JSON "
+                f"object per line, each an item of the JSON pages ({item})."
+            }
+        ),
+        "csv": fields.String(
+            metadata={
+                "description": f"Every one of the batch's {kind}, in index order: a header "
+                f"row ({', '.join(columns)}), then one row per item. A cell that a "
+                "spreadsheet would run as a formula (starting with = + - @ | % , a tab or a "
+                "carriage return; a number excepted) is written with a leading '.",
+                "example": example,
+            }
+        ),
+    }
+    for kind, item, columns, example in (
+        (
+            "results",
+            "ResultItem",
+            ("index", "external_id", "coverbase_id", "action", "status"),
+            "index,external_id,coverbase_id,action,status\r\n"
+            "0,V-001,ven_0190f6a1c2d34e5f8a9b0c1d2e3f4a5b,created,success\r\n",
+        ),
+        (
+            "errors",
+            "ProblemItem",
+            ("index", "external_id", "field", "error_code", "message"),
+            "index,external_id,field,error_code,message\r\n"
+            "3,V-004,Website,invalid_field_value,Not a valid URL.\r\n",
+        ),
+        (
+            "warnings",
+            "ProblemItem",
+            ("index", "external_id", "field", "error_code", "message"),
+            "index,external_id,field,error_code,message\r\n",
+        ),
+    )
+}
+
 ResultItemPageSchema = page_schema(ResultItemSchema, "ResultItemPageSchema")
 ProblemItemPageSchema = page_schema(ProblemItemSchema, "ProblemItemPageSchema")
 WebhookPageSchema = page_schema(WebhookSchema, "WebhookPageSchema")
@@ -488,7 +563,18 @@ class PageQuerySchema(Schema):
     limit = fields.Integer(
         load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT)
     )
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**62))
+    offset = fields.Integer(
+        load_default=0,
+        validate=validate.Range(min=0, max=MAX_OFFSET),
+        metadata={"description": "Items to skip; deeper pages are read with cursor."},
+    )
+    cursor = fields.String(
+        metadata={
+            "description": "The next_cursor of the previous page, unchanged, with the same "
+            "filters (instead of offset): continues the list at any depth for the cost of "
+            "its first page. Any other value is 422 invalid_parameter."
+        }
+    )
 
 
 class BatchListQuerySchema(PageQuerySchema):

@@ -9,7 +9,7 @@ metrics.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -20,10 +20,13 @@ from importer.broker import CeleryBroker
 from importer.config import ConfigError, Settings
 from importer.db import Database, unix, utcnow
 from importer.formatting import format_age, format_time, table
+from importer.listing import bounded_count
 from importer.models import BatchStatus, ImportBatch, ImportChunk, Org
 from importer.opsdata import short_error
-from importer.outbox import Outbox
 from importer.outcomes import batch_summary
+
+if TYPE_CHECKING:
+    from importer.outbox import Outbox
 
 # --- formatting ---------------------------------------------------------------------
 
@@ -52,6 +55,8 @@ def _database(settings: Settings) -> Database:
 
 def _outbox(settings: Settings, database: Database) -> Outbox:
     """Hands work to this deployment's broker, through the one seam (``importer.outbox``)."""
+    from importer.outbox import Outbox  # only ``retry`` sends: the other commands load less
+
     return Outbox(settings, database, CeleryBroker(settings))
 
 
@@ -122,7 +127,7 @@ def render_status(data: dict[str, Any]) -> str:
                 ],
             )
         )
-    lines += ["", "Batches"]
+    lines += ["", "Batches (queued and processing now; completed and failed in the last hour)"]
     lines.append(table(["STATUS", "BATCHES"], [[s, n] for s, n in data["batches"].items()]))
     oldest = data["oldest_queued_batch"]
     lines.append("")
@@ -168,8 +173,9 @@ def _render_supervisor(state: dict[str, Any], now: int) -> list[str]:
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of tables.")
 def status_command(as_json: bool) -> None:
-    """Queues, workers, the bulk lane's backlog, batches by status, the oldest queued
-    batch, the relay's lag, and the restarts of the worker of `importer serve`."""
+    """Queues, workers, the bulk lane's backlog, batches queued and running (and finished
+    in the last hour), the oldest queued batch, the relay's lag, and the restarts of the
+    worker of `importer serve`."""
     from importer.monitoring import overview
 
     settings = _settings()
@@ -225,9 +231,8 @@ def list_batches(status: str | None, org_id: str | None, limit: int, as_json: bo
     now = utcnow()
     try:
         with database.session() as session:
-            total = session.scalar(
-                sa.select(sa.func.count()).select_from(ImportBatch).where(*conditions)
-            )
+            # Counted up to COUNT_BOUND (one index range), never across the whole history.
+            total, more = bounded_count(session, sa.select(ImportBatch).where(*conditions))
             rows = session.execute(
                 sa.select(ImportBatch, Org.name)
                 .join(Org, Org.id == ImportBatch.org_id)
@@ -239,7 +244,11 @@ def list_batches(status: str | None, org_id: str | None, limit: int, as_json: bo
     finally:
         database.dispose()
     if as_json:
-        click.echo(orjson.dumps({"items": items, "total": total or 0, "limit": limit}).decode())
+        click.echo(
+            orjson.dumps(
+                {"items": items, "total": total, "total_is_lower_bound": more, "limit": limit}
+            ).decode()
+        )
         return
     if not items:
         click.echo("No batches.")
@@ -276,8 +285,8 @@ def list_batches(status: str | None, org_id: str | None, limit: int, as_json: bo
             indent="",
         )
     )
-    if (total or 0) > len(items):
-        click.echo(f"({len(items)} of {total:,}; --limit for more)")
+    if total > len(items):
+        click.echo(f"({len(items)} of {total:,}{'+' if more else ''}; --limit for more)")
 
 
 def _chunk_item(chunk: ImportChunk) -> dict[str, Any]:

@@ -200,7 +200,7 @@ def worker(concurrency: int | None, name: str | None) -> None:
             settings.log_level,
             "--concurrency",
             str(processes),
-            # In this order: a free process serves the interactive lane first.
+            # In this order (see importer.broker.QUEUES).
             "--queues",
             ",".join(QUEUES),
             "--hostname",

@@ -28,7 +28,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from importer import ids, webhooks
+from importer import ids, outcomes, webhooks
 from importer.db import utcnow
 from importer.models import (
     BatchStatus,
@@ -181,8 +181,8 @@ def accept_batch(
                 payload=_dumps(chunk_records) if has_work else None,
                 validated=validated,
                 results=None,
-                errors=_dumps(chunk_errors) if chunk_errors else None,
-                warnings=_dumps(chunk_warnings) if chunk_warnings else None,
+                errors=outcomes.encode(chunk_errors) if chunk_errors else None,
+                warnings=outcomes.encode(chunk_warnings) if chunk_warnings else None,
                 created_count=0,
                 updated_count=0,
                 invalid_count=len({error["index"] for error in chunk_errors}),
@@ -400,7 +400,7 @@ def _merge(existing: bytes | None, added: Sequence[Problem]) -> tuple[bytes | No
     problems: list[Problem] = orjson.loads(existing) if existing else []
     problems.extend(added)
     problems.sort(key=lambda item: item["index"])
-    return (_dumps(problems) if problems else None), len(problems)
+    return (outcomes.encode(problems) if problems else None), len(problems)
 
 
 def _failed_at_accept(chunk: ImportChunk) -> set[int]:
@@ -467,7 +467,7 @@ def write_chunk(session: Session, chunk_id: int) -> ChunkFinished | None:
     done.error_codes = dict(Counter(problem_["error_code"] for problem_ in new_problems))
 
     chunk.errors, chunk.error_count = _merge(chunk.errors, new_problems)
-    chunk.results = _dumps(outcome.results)
+    chunk.results = outcomes.pack_results(outcome.results)
     chunk.created_count = outcome.created
     chunk.updated_count = outcome.updated
     chunk.unchanged_count = outcome.unchanged

@@ -34,8 +34,13 @@ BULK_QUEUE = Lane.BULK.value
 #: Webhook deliveries have a queue of their own, so a backlog of them (a slow or
 #: unreachable receiver) never stands in front of the chunks.
 WEBHOOKS_QUEUE = "webhooks"
-#: Every queue, in the order a worker serves them: the interactive lane first.
-QUEUES = (INTERACTIVE_QUEUE, BULK_QUEUE, WEBHOOKS_QUEUE)
+#: Every queue, in the order a free worker process asks for them. A bulk message only
+#: waits in Redis while a bulk slot is free (``importer.scheduler`` releases no more),
+#: so asking for it first gives the bulk lane its own processes back, and the processes
+#: beyond the bulk slots stay free for the interactive lane; interactive work borrows
+#: what bulk does not need. (Interactive first would let a stream of small batches
+#: starve the bulk lane: see README, "Lanes and fair share".)
+QUEUES = (BULK_QUEUE, INTERACTIVE_QUEUE, WEBHOOKS_QUEUE)
 IMPORT_CHUNK_TASK = "worker.tasks.import_chunk"
 DELIVER_WEBHOOK_TASK = "worker.tasks.deliver_webhook"
 #: Lives in Redis as long as its queues do: missing means Redis came back empty.
@@ -98,8 +103,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "visibility_timeout": settings.visibility_timeout_seconds,
             "socket_connect_timeout": 2,
             "socket_timeout": 5,
-            # A free worker process asks for the interactive lane first, then bulk,
-            # then webhooks (one BRPOP over the three lists, in this order).
+            # A free worker process asks for the queues in the order of QUEUES
+            # (one BRPOP over the three lists, in that order).
             "queue_order_strategy": "priority",
         }
     return {
@@ -153,7 +158,14 @@ class CeleryBroker:
 
     def __init__(self, settings: Settings, app: Celery | None = None) -> None:
         self.settings = settings
-        self.app = app or producer_app(settings)
+        self._app = app
+
+    @property
+    def app(self) -> Celery:
+        """The Celery app it sends with, built on first send (``depths`` needs none)."""
+        if self._app is None:
+            self._app = producer_app(self.settings)
+        return self._app
 
     def send_chunks(self, messages: Sequence[ChunkMessage]) -> None:
         if not messages:

@@ -1,4 +1,7 @@
-"""Typed settings read from the environment.
+"""The service's settings, each declared once: its environment variable, parser,
+default and documentation sit together (:func:`knob`), and :meth:`Settings.from_env`
+reads them all from that declaration. The README's configuration table is generated
+from it too (:func:`markdown_table`; ``tests/test_settings.py`` keeps them equal).
 
 This is the only module that reads ``os.environ``. Everything else receives a
 :class:`Settings` instance (the Flask app keeps it in ``app.config["SETTINGS"]``,
@@ -10,64 +13,80 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: ``parse(variable, raw text)`` -> the setting's value; raises :class:`ConfigError`.
+Parser = Callable[[str, str], Any]
+
 
 class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
+# --- parsers: what a variable's text may be -------------------------------------------
 
 
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
+def integer(minimum: int = 0) -> Parser:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        if value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    return parse
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    raw = (env.get(name) or default).strip().lower()
-    if raw not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+def number(minimum: float = 0.0) -> Parser:
+    def parse(name: str, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        if value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def choice(*choices: str, upper: bool = False) -> Parser:
+    def parse(name: str, raw: str) -> str:
+        value = raw.lower()
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        return value.upper() if upper else value
+
+    return parse
+
+
+def text(name: str, raw: str) -> str:
     return raw
 
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+def folder(name: str, raw: str) -> Path:
+    """Relative to the working directory, resolved when the command starts."""
+    return Path(raw).resolve()
 
 
-def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
+def networks(name: str, raw: str) -> tuple[IPNetwork, ...]:
     """A comma-separated list of CIDRs (a bare address is one host)."""
-    networks = []
-    for part in (env.get(name) or "").split(","):
+    found = []
+    for part in raw.split(","):
         if part.strip():
             try:
-                networks.append(ipaddress.ip_network(part.strip()))
+                found.append(ipaddress.ip_network(part.strip()))
             except ValueError as error:
                 raise ConfigError(f"{name} must list networks like 10.0.0.0/8: {error}") from None
-    return tuple(networks)
+    return tuple(found)
 
 
 def normalize_database_url(url: str) -> str:
@@ -78,58 +97,386 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def database_url(name: str, raw: str) -> str:
+    return normalize_database_url(raw)
+
+
+# --- the declaration --------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Knob:
+    """How one setting is read and documented."""
+
+    env: str
+    parse: Parser
+    #: The default as the README shows it.
+    shown: str
+    #: What it does, in the README's words.
+    doc: str
+
+
+def knob(
+    env: str, default: Any, parse: Parser, *, shown: str, doc: str, secret: bool = False
+) -> Any:
+    """A setting: a dataclass field that knows its variable, parser and documentation.
+    Unset or blank, the variable leaves ``default``. A ``secret`` is kept out of reprs."""
+    return dataclasses.field(
+        default=default, repr=not secret, metadata={"knob": Knob(env, parse, shown, doc)}
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Every knob of the service. Field names map to ``IMPORTER_<NAME>`` variables,
-    except ``database_url`` and ``redis_url`` (``DATABASE_URL``, ``REDIS_URL``)."""
+    """Every knob of the service, in the README's order."""
 
-    data_dir: Path
-    database_url: str
-    redis_url: str | None
-    # Import call limits and modes.
-    sync_max_records: int = 1000
-    sync_wait_seconds: float = 25.0
-    max_records: int = 100_000
-    max_body_bytes: int = 64 * MIB
-    chunk_size: int = 5000
-    inline_items: int = 1000
-    # Delivery and recovery.
-    relay_interval_seconds: float = 2.0
-    relay_grace_seconds: float = 5.0
-    redispatch_after_seconds: float = 120.0
-    stuck_after_seconds: float = 60.0
-    visibility_timeout_seconds: int = 1800
-    chunk_max_retries: int = 5
-    # Lanes: each worker runs worker_concurrency processes for the bulk lane plus
-    # interactive_slots more that the bulk lane never fills (see importer.scheduler).
-    worker_concurrency: int = 2
-    interactive_slots: int = 1
-    # At most this many bulk chunks of one org in flight (0: every bulk slot).
-    org_max_in_flight: int = 0
-    # Webhooks: attempts of a delivery before it is given up as failed, and the
-    # networks an operator allows as targets although they are not public.
-    webhook_max_attempts: int = 8
-    webhook_allow_networks: tuple[IPNetwork, ...] = ()
-    # Idempotency-Key retention.
-    idempotency_ttl_seconds: int = 24 * 3600
-    # Processes.
-    web_workers: int = 2
-    web_threads: int = 8
-    # Logging.
-    log_format: str = "text"
-    log_level: str = "INFO"
-    # Metrics: the folder every process writes its Prometheus samples to (None:
-    # <data_dir>/metrics), and the bearer token GET /metrics asks for (None: no token).
-    metrics_dir: Path | None = None
-    metrics_token: str | None = dataclasses.field(default=None, repr=False)
-    # Per-org rate limits of the /v1 API (0 = off; always off without Redis).
-    rate_limit_requests_per_second: int = 0
-    rate_limit_records_per_minute: int = 0
-    # The push client (`importer push`): where the service is, and the key it sends.
-    url: str = "http://127.0.0.1:8000"
-    api_key: str | None = dataclasses.field(default=None, repr=False)
-    # The ops page (`/ops`): its token; unset, the page is disabled (404).
-    ops_token: str | None = dataclasses.field(default=None, repr=False)
+    data_dir: Path = knob(
+        "IMPORTER_DATA_DIR",
+        Path("var"),
+        folder,
+        shown="`./var`",
+        doc=(
+            "the deployment's own folder: the embedded deployment's SQLite database and "
+            "broker folder, the metrics (`metrics/`, unless `IMPORTER_METRICS_DIR`) and "
+            "each web process's gunicorn control socket (`gunicorn-<port>.ctl`); relative "
+            "to the working directory, resolved when a command starts (see "
+            "[Deployments](#deployments))"
+        ),
+    )
+    database_url: str = knob(
+        "DATABASE_URL",
+        "",
+        database_url,
+        shown="`sqlite:///<data dir>/importer.sqlite`",
+        doc=(
+            "PostgreSQL in production (`postgresql://user:pass@host/db`; psycopg 3 is used "
+            "whatever the scheme says)"
+        ),
+    )
+    redis_url: str | None = knob(
+        "REDIS_URL",
+        None,
+        text,
+        shown="unset",
+        doc=(
+            "the Celery broker and the completion notifications; unset = the embedded "
+            "broker (a folder of message files)"
+        ),
+    )
+    sync_max_records: int = knob(
+        "IMPORTER_SYNC_MAX_RECORDS",
+        1000,
+        integer(),
+        shown="`1000`",
+        doc=("larger batches are answered `202` at once"),
+    )
+    sync_wait_seconds: float = knob(
+        "IMPORTER_SYNC_WAIT_SECONDS",
+        25.0,
+        number(),
+        shown="`25`",
+        doc=("how long a synchronous import waits for the workers before answering `202`"),
+    )
+    max_records: int = knob(
+        "IMPORTER_MAX_RECORDS",
+        100_000,
+        integer(minimum=1),
+        shown="`100000`",
+        doc=("records per request (`413 too_many_records` beyond)"),
+    )
+    max_body_bytes: int = knob(
+        "IMPORTER_MAX_BODY_BYTES",
+        64 * MIB,
+        integer(minimum=1024),
+        shown="`67108864` (64 MiB)",
+        doc=("request body size (`413 payload_too_large` beyond)"),
+    )
+    chunk_size: int = knob(
+        "IMPORTER_CHUNK_SIZE",
+        5000,
+        integer(minimum=1),
+        shown="`5000`",
+        doc=("records per chunk (the unit of work of a worker)"),
+    )
+    inline_items: int = knob(
+        "IMPORTER_INLINE_ITEMS",
+        1000,
+        integer(minimum=1),
+        shown="`1000`",
+        doc=("results/errors/warnings inlined in a batch body; the rest is paginated"),
+    )
+    idempotency_ttl_seconds: int = knob(
+        "IMPORTER_IDEMPOTENCY_TTL_SECONDS",
+        24 * 3600,
+        integer(minimum=1),
+        shown="`86400`",
+        doc=("how long an `Idempotency-Key` is remembered (then purged)"),
+    )
+    batch_detail_retention_days: int = knob(
+        "IMPORTER_BATCH_DETAIL_RETENTION_DAYS",
+        30,
+        integer(minimum=1),
+        shown="`30`",
+        doc=(
+            "a finished batch's per-record details (results, errors, warnings) are purged "
+            "this many days after it finished; reads of them then answer `410 "
+            "batch_details_expired` (see [Retention](#retention))"
+        ),
+    )
+    batch_retention_days: int = knob(
+        "IMPORTER_BATCH_RETENTION_DAYS",
+        365,
+        integer(minimum=1),
+        shown="`365`",
+        doc=("a finished batch's summary is purged this many days after it finished"),
+    )
+    webhook_delivery_retention_days: int = knob(
+        "IMPORTER_WEBHOOK_DELIVERY_RETENTION_DAYS",
+        30,
+        integer(minimum=1),
+        shown="`30`",
+        doc=(
+            "delivered and failed webhook deliveries are purged this many days after they "
+            "were created"
+        ),
+    )
+    purge_interval_seconds: float = knob(
+        "IMPORTER_PURGE_INTERVAL_SECONDS",
+        60.0,
+        number(minimum=1.0),
+        shown="`60`",
+        doc=(
+            "the workers run the retention purge at most this often (the whole deployment, "
+            "not each worker)"
+        ),
+    )
+    web_workers: int = knob(
+        "IMPORTER_WEB_WORKERS",
+        2,
+        integer(minimum=1),
+        shown="`2`",
+        doc=("gunicorn worker processes of `importer web`"),
+    )
+    web_threads: int = knob(
+        "IMPORTER_WEB_THREADS",
+        8,
+        integer(minimum=1),
+        shown="`8`",
+        doc=("threads per gunicorn worker (a synchronous import holds one while it waits)"),
+    )
+    sync_waiters: int | None = knob(
+        "IMPORTER_SYNC_WAITERS",
+        None,
+        integer(),
+        shown="`IMPORTER_WEB_THREADS` − 2 (6)",
+        doc=(
+            "requests per web process that may wait for a batch at once (synchronous "
+            "imports, `?wait=`); beyond it they are answered at once, `202` + `Retry-After` "
+            "(see [Waiting callers](#waiting-callers)); must be less than "
+            "`IMPORTER_WEB_THREADS`, so health checks, metrics and reads always have a "
+            "thread; `0`: no request waits"
+        ),
+    )
+    worker_concurrency: int = knob(
+        "IMPORTER_WORKER_CONCURRENCY",
+        2,
+        integer(minimum=1),
+        shown="`2`",
+        doc=(
+            "pool processes of `importer worker` for the bulk lane (its bulk slots; "
+            "`--concurrency` overrides it)"
+        ),
+    )
+    interactive_slots: int = knob(
+        "IMPORTER_INTERACTIVE_SLOTS",
+        1,
+        integer(minimum=1),
+        shown="`1`",
+        doc=(
+            "pool processes each `importer worker` runs on top of those, which the bulk "
+            "lane never fills: a synchronous batch always finds one free (see [Lanes and "
+            "fair share](#lanes-and-fair-share))"
+        ),
+    )
+    org_max_in_flight: int = knob(
+        "IMPORTER_ORG_MAX_IN_FLIGHT",
+        0,
+        integer(),
+        shown="`0` (all bulk slots)",
+        doc=(
+            "at most this many of one org's bulk chunks handed to the broker or being "
+            "written at once; with the default an org alone may use the whole bulk lane, "
+            "and orgs flooding together share it round robin"
+        ),
+    )
+    chunk_max_retries: int = knob(
+        "IMPORTER_CHUNK_MAX_RETRIES",
+        5,
+        integer(),
+        shown="`5`",
+        doc=(
+            "retries (exponential backoff) of a chunk before its records fail with `write_failed`"
+        ),
+    )
+    webhook_max_attempts: int = knob(
+        "IMPORTER_WEBHOOK_MAX_ATTEMPTS",
+        8,
+        integer(minimum=1),
+        shown="`8`",
+        doc=(
+            "attempts of a webhook delivery (exponential backoff from 10 s, at most 1 h "
+            "apart) before it is `failed`"
+        ),
+    )
+    webhook_allow_networks: tuple[IPNetwork, ...] = knob(
+        "IMPORTER_WEBHOOK_ALLOW_NETWORKS",
+        (),
+        networks,
+        shown="empty",
+        doc=(
+            "comma-separated CIDRs (a bare address is one host) that webhooks may reach "
+            "although they are not public, e.g. `10.20.0.0/16,fd00::/8`; everything "
+            "loopback, private, link-local, CGNAT, multicast, unspecified or reserved is "
+            "refused otherwise (see [Webhooks](#webhooks))"
+        ),
+    )
+    relay_interval_seconds: float = knob(
+        "IMPORTER_RELAY_INTERVAL_SECONDS",
+        2.0,
+        number(minimum=0.05),
+        shown="`2`",
+        doc=(
+            "how often each worker runs its maintenance pass: heartbeat, sweep, relay, a "
+            "release pass of the bulk lane, webhook relay"
+        ),
+    )
+    relay_grace_seconds: float = knob(
+        "IMPORTER_RELAY_GRACE_SECONDS",
+        5.0,
+        number(),
+        shown="`5`",
+        doc=(
+            "how long a chunk not handed over (a failed send, a re-driven or swept chunk) "
+            "waits before the relay sends it"
+        ),
+    )
+    redispatch_after_seconds: float = knob(
+        "IMPORTER_REDISPATCH_AFTER_SECONDS",
+        120.0,
+        number(minimum=1),
+        shown="`120`",
+        doc=("a chunk handed over this long ago and still not started is sent again"),
+    )
+    stuck_after_seconds: float = knob(
+        "IMPORTER_STUCK_AFTER_SECONDS",
+        60.0,
+        number(minimum=1),
+        shown="`60`",
+        doc=('a chunk "processing" this long whose row no worker holds is put back'),
+    )
+    visibility_timeout_seconds: int = knob(
+        "IMPORTER_VISIBILITY_TIMEOUT_SECONDS",
+        1800,
+        integer(minimum=1),
+        shown="`1800`",
+        doc=(
+            "Redis visibility timeout: an unacknowledged message is redelivered after it; "
+            "longer than any chunk takes"
+        ),
+    )
+    url: str = knob(
+        "IMPORTER_URL",
+        "http://127.0.0.1:8000",
+        text,
+        shown="`http://127.0.0.1:8000`",
+        doc=("the service `importer push` talks to"),
+    )
+    api_key: str | None = knob(
+        "IMPORTER_API_KEY",
+        None,
+        text,
+        shown="unset",
+        doc=("the API key `importer push` sends"),
+        secret=True,
+    )
+    ops_token: str | None = knob(
+        "IMPORTER_OPS_TOKEN",
+        None,
+        text,
+        shown="unset",
+        doc=(
+            "the token of the [ops page](#the-ops-page) (`/ops`: Basic password or Bearer "
+            "token); unset = the page is disabled (`404`)"
+        ),
+        secret=True,
+    )
+    log_level: str = knob(
+        "IMPORTER_LOG_LEVEL",
+        "INFO",
+        choice("debug", "info", "warning", "error", upper=True),
+        shown="`info`",
+        doc=("`debug`, `info`, `warning`, `error`"),
+    )
+    log_format: str = knob(
+        "IMPORTER_LOG_FORMAT",
+        "text",
+        choice("text", "json"),
+        shown="`text`",
+        doc=("`text` or `json` (see [Logs](#logs))"),
+    )
+    metrics_dir: Path | None = knob(
+        "IMPORTER_METRICS_DIR",
+        None,
+        folder,
+        shown="`<data dir>/metrics`",
+        doc=(
+            "the folder every web and worker process writes its metrics to; web and workers "
+            "must share it (see [Metrics](#metrics))"
+        ),
+    )
+    metrics_token: str | None = knob(
+        "IMPORTER_METRICS_TOKEN",
+        None,
+        text,
+        shown="unset",
+        doc=("when set, `GET /metrics` asks for `Authorization: Bearer <token>`"),
+        secret=True,
+    )
+    rate_limit_requests_per_second: int = knob(
+        "IMPORTER_RATE_LIMIT_REQUESTS_PER_SECOND",
+        0,
+        integer(),
+        shown="`0` (off)",
+        doc=(
+            "`/v1` requests per org per second (needs `REDIS_URL`; see [Rate limits](#rate-limits))"
+        ),
+    )
+    rate_limit_records_per_minute: int = knob(
+        "IMPORTER_RATE_LIMIT_RECORDS_PER_MINUTE",
+        0,
+        integer(),
+        shown="`0` (off)",
+        doc=("records per org per minute sent to the import call (needs `REDIS_URL`)"),
+    )
+
+    def __post_init__(self) -> None:
+        # Defaults that follow from other settings.
+        if not self.database_url:
+            sqlite = f"sqlite:///{self.data_dir / 'importer.sqlite'}"
+            object.__setattr__(self, "database_url", sqlite)
+        if self.sync_waiters is not None and self.sync_waiters >= self.web_threads:
+            raise ConfigError(
+                f"IMPORTER_SYNC_WAITERS must be less than IMPORTER_WEB_THREADS "
+                f"({self.web_threads}), so that requests that do not wait (health checks, "
+                f"metrics, reads) always have a thread; got {self.sync_waiters}"
+            )
+
+    @property
+    def waiting_slots(self) -> int:
+        """How many requests of one web process may wait for a batch at once."""
+        if self.sync_waiters is None:
+            return max(self.web_threads - 2, 0)
+        return self.sync_waiters
 
     @property
     def is_embedded(self) -> bool:
@@ -156,52 +503,33 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Every knob from ``environ`` (default: the process's environment), then
+        ``overrides`` (by field name) on top."""
         env = os.environ if environ is None else environ
-        # Relative to the working directory, resolved now: each deployment started in a
-        # folder of its own keeps its own database, broker folder, metrics and sockets,
-        # even when several run from one checkout.
-        data_dir = Path(env.get("IMPORTER_DATA_DIR") or "var").resolve()
-        database_url = normalize_database_url(
-            env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'importer.sqlite'}"
-        )
-        values: dict[str, Any] = dict(
-            data_dir=data_dir,
-            database_url=database_url,
-            redis_url=(env.get("REDIS_URL") or "").strip() or None,
-            sync_max_records=_int(env, "IMPORTER_SYNC_MAX_RECORDS", 1000),
-            sync_wait_seconds=_float(env, "IMPORTER_SYNC_WAIT_SECONDS", 25.0),
-            max_records=_int(env, "IMPORTER_MAX_RECORDS", 100_000, minimum=1),
-            max_body_bytes=_int(env, "IMPORTER_MAX_BODY_BYTES", 64 * MIB, minimum=1024),
-            chunk_size=_int(env, "IMPORTER_CHUNK_SIZE", 5000, minimum=1),
-            inline_items=_int(env, "IMPORTER_INLINE_ITEMS", 1000, minimum=1),
-            relay_interval_seconds=_float(env, "IMPORTER_RELAY_INTERVAL_SECONDS", 2.0, 0.05),
-            relay_grace_seconds=_float(env, "IMPORTER_RELAY_GRACE_SECONDS", 5.0),
-            redispatch_after_seconds=_float(env, "IMPORTER_REDISPATCH_AFTER_SECONDS", 120.0, 1),
-            stuck_after_seconds=_float(env, "IMPORTER_STUCK_AFTER_SECONDS", 60.0, 1),
-            visibility_timeout_seconds=_int(env, "IMPORTER_VISIBILITY_TIMEOUT_SECONDS", 1800, 1),
-            chunk_max_retries=_int(env, "IMPORTER_CHUNK_MAX_RETRIES", 5),
-            webhook_max_attempts=_int(env, "IMPORTER_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
-            webhook_allow_networks=_networks(env, "IMPORTER_WEBHOOK_ALLOW_NETWORKS"),
-            worker_concurrency=_int(env, "IMPORTER_WORKER_CONCURRENCY", 2, minimum=1),
-            interactive_slots=_int(env, "IMPORTER_INTERACTIVE_SLOTS", 1, minimum=1),
-            org_max_in_flight=_int(env, "IMPORTER_ORG_MAX_IN_FLIGHT", 0),
-            idempotency_ttl_seconds=_int(env, "IMPORTER_IDEMPOTENCY_TTL_SECONDS", 86400, 1),
-            web_workers=_int(env, "IMPORTER_WEB_WORKERS", 2, minimum=1),
-            web_threads=_int(env, "IMPORTER_WEB_THREADS", 8, minimum=1),
-            log_format=_choice(env, "IMPORTER_LOG_FORMAT", "text", ("text", "json")),
-            log_level=_choice(
-                env, "IMPORTER_LOG_LEVEL", "info", ("debug", "info", "warning", "error")
-            ).upper(),
-            metrics_dir=Path(env.get("IMPORTER_METRICS_DIR") or data_dir / "metrics").resolve(),
-            metrics_token=(env.get("IMPORTER_METRICS_TOKEN") or "").strip() or None,
-            rate_limit_requests_per_second=_int(env, "IMPORTER_RATE_LIMIT_REQUESTS_PER_SECOND", 0),
-            rate_limit_records_per_minute=_int(env, "IMPORTER_RATE_LIMIT_RECORDS_PER_MINUTE", 0),
-            url=(env.get("IMPORTER_URL") or "").strip() or "http://127.0.0.1:8000",
-            api_key=(env.get("IMPORTER_API_KEY") or "").strip() or None,
-            ops_token=(env.get("IMPORTER_OPS_TOKEN") or "").strip() or None,
-        )
+        values: dict[str, Any] = {}
+        for name, spec in knobs().items():
+            raw = (env.get(spec.env) or "").strip()
+            if raw:
+                values[name] = spec.parse(spec.env, raw)
+        if "data_dir" not in values:
+            # Relative to the working directory, resolved now: each deployment started in
+            # a folder of its own keeps its own database, broker folder, metrics and
+            # sockets, even when several run from one checkout.
+            values["data_dir"] = folder("IMPORTER_DATA_DIR", "var")
         values.update(overrides)
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def knobs() -> dict[str, Knob]:
+    """Field name -> its declaration, in the declaration's order."""
+    return {field.name: field.metadata["knob"] for field in dataclasses.fields(Settings)}
+
+
+def markdown_table() -> str:
+    """The README's configuration table, from the declaration."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{k.env}` | {k.shown} | {k.doc} |" for k in knobs().values()]
+    return "\n".join(lines)

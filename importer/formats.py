@@ -200,6 +200,7 @@ def csv_rows(text: Iterable[str], id_field: str | None = None) -> Iterator[Row]:
     if repeated:
         raise FormatError(f"its header names {', '.join(map(repr, repeated))} more than once")
     id_column = names.index(id_field) if id_field in names else None
+    every_column_named = all(names)
     last_line = reader.line_num
     while True:
         try:
@@ -211,7 +212,7 @@ def csv_rows(text: Iterable[str], id_field: str | None = None) -> Iterator[Row]:
             yield Row(line, None, f"Row {line} is not valid CSV ({error})")
             continue
         line, last_line = last_line + 1, reader.line_num
-        if not any(value.strip() for value in fields):
+        if not "".join(fields).strip():  # blank, or every cell empty or spaces
             continue
         external_id = None
         if id_column is not None and id_column < len(fields):
@@ -227,4 +228,7 @@ def csv_rows(text: Iterable[str], id_field: str | None = None) -> Iterator[Row]:
             continue
         # A short row lacks its last fields (zip stops at the shorter).
         cells = zip(names, fields, strict=False)
-        yield Row(line, {name: value for name, value in cells if name}, external_id=external_id)
+        record = (
+            dict(cells) if every_column_named else {name: value for name, value in cells if name}
+        )
+        yield Row(line, record, external_id=external_id)

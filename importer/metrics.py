@@ -23,7 +23,7 @@ containers write the same file.
 
 A process's files outlive it, on purpose: its counts stay in the totals, so a
 counter never goes backwards while the service runs (:func:`mark_process_dead` only
-drops the files of "live" gauges, of which there are none today). The folder is
+drops the files of "live" gauges: the web's waiting requests). The folder is
 emptied by :func:`clear_stale_files` when a process family starts and finds nothing
 else alive using it.
 """
@@ -94,7 +94,7 @@ class Metrics:
     requests arrive, and appear with the first)."""
 
     def __init__(self) -> None:
-        from prometheus_client import Counter, Histogram
+        from prometheus_client import Counter, Gauge, Histogram
 
         from importer.models import BatchStatus, Lane
         from importer.problems import ErrorCode
@@ -145,8 +145,31 @@ class Metrics:
             buckets=WAIT_BUCKETS,
             registry=None,
         )
+        self.waiting_requests = Gauge(
+            "importer_waiting_requests",
+            "Requests waiting for a batch now (synchronous imports, ?wait= reads), summed "
+            "over the live web processes.",
+            multiprocess_mode="livesum",
+            registry=None,
+        )
+        self.waits_declined = Counter(
+            "importer_waits_declined",
+            "Requests that would have waited for a batch but found every waiting slot of "
+            "their web process taken, and were answered at once (202 + Retry-After).",
+            registry=None,
+        )
+        self.purged_rows = Counter(
+            "importer_purged_rows",
+            "Rows the retention purge deleted, by table (import_chunks: per-record details of "
+            "finished batches; import_batches: batch summaries; idempotency_keys; "
+            "webhook_deliveries).",
+            ["table"],
+            registry=None,
+        )
         for outcome in RECORD_OUTCOMES:
             self.records.labels(outcome)
+        for table in PURGED_TABLES:
+            self.purged_rows.labels(table)
         for code in ErrorCode:
             self.record_errors.labels(code.value)
         for lane in Lane:
@@ -157,6 +180,8 @@ class Metrics:
 
 
 RECORD_OUTCOMES = ("created", "updated", "failed")
+#: The tables the retention purge deletes from (``importer.retention.TABLES``).
+PURGED_TABLES = ("import_chunks", "import_batches", "idempotency_keys", "webhook_deliveries")
 
 
 @dataclass
@@ -271,10 +296,35 @@ def count_records(
 
 
 @_never_raises
+def count_purged(rows: Mapping[str, int]) -> None:
+    """Add the rows a purge deleted (after its transactions committed), by table."""
+    found = _metrics()
+    if found is None:
+        return
+    for table, count in rows.items():
+        if count:
+            found.purged_rows.labels(table).inc(count)
+
+
+@_never_raises
 def observe_batch_end(status: str, seconds: float) -> None:
     found = _metrics()
     if found is not None:
         found.batch_duration.labels(status).observe(max(seconds, 0.0))
+
+
+@_never_raises
+def change_waiting(delta: int) -> None:
+    found = _metrics()
+    if found is not None:
+        found.waiting_requests.inc(delta)
+
+
+@_never_raises
+def count_wait_declined() -> None:
+    found = _metrics()
+    if found is not None:
+        found.waits_declined.inc()
 
 
 @_never_raises
@@ -296,7 +346,8 @@ def observe_chunk_wait(lane: str, seconds: float) -> None:
 
 def mark_process_dead(pid: int, path: Path | None = None) -> None:
     """Book-keeping for a process of this host that exited (gunicorn's ``child_exit``,
-    Celery's ``worker_process_shutdown``): drops its "live" gauge files, keeps its counts."""
+    Celery's ``worker_process_shutdown``): drops its "live" gauge files (a web process's
+    waiting requests), keeps its counts."""
     folder = path or _state.directory
     if folder is None:
         return
@@ -452,7 +503,12 @@ class OverviewCollector:
             ("in_flight", "Bulk chunks handed to the broker or being written.", backlog.in_flight),
         ):
             yield GaugeMetricFamily(f"importer_bulk_backlog_{name}", text, value=number)
-        batches = GaugeMetricFamily("importer_batches", "Batches by status.", labels=["status"])
+        batches = GaugeMetricFamily(
+            "importer_batches",
+            "Batches queued or processing now, and batches completed or failed in the last hour, "
+            "by status.",
+            labels=["status"],
+        )
         for status, count in sorted(found.batches.items()):
             batches.add_metric([status], count)
         yield batches

@@ -139,7 +139,21 @@ class ImportBatch(Base):
     __tablename__ = "import_batches"
     __table_args__ = (
         sa.Index("ix_import_batches_org_id_seq", "org_id", "seq"),
+        # The org's batches list filtered by status or by slug, newest first.
+        sa.Index("ix_import_batches_org_id_status_seq", "org_id", "status", "seq"),
+        sa.Index("ix_import_batches_org_id_slug_seq", "org_id", "slug", "seq"),
         sa.Index("ix_import_batches_status_received_at", "status", "received_at"),
+        # Batches finished in the last hour (operator views), and summaries past
+        # their retention (importer.retention).
+        sa.Index("ix_import_batches_completed_at", "completed_at"),
+        # Finished batches whose details are still kept: the detail purge's work
+        # list (a partial index stays as small as 30 days of batches).
+        sa.Index(
+            "ix_import_batches_details_kept",
+            "completed_at",
+            postgresql_where=sa.text("details_purged_at IS NULL AND completed_at IS NOT NULL"),
+            sqlite_where=sa.text("details_purged_at IS NULL AND completed_at IS NOT NULL"),
+        ),
     )
 
     seq: Mapped[int] = mapped_column(BigSerial, primary_key=True, autoincrement=True)
@@ -173,6 +187,9 @@ class ImportBatch(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     request_id: Mapped[str | None] = mapped_column(sa.String(64))
+    #: When the retention purge deleted the batch's per-record details (its chunks);
+    #: the summary (this row) stays until ``IMPORTER_BATCH_RETENTION_DAYS``.
+    details_purged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class ImportChunk(Base):
@@ -290,6 +307,31 @@ class BulkTurn(Base):
     released_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
+class ObjectCount(Base):
+    """How many objects of one base object an org has: the exact ``total`` of its list,
+    read without counting rows. Objects are only ever added (never deleted), so the
+    count only grows: ``importer.listing.count_created`` adds a chunk's created rows in
+    the transaction that writes them."""
+
+    __tablename__ = "object_counts"
+
+    org_id: Mapped[str] = mapped_column(sa.ForeignKey("orgs.id"), primary_key=True)
+    base_object: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    count: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
+class PurgeState(Base):
+    """One row: when the retention purge (``importer.retention``) may run next. A worker
+    claims a run by moving ``next_run_at`` forward with a guarded UPDATE, so the purge
+    runs at most once per interval however many workers there are."""
+
+    __tablename__ = "purge_state"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    next_run_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
 class IdempotencyKey(Base):
     __tablename__ = "idempotency_keys"
     __table_args__ = (sa.UniqueConstraint("org_id", "key"),)
@@ -317,7 +359,9 @@ class WebhookEndpoint(Base):
     """Where an org wants to hear that its batches ended (see ``importer.webhooks``)."""
 
     __tablename__ = "webhook_endpoints"
-    __table_args__ = (sa.Index("ix_webhook_endpoints_org_id_created_at", "org_id", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_webhook_endpoints_org_id_created_at_id", "org_id", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     org_id: Mapped[str] = mapped_column(sa.ForeignKey("orgs.id"))
@@ -341,8 +385,12 @@ class WebhookDelivery(Base):
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
-        sa.Index("ix_webhook_deliveries_endpoint_id_created_at", "endpoint_id", "created_at"),
+        sa.Index(
+            "ix_webhook_deliveries_endpoint_id_created_at_id", "endpoint_id", "created_at", "id"
+        ),
         sa.Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        # Deliveries past their retention (importer.retention).
+        sa.Index("ix_webhook_deliveries_created_at", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
@@ -385,6 +433,19 @@ def column_type(spec: FieldSpec) -> sa.types.TypeEngine[Any]:
             return sa.String(spec.max_length) if spec.max_length <= 2048 else sa.Text()
 
 
+#: The object tables take upserts without end, every one leaving a dead row version.
+#: PostgreSQL's defaults vacuum a table once 20 % of it is dead (200,000 dead rows at
+#: 1 M objects, 1 M at 5 M), so its indexes bloat as it grows; these vacuum it after
+#: 2 % plus 10,000 rows (and after 5 % of new rows, which keeps the visibility map
+#: current for index-only counts). Measured by bench/growth.py (docs/benchmarks.md).
+OBJECT_TABLE_AUTOVACUUM = {
+    "autovacuum_vacuum_scale_factor": "0.02",
+    "autovacuum_vacuum_threshold": "10000",
+    "autovacuum_vacuum_insert_scale_factor": "0.05",
+    "autovacuum_analyze_scale_factor": "0.02",
+}
+
+
 def _object_table(base: BaseObject) -> sa.Table:
     columns: list[sa.Column[Any]] = [
         sa.Column("id", sa.String(40), primary_key=True),
@@ -410,7 +471,10 @@ def _object_table(base: BaseObject) -> sa.Table:
         Base.metadata,
         *columns,
         sa.UniqueConstraint("org_id", "external_id"),
-        sa.Index(f"ix_{base.plural}_org_id_updated_at", "org_id", "updated_at"),
+        # The two list orders: oldest first, and changed since (the incremental sync).
+        sa.Index(f"ix_{base.plural}_org_id_created_at_id", "org_id", "created_at", "id"),
+        sa.Index(f"ix_{base.plural}_org_id_updated_at_id", "org_id", "updated_at", "id"),
+        postgresql_with=OBJECT_TABLE_AUTOVACUUM,
     )
 
 

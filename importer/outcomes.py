@@ -1,20 +1,40 @@
-"""Reading a batch's outcome: the response body and pages of results, errors, warnings.
+"""Reading a batch's outcome: the response body, pages of results, errors, warnings,
+and each of those lists whole in one stream (NDJSON or CSV).
 
 A batch's per-record outcome is stored per chunk (see ``ImportChunk``); since
 chunks cover contiguous, ordered index ranges, a page is read by skipping whole
-chunks by their counts and decoding only the chunks the page overlaps.
+chunks by their counts and reading only the chunks the page overlaps.
+
+Each chunk's errors and warnings are stored by :func:`encode` as a JSON array with one
+item per line, so that a page decodes only its own items (a page of 200 from a
+5,000-item chunk splits the lines up to its end and decodes 200, not 5,000), and a
+stream copies problems line by line without decoding them. A list stored before that
+layout (one line) is still read, decoded whole.
+
+A chunk's results are packed in 21 bytes a record (:func:`pack_results`): the index,
+the action and the object id's 128 bits. Rows of one size, so a page unpacks only its
+own; the external_id is the object's own, read back from the object table for the
+items being answered (one indexed read per page or per streamed chunk). A dry run,
+whose records may have no object, keeps its results as :func:`encode` lists of
+``[index, external_id, coverbase_id, action]``, as every chunk did before.
 """
 
 from __future__ import annotations
 
+import io
+import struct
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Literal
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from importer import catalog
 from importer.db import unix
-from importer.models import BatchStatus, ImportBatch, ImportChunk
+from importer.models import OBJECT_TABLES, BatchStatus, ImportBatch, ImportChunk
+from importer.safe_csv import CsvWriter
 
 Kind = Literal["results", "errors", "warnings"]
 KINDS: tuple[Kind, ...] = ("results", "errors", "warnings")
@@ -29,6 +49,153 @@ _BLOB_COLUMNS = {
     "errors": ImportChunk.errors,
     "warnings": ImportChunk.warnings,
 }
+
+
+#: The fields of an item, in the order of a CSV stream's columns.
+RESULT_FIELDS = ("index", "external_id", "coverbase_id", "action", "changed", "status")
+PROBLEM_FIELDS = ("index", "external_id", "field", "error_code", "message")
+FIELDS: dict[Kind, tuple[str, ...]] = {
+    "results": RESULT_FIELDS,
+    "errors": PROBLEM_FIELDS,
+    "warnings": PROBLEM_FIELDS,
+}
+
+#: The streamed media types, by the short name this module uses.
+NDJSON, CSV = "application/x-ndjson", "text/csv"
+StreamFormat = Literal["ndjson", "csv"]
+
+_LINES_START = b"[\n"
+
+
+def encode(items: Sequence[Any]) -> bytes:
+    """A chunk's results, errors or warnings as stored: a JSON array, one item a line."""
+    if not items:
+        return b"[]"
+    return _LINES_START + b",\n".join([orjson.dumps(item) for item in items]) + b"\n]"
+
+
+def _decode(data: bytes) -> list[Any]:
+    """Every decode of stored items goes through here (tests count what it decodes)."""
+    items: list[Any] = orjson.loads(data)
+    return items
+
+
+def _item_lines(blob: bytes, skip: int, count: int | None) -> list[bytes]:
+    """Lines ``skip`` to ``skip + count`` of an :func:`encode`-d list, each one item's
+    JSON (a trailing comma left on all but the list's last); only the lines up to the
+    last wanted one are split off."""
+    if count is None:
+        lines = blob.split(b"\n")
+        wanted = lines[1 + skip : -1]
+    else:
+        lines = blob.split(b"\n", 1 + skip + count)
+        wanted = lines[1 + skip : 1 + skip + count]
+        if wanted and wanted[-1] == b"]":  # fewer items than asked for
+            wanted.pop()
+    return wanted
+
+
+def stored_items(blob: bytes | None, skip: int = 0, count: int | None = None) -> list[Any]:
+    """Items ``[skip, skip + count)`` of a stored list (all from ``skip`` with no count),
+    decoding only those. Packed results come without their external_ids (see
+    :func:`with_external_ids`)."""
+    if not blob:
+        return []
+    if blob.startswith(_PACKED):
+        return unpack_results(blob, skip, None if count is None else skip + count)
+    if not blob.startswith(_LINES_START):  # the layout before one item a line
+        items = _decode(blob)
+        return items[skip:] if count is None else items[skip : skip + count]
+    wanted = _item_lines(blob, skip, count)
+    if not wanted:
+        return []
+    return _decode(b"[" + b"".join(wanted).rstrip(b",") + b"]")
+
+
+#: Packed results start with a NUL byte, which JSON never does.
+_PACKED = b"\x00"
+#: index, what the record did, the object id's 32 hex digits as 16 bytes.
+_RESULT_ROW = struct.Struct("<IB16s")
+#: What a record did, as packed: 0 for an update that changed a value (every update,
+#: in results packed before ``changed`` existed), 1 created, 2 an update that changed
+#: nothing.
+_UPDATED, _CREATED, _UNCHANGED = 0, 1, 2
+_BASE_BY_PREFIX = {base.id_prefix: base.name for base in catalog.CATALOG.values()}
+_LOOKUP_SLICE = 1000
+
+
+def pack_results(results: Sequence[Sequence[Any]]) -> bytes:
+    """A chunk's results (``[index, external_id, coverbase_id, action, changed]`` each,
+    of one base object) as stored: packed when every record has its object, else JSON."""
+    prefix: str | None = None
+    rows = bytearray()
+    try:
+        for index, _external_id, object_id, action, changed in results:
+            head, _, digits = str(object_id).partition("_")
+            if object_id is None or len(digits) != 32 or head != (prefix or head):
+                raise ValueError(object_id)
+            prefix = head
+            did = _CREATED if action == "created" else _UPDATED if changed else _UNCHANGED
+            rows += _RESULT_ROW.pack(index, did, bytes.fromhex(digits))
+    except (ValueError, struct.error):
+        return encode(results)
+    if prefix is None:
+        return encode(results)
+    head_bytes = prefix.encode()
+    return _PACKED + bytes([len(head_bytes)]) + head_bytes + bytes(rows)
+
+
+def unpack_results(blob: bytes, start: int = 0, stop: int | None = None) -> list[list[Any]]:
+    """Packed results ``[start:stop]`` as ``[index, None, coverbase_id, action, changed]`` lists
+    (the external_id is read by :func:`with_external_ids`). Rows have one size, so only
+    the rows asked for are unpacked."""
+    size = blob[1]
+    prefix = blob[2 : 2 + size].decode() + "_"
+    rows = memoryview(blob)[2 + size :]
+    width = _RESULT_ROW.size
+    first, last = slice(start, stop).indices(len(rows) // width)[:2]
+    return _unpack(prefix, rows[first * width : last * width])
+
+
+def _unpack(prefix: str, rows: memoryview) -> list[list[Any]]:
+    """Every unpack of stored results goes through here (tests count what it unpacks)."""
+    return [
+        [
+            index,
+            None,
+            prefix + raw.hex(),
+            "created" if did == _CREATED else "updated",
+            did != _UNCHANGED,
+        ]
+        for index, did, raw in _RESULT_ROW.iter_unpack(rows)
+    ]
+
+
+def with_external_ids(session: Session, stored: list[list[Any]]) -> list[list[Any]]:
+    """Fill in the external_ids packed results leave out, from the objects themselves."""
+    missing: dict[str, list[str]] = {}
+    for item in stored:
+        external_id, object_id = item[1], item[2]
+        if external_id is None and object_id:
+            base = _BASE_BY_PREFIX.get(object_id.partition("_")[0])
+            if base is not None:
+                missing.setdefault(base, []).append(object_id)
+    if not missing:
+        return stored
+    found: dict[str, str] = {}
+    for base, object_ids in missing.items():
+        table = OBJECT_TABLES[base]
+        for start in range(0, len(object_ids), _LOOKUP_SLICE):
+            rows = session.execute(
+                sa.select(table.c.id, table.c.external_id).where(
+                    table.c.id.in_(object_ids[start : start + _LOOKUP_SLICE])
+                )
+            )
+            found.update({object_id: external_id for object_id, external_id in rows})
+    for item in stored:
+        if item[1] is None and item[2]:
+            item[1] = found.get(item[2])
+    return stored
 
 
 def _result_item(stored: list[Any]) -> dict[str, Any]:
@@ -82,11 +249,72 @@ def page(
     )
     items: list[Any] = []
     for chunk_id, skip in wanted:
-        stored = orjson.loads(blobs[chunk_id] or b"[]")
-        items.extend(stored[skip : skip + limit - len(items)])
+        items.extend(stored_items(blobs[chunk_id], skip, limit - len(items)))
     if kind == "results":
-        return [_result_item(item) for item in items]
+        return [_result_item(item) for item in with_external_ids(session, items)]
     return items
+
+
+def chunks_holding(session: Session, batch_id: str, kind: Kind) -> list[int]:
+    """The ids of the batch's chunks that hold items of ``kind``, in index order."""
+    return list(
+        session.scalars(
+            sa.select(ImportChunk.id)
+            .where(ImportChunk.batch_id == batch_id, _COUNT_COLUMNS[kind] > 0)
+            .order_by(ImportChunk.position)
+        )
+    )
+
+
+def stream(
+    open_session: Callable[[], AbstractContextManager[Session]],
+    chunk_ids: Sequence[int],
+    kind: Kind,
+    fmt: StreamFormat,
+) -> Iterator[bytes]:
+    """The whole list, as NDJSON lines or CSV (a header, then a row per item), in index
+    order. Each chunk's list is read once, in a short session of its own, and turned
+    into one piece of the body: memory is bounded by one chunk whatever the batch's
+    size, and no transaction stays open while a slow client reads."""
+    if fmt == "csv":
+        yield _csv_rows([FIELDS[kind]])
+    for chunk_id in chunk_ids:
+        results = None
+        with open_session() as session:
+            blob = session.scalar(sa.select(_BLOB_COLUMNS[kind]).where(ImportChunk.id == chunk_id))
+            if blob and kind == "results":
+                # Their external_ids from the objects, in the same short session.
+                results = with_external_ids(session, stored_items(blob))
+        if blob:
+            yield _ndjson(blob, kind, results) if fmt == "ndjson" else _csv(blob, kind, results)
+        del blob, results
+
+
+def _ndjson(blob: bytes, kind: Kind, results: list[Any] | None) -> bytes:
+    if results is not None:
+        return b"".join(orjson.dumps(_result_item(item)) + b"\n" for item in results)
+    if blob.startswith(_LINES_START):
+        # A problem is stored as the JSON the stream sends: copied, not decoded.
+        return b"\n".join(line.rstrip(b",") for line in _item_lines(blob, 0, None)) + b"\n"
+    return b"".join(orjson.dumps(item) + b"\n" for item in stored_items(blob))
+
+
+def _csv(blob: bytes, kind: Kind, results: list[Any] | None) -> bytes:
+    if results is not None:
+        return _csv_rows(_csv_result(item) for item in results)
+    return _csv_rows([item.get(name) for name in PROBLEM_FIELDS] for item in stored_items(blob))
+
+
+def _csv_result(stored: list[Any]) -> list[Any]:
+    result = _result_item(stored)
+    result["changed"] = "true" if result["changed"] else "false"  # as in the JSON
+    return [result[name] for name in RESULT_FIELDS]
+
+
+def _csv_rows(rows: Any) -> bytes:
+    text = io.StringIO()
+    CsvWriter(text).writerows(rows)
+    return text.getvalue().encode()
 
 
 def batch_summary(batch: ImportBatch) -> dict[str, Any]:
@@ -103,14 +331,20 @@ def batch_body(session: Session, batch: ImportBatch, inline_items: int) -> dict[
     each; ``*_total`` and ``links`` say where the rest is.
     """
     body = _head(batch)
-    if batch.chunk_count == 1:
+    if batch.details_purged_at is not None:
+        # Deleted by the retention purge: the counts stay, the lists are gone.
+        body.update({kind: [] for kind in KINDS})
+    elif batch.chunk_count == 1:
         # The common small batch: its three lists in one read.
+        # (None when the purge deleted the chunk since the batch was read.)
         blobs = session.execute(
             sa.select(*_BLOB_COLUMNS.values()).where(ImportChunk.batch_id == batch.id)
-        ).one()
+        ).one_or_none() or (None, None, None)
         for kind, blob in zip(KINDS, blobs, strict=True):
-            items = orjson.loads(blob)[:inline_items] if blob and total(batch, kind) else []
-            body[kind] = [_result_item(item) for item in items] if kind == "results" else items
+            items = stored_items(blob, 0, inline_items) if total(batch, kind) else []
+            if kind == "results":
+                items = [_result_item(item) for item in with_external_ids(session, items)]
+            body[kind] = items
     else:
         for kind in KINDS:
             body[kind] = page(session, batch.id, kind, 0, min(inline_items, total(batch, kind)))
@@ -144,6 +378,7 @@ def _tail(batch: ImportBatch) -> dict[str, Any]:
         "completed_at": unix(batch.completed_at),
         "progress": {"processed": batch.processed_count, "total": batch.received_count},
         **{f"{kind}_total": total(batch, kind) for kind in KINDS},
+        "details_purged_at": unix(batch.details_purged_at),
         "links": {"self": base, **{kind: f"{base}/{kind}" for kind in KINDS}},
     }
 

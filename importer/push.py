@@ -3,7 +3,10 @@
 The file is never loaded whole. It is read at least twice, streaming every time: a
 first pass (:func:`survey`) counts its records, which also proves it readable before
 anything is sent, and finds the external_ids it holds more than once; then the records
-are sent in chunks of ``--chunk-size`` records, ``--concurrency`` requests at a time.
+are sent in chunks of ``--chunk-size`` records. Sending, waiting and reading back
+overlap (:func:`_run`): ``--concurrency`` chunks are sent at once while up to
+``--window`` sent chunks are waited for (one long-poll at a time, the oldest) and read
+back (each done batch's results and errors whole, one NDJSON stream a list).
 Each request carries an ``Idempotency-Key`` made from the slug, the chunk's number and
 the chunk's bytes, so running the same push again (after a crash, a kill, a lost answer)
 sends nothing twice: the service replays the answer it gave the first time.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import heapq
 import itertools
 import os
 import random
@@ -49,7 +53,6 @@ import click
 import ijson
 import orjson
 import requests
-from defusedcsv import csv as defused_csv
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -65,6 +68,7 @@ from rich.text import Text
 
 from importer.config import ConfigError, Settings
 from importer.formats import FormatError, Row, csv_rows, json_kind, ndjson_rows
+from importer.safe_csv import CsvWriter
 
 FORMATS = ("csv", "ndjson", "json")
 EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json"}
@@ -81,7 +85,8 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 #: Long-poll lengths tried in turn: the service refuses a wait above its own limit.
 WAIT_STEPS = (20, 10, 5, 2, 1, 0)
-PAGE_LIMIT = 200
+#: How a batch's results and errors are read whole (one stream per list).
+NDJSON = "application/x-ndjson"
 #: (connect, read) seconds; a synchronous import may take the service's whole wait.
 TIMEOUT = (10.0, 300.0)
 MAX_DELAY = 300.0
@@ -483,7 +488,11 @@ class Api:
                     headers=headers,
                     timeout=TIMEOUT,
                 )
-            except (requests.ConnectionError, requests.Timeout) as error:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,  # a stream cut short
+            ) as error:
                 problem = f"cannot reach {self.url} ({type(error).__name__})"
             else:
                 code, message = _detail(response)
@@ -515,8 +524,13 @@ class Api:
                         self._wait = WAIT_STEPS[WAIT_STEPS.index(wait) + 1]
                 continue
             batch: dict[str, Any] = self.json(response, slug, (200,))
-            if wait == 0 and batch["status"] not in DONE:
-                self.pause(1.0)
+            if batch["status"] not in DONE:
+                # Answered before the wait ran out: the service had no waiting slot free
+                # (it says when to ask again), or waits are off.
+                if "Retry-After" in response.headers:
+                    self.pause(self._delay(0, response))
+                elif wait == 0:
+                    self.pause(1.0)
             return batch
 
     def json(self, response: requests.Response, slug: str, expected: Iterable[int]) -> Any:
@@ -594,52 +608,72 @@ def _changed(result: dict[str, Any]) -> str:
     return "" if changed is None else str(bool(changed)).lower()
 
 
-def push_chunk(api: Api, slug: str, chunk: Chunk, tally: Tally) -> ChunkOutcome:
-    """Send one chunk, follow its batch to the end, read all its results and errors."""
+@dataclasses.dataclass(slots=True)
+class Sent:
+    """A chunk the service accepted, followed until its batch is done and read."""
+
+    chunk: Chunk
+    batch: dict[str, Any]
+    replayed: bool
+    #: (written, failed) as last shown by the progress display.
+    shown: tuple[int, int] = (0, 0)
+
+    @property
+    def done(self) -> bool:
+        return self.batch["status"] in DONE
+
+    def show(self, batch: dict[str, Any], tally: Tally) -> None:
+        self.batch = batch
+        now = (batch["created_count"] + batch["updated_count"], batch["failed_count"])
+        tally.add(written=now[0] - self.shown[0], failed=now[1] - self.shown[1])
+        self.shown = now
+
+
+def send_chunk(api: Api, slug: str, chunk: Chunk, tally: Tally, respond_async: bool) -> Sent:
+    """POST one chunk (with its Idempotency-Key); its records are let go once sent."""
     before = len(chunk.problems)
     body = chunk_body(chunk)
     if len(chunk.problems) > before:
         tally.add(failed=len(chunk.problems) - before)
-    outcome = ChunkOutcome(chunk.position, errors=list(chunk.problems))
-    outcome.failed = len(chunk.problems)
-    if not chunk.records:
-        return outcome
-    response = api.call(
-        "POST",
-        f"/v1/import/{quote(slug, safe='')}",
-        body=body,
-        headers={
-            "Content-Type": "application/json",
-            "Idempotency-Key": idempotency_key(slug, chunk.index, body),
-        },
-    )
-    outcome.replayed = response.headers.get("Idempotent-Replayed") == "true"
+    headers = {
+        "Content-Type": "application/json",
+        "Idempotency-Key": idempotency_key(slug, chunk.index, body),
+    }
+    if respond_async:
+        headers["Prefer"] = "respond-async"
+    response = api.call("POST", f"/v1/import/{quote(slug, safe='')}", body=body, headers=headers)
     batch = api.json(response, slug, (200, 202, 400))
     if "batch_id" not in batch:  # a 400 of the request itself, not a batch
         raise refusal(response, slug)
     tally.add(sent=len(chunk.records))
-    batch_id = outcome.batch_id = batch["batch_id"]
-    shown = (0, 0)
+    chunk.records = []
+    sent = Sent(chunk, batch, replayed=response.headers.get("Idempotent-Replayed") == "true")
+    sent.show(batch, tally)
+    return sent
 
-    def show(current: dict[str, Any]) -> None:
-        nonlocal shown
-        now = (current["created_count"] + current["updated_count"], current["failed_count"])
-        tally.add(written=now[0] - shown[0], failed=now[1] - shown[1])
-        shown = now
 
-    show(batch)
-    while batch["status"] not in DONE:
-        batch = api.poll(batch_id, slug)
-        show(batch)
+def follow(api: Api, slug: str, sent: Sent, tally: Tally) -> Sent:
+    """Long-poll the chunk's batch once (until it is done or the wait runs out)."""
+    sent.show(api.poll(sent.batch["batch_id"], slug), tally)
+    return sent
+
+
+def read_outcome(api: Api, slug: str, sent: Sent) -> ChunkOutcome:
+    """The done batch's results and errors, by row: from its body when they all fit,
+    else each list whole in one NDJSON stream."""
+    chunk, batch = sent.chunk, sent.batch
+    outcome = ChunkOutcome(chunk.position, errors=list(chunk.problems))
+    outcome.failed = len(chunk.problems) + batch["failed_count"]
     outcome.created = batch["created_count"]
     outcome.updated = batch["updated_count"]
-    outcome.failed += batch["failed_count"]
-    for item in _all_items(api, slug, batch, "results"):
+    outcome.replayed = sent.replayed
+    outcome.batch_id = batch["batch_id"]
+    for item in all_items(api, slug, batch, "results"):
         row = chunk.rows[item["index"]]
         outcome.results.append(
             (row, item["external_id"], item["coverbase_id"], item["action"], _changed(item))
         )
-    for item in _all_items(api, slug, batch, "errors"):
+    for item in all_items(api, slug, batch, "errors"):
         row = chunk.rows[item["index"]]
         outcome.errors.append(
             (row, item["external_id"], item.get("field"), item["error_code"], item["message"])
@@ -648,48 +682,31 @@ def push_chunk(api: Api, slug: str, chunk: Chunk, tally: Tally) -> ChunkOutcome:
     return outcome
 
 
-def _all_items(api: Api, slug: str, batch: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = list(batch[kind])
+def all_items(api: Api, slug: str, batch: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    inline: list[dict[str, Any]] = batch[kind]
     total = batch[f"{kind}_total"]
-    while len(items) < total:
-        response = api.call(
-            "GET",
-            f"/v1/import/batches/{batch['batch_id']}/{kind}",
-            params={"limit": PAGE_LIMIT, "offset": len(items)},
+    if len(inline) >= total:
+        return inline
+    response = api.call(
+        "GET",
+        f"/v1/import/batches/{batch['batch_id']}/{kind}",
+        headers={"Accept": NDJSON},
+    )
+    if response.status_code != 200 or not response.headers.get("Content-Type", "").startswith(
+        NDJSON
+    ):
+        raise refusal(response, slug)
+    lines = response.content.splitlines()
+    if len(lines) != total:
+        raise PushError(
+            f"The service sent {len(lines):,} of the {total:,} {kind} of batch "
+            f"{batch['batch_id']}; run the same push again (nothing is sent twice)."
         )
-        page = api.json(response, slug, (200,))["items"]
-        if not page:
-            break
-        items.extend(page)
+    items: list[dict[str, Any]] = orjson.loads(b"[" + b",".join(lines) + b"]")
     return items
 
 
 # --- the outcome files ----------------------------------------------------------------
-
-
-class CsvWriter:
-    """A CSV writer whose cells a spreadsheet shows as text, never runs as a formula.
-
-    defusedcsv puts a ``'`` before a cell that starts with ``= + - @ | %`` (a number
-    like ``-5`` excepted); a cell that starts with a tab or a carriage return (which
-    some spreadsheets skip before reading a formula) gets the same ``'`` here.
-    """
-
-    def __init__(self, stream: IO[str]) -> None:
-        self._writer = defused_csv.writer(stream)
-
-    @staticmethod
-    def _inert(value: Any) -> Any:
-        if isinstance(value, str) and value[:1] in ("\t", "\r"):
-            return "'" + value
-        return value
-
-    def writerow(self, row: Iterable[Any]) -> None:
-        self._writer.writerow([self._inert(value) for value in row])
-
-    def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
-        for row in rows:
-            self.writerow(row)
 
 
 class OutcomeFiles:
@@ -868,6 +885,8 @@ class PushOptions:
     fmt: str | None = None
     chunk_size: int = 5000
     concurrency: int = 4
+    #: Chunks sent and not yet read back, at most.
+    window: int = 16
     retries: int = 6
     backoff: float = 0.5
 
@@ -953,14 +972,17 @@ def push_file(options: PushOptions, display: Display | None = None) -> PushSumma
         summary = PushSummary(path, files.results_path, files.errors_path)
         summary.duplicates = found.duplicate_rows
         chunks = iter_chunks(
-            counted(read_rows(path, fmt, id_field), tally),
+            read_rows(path, fmt, id_field),
             options.chunk_size,
             id_field=id_field,
             duplicate_ids=found.duplicate_ids,
         )
         display.start(tally)
         try:
-            _run(api, options, chunks, tally, files, summary)
+            # One batch for a file of one chunk (answered when done, in the interactive
+            # lane); a larger file's chunks all go to the bulk lane and are followed.
+            respond_async = found.rows > options.chunk_size
+            _run(api, options, chunks, tally, files, summary, respond_async)
         except BaseException:
             api.stop.set()
             files.discard()
@@ -979,12 +1001,6 @@ def push_file(options: PushOptions, display: Display | None = None) -> PushSumma
     return summary
 
 
-def counted(rows: Iterable[SourceRow], tally: Tally) -> Iterator[SourceRow]:
-    for item in rows:
-        tally.add(read=1)
-        yield item
-
-
 def _run(
     api: Api,
     options: PushOptions,
@@ -992,14 +1008,31 @@ def _run(
     tally: Tally,
     files: OutcomeFiles,
     summary: PushSummary,
+    respond_async: bool,
 ) -> None:
-    def collect(future: Future[ChunkOutcome]) -> None:
-        try:
-            outcome = future.result()
-        except (KeyError, TypeError, ValueError, IndexError) as error:
-            raise PushError(
-                f"An answer of the service was not understood ({type(error).__name__}: {error})."
-            ) from error
+    """Send, wait and read at once, as a pipeline driven from this thread:
+
+    * up to ``concurrency`` chunks being sent, and up to ``window`` chunks sent and not
+      yet read back (so the service always has the next chunks queued, and memory stays
+      bounded: a chunk keeps only its row numbers once sent);
+    * one long-poll at a time, of the oldest chunk not known to be done (chunks finish
+      about in order; each later one is then found done at once), so a push holds at
+      most one of the service's waiting slots;
+    * up to ``concurrency`` done chunks being read back, each list in one stream.
+
+    Finished chunks go to the outcome files in file order.
+    """
+    pool = ThreadPoolExecutor(max_workers=2 * options.concurrency + 1, thread_name_prefix="push")
+    tasks: dict[Future[Any], str] = {}  # in flight: "send", "poll" or "read"
+    to_poll: list[tuple[int, Sent]] = []  # a heap by position: the oldest first
+    to_read: list[tuple[int, Sent]] = []
+    open_chunks = 0  # sent or being sent, not yet read back
+    more = True
+
+    def running(kind: str) -> int:
+        return sum(1 for task in tasks.values() if task == kind)
+
+    def collect(outcome: ChunkOutcome) -> None:
         files.add(outcome)
         summary.created += outcome.created
         summary.updated += outcome.updated
@@ -1008,38 +1041,58 @@ def _run(
         if outcome.batch_id:
             summary.batch_ids.append(outcome.batch_id)
 
-    pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="push")
-    in_flight: set[Future[ChunkOutcome]] = set()
+    def arrived(sent: Sent) -> None:
+        heapq.heappush(to_read if sent.done else to_poll, (sent.chunk.position, sent))
+
     try:
-        for chunk in chunks:
-            tally.add(failed=len(chunk.problems))  # the rows it does not send
-            summary.chunks += bool(chunk.records)
-            # At most `concurrency` requests, and a bounded backlog of finished chunks
-            # waiting for an earlier one, so memory stays flat whatever the file's size.
-            while in_flight and (
-                len(in_flight) >= options.concurrency or files.backlog >= 4 * options.concurrency
-            ):
-                done, in_flight = _wait_first(in_flight)
-                for future in done:
-                    collect(future)
-            in_flight.add(pool.submit(push_chunk, api, options.slug, chunk, tally))
-        while in_flight:
-            done, in_flight = _wait_first(in_flight)
-            for future in done:
-                collect(future)
+        while True:
+            while more and running("send") < options.concurrency and open_chunks < options.window:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    more = False
+                    break
+                # Counted a chunk at a time (not a row at a time: the display's lock).
+                tally.add(read=len(chunk.rows) + len(chunk.problems), failed=len(chunk.problems))
+                if not chunk.records:
+                    collect(
+                        ChunkOutcome(
+                            chunk.position, errors=list(chunk.problems), failed=len(chunk.problems)
+                        )
+                    )
+                    continue
+                summary.chunks += 1
+                open_chunks += 1
+                task = pool.submit(send_chunk, api, options.slug, chunk, tally, respond_async)
+                tasks[task] = "send"
+            if to_poll and not running("poll"):
+                _, sent = heapq.heappop(to_poll)
+                tasks[pool.submit(follow, api, options.slug, sent, tally)] = "poll"
+            while to_read and running("read") < options.concurrency:
+                _, sent = heapq.heappop(to_read)
+                tasks[pool.submit(read_outcome, api, options.slug, sent)] = "read"
+            if not tasks:
+                break
+            done, _ = wait(tasks, return_when=FIRST_COMPLETED)
+            for task in done:
+                kind = tasks.pop(task)
+                try:
+                    result: Any = task.result()
+                except (KeyError, TypeError, ValueError, IndexError) as error:
+                    raise PushError(
+                        "An answer of the service was not understood "
+                        f"({type(error).__name__}: {error})."
+                    ) from error
+                if kind == "read":
+                    collect(result)
+                    open_chunks -= 1
+                else:
+                    arrived(result)
     except BaseException as error:
         api.stop.set()
         # On Ctrl-C, don't wait for the requests in flight (their chunks are safe to resend).
         pool.shutdown(wait=not isinstance(error, KeyboardInterrupt), cancel_futures=True)
         raise
     pool.shutdown(wait=True)
-
-
-def _wait_first(
-    futures: set[Future[ChunkOutcome]],
-) -> tuple[set[Future[ChunkOutcome]], set[Future[ChunkOutcome]]]:
-    done, pending = wait(futures, return_when=FIRST_COMPLETED)
-    return set(done), set(pending)
 
 
 # --- the command ----------------------------------------------------------------------
@@ -1072,6 +1125,13 @@ def _wait_first(
     help="Requests in flight at once.",
 )
 @click.option(
+    "--window",
+    type=click.IntRange(1, 1000),
+    default=16,
+    show_default=True,
+    help="Chunks sent and not yet read back, at most (the service's queue of this push).",
+)
+@click.option(
     "--retries",
     type=click.IntRange(0, 100),
     default=6,
@@ -1086,6 +1146,7 @@ def push_command(
     fmt: str | None,
     chunk_size: int,
     concurrency: int,
+    window: int,
     retries: int,
 ) -> None:
     """Send the records of FILE (CSV, NDJSON or JSON) to the import report SLUG.
@@ -1109,11 +1170,12 @@ def push_command(
         fmt=detect_format(file, fmt),
         chunk_size=chunk_size,
         concurrency=concurrency,
+        window=window,
         retries=retries,
     )
     click.echo(
         f"Pushing {file} ({options.fmt}) to {options.url.rstrip('/')}/v1/import/{slug}: "
-        f"chunks of {chunk_size:,} records, {concurrency} at a time."
+        f"chunks of {chunk_size:,} records, {concurrency} at a time, up to {window} in flight."
     )
     display: Display
     if sys.stdout.isatty():

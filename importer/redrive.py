@@ -16,7 +16,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from importer.batches import _dumps
+from importer import outcomes
 from importer.db import utcnow
 from importer.models import BatchStatus, ChunkStatus, ImportBatch, ImportChunk
 from importer.problems import ErrorCode, Problem
@@ -87,7 +87,7 @@ def _without_write_failures(errors: bytes | None) -> tuple[bytes | None, int, in
     (errors, how many are left, how many were removed)."""
     problems: list[Problem] = orjson.loads(errors) if errors else []
     kept = [item for item in problems if item["error_code"] != ErrorCode.WRITE_FAILED]
-    return (_dumps(kept) if kept else None), len(kept), len(problems) - len(kept)
+    return (outcomes.encode(kept) if kept else None), len(kept), len(problems) - len(kept)
 
 
 #: A pending chunk handed to the broker less than this long ago is not sent again by a

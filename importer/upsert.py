@@ -56,7 +56,7 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
 
-from importer import catalog, ids
+from importer import catalog, ids, listing
 from importer.catalog import BaseObject, Kind
 from importer.db import UTCDateTime, utcnow
 from importer.models import OBJECT_TABLES, ChunkStatus
@@ -518,6 +518,7 @@ def write_records(
             written = upsert_rows(session, base, org_id, seq, now, rows, touch=True)
         for external_id, index in index_of.items():
             _record(outcome, index, external_id, *written[external_id])
+        listing.count_created(session, org_id, base.name, outcome.created)
     outcome.results.sort(key=lambda result: result[0])
     return outcome
 

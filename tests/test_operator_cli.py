@@ -77,19 +77,22 @@ def test_status_prints_queues_workers_batches_and_the_oldest_queued_batch(
     text = result.output
     assert text.startswith("Importer status at ")
     assert (
-        "Queues\n  QUEUE        DEPTH\n  interactive      0\n  bulk             0\n"
+        "Queues\n  QUEUE        DEPTH\n  bulk             0\n  interactive      0\n"
         "  webhooks         0" in text
     )
     assert "Workers: 1 online, 0 lost, 0 stopped" in text
     assert "NODE             STATE   PID   PROCESSING  CONCURRENCY  BULK SLOTS  QUEUES" in text
     assert (
         "celery@worker-1  online  4242           0            3           2  "
-        "interactive,bulk,webhooks  0s ago" in text
+        "bulk,interactive,webhooks  0s ago" in text
     )
     assert "Bulk lane: 2 chunk(s) (4 records) waiting in 1 org(s); 0 in flight" in text
     assert "ORG                                     NAME       WAITING CHUNKS" in text
     assert f"  {org_and_key[0].id}  Acme Risk               2                4          0" in text
-    assert "Batches\n  STATUS      BATCHES\n  queued            1\n  processing        0" in text
+    assert (
+        "Batches (queued and processing now; completed and failed in the last hour)\n"
+        "  STATUS      BATCHES\n  queued            1\n  processing        0"
+    ) in text
     assert f"Oldest queued batch: {queued_id}, waiting 0s (since " in text
     assert f"\n  report vendors, org {org_and_key[0].id}\n" in text
     assert "Relay lag: " in text
@@ -313,4 +316,20 @@ def test_formatting_helpers():
 
 
 def test_the_commands_are_on_the_main_group():
-    assert {"status", "batches"} <= set(main.commands)
+    assert {"status", "batches"} <= set(main.list_commands(None))
+
+
+def test_batches_list_never_counts_the_whole_history(
+    settings, db, org_and_key, make_report, monkeypatch
+):
+    """The total is counted up to the bound (one index range), then said to be more."""
+    report = make_report()
+    for _ in range(4):
+        accept(db, org_and_key[0], report)
+    monkeypatch.setattr("importer.listing.COUNT_BOUND", 3)
+    listed = invoke(settings, "batches", "list", "--limit", "2", "--json")
+    assert listed.exit_code == 0, listed.output
+    body = orjson.loads(listed.output)
+    assert (len(body["items"]), body["total"], body["total_is_lower_bound"]) == (2, 3, True)
+    text = invoke(settings, "batches", "list", "--limit", "2")
+    assert text.output.splitlines()[-1] == "(2 of 3+; --limit for more)"

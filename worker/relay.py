@@ -1,8 +1,9 @@
 """The maintenance timer every worker runs: its heartbeat, then one
 ``importer.outbox.Outbox.maintain`` pass (the sweep of abandoned chunks, the relay of
 what the broker never got or lost, a release pass of the bulk lane, the webhook
-relay). ``FOR UPDATE SKIP LOCKED`` and the scheduler's lock let any number of workers
-run it at once.
+relay), and, at most once per ``IMPORTER_PURGE_INTERVAL_SECONDS`` for the whole
+deployment, the retention purge (``importer.retention.Purger``). ``FOR UPDATE SKIP
+LOCKED`` and the scheduler's lock let any number of workers run it at once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from importer.broker import BULK_QUEUE, INTERACTIVE_QUEUE, CeleryBroker
 from importer.config import Settings
 from importer.db import Database, utcnow
 from importer.outbox import Outbox
+from importer.retention import Purger
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class Maintenance:
         self.outbox = outbox
         #: node, pid, concurrency, bulk_slots, queues, started_at: the heartbeat's facts.
         self.identity = identity
+        self.purger = Purger(outbox.db, settings)
 
     def beat(self, stopped: bool = False) -> None:
         if self.identity is None:
@@ -55,6 +58,7 @@ class Maintenance:
     def run(self) -> None:
         self.beat()
         self.outbox.maintain()
+        self.purger.maybe_run()
 
 
 class MaintenanceStep(bootsteps.StartStopStep):

@@ -26,6 +26,7 @@ from app.errors import NotFound, Unavailable
 from app.extensions import db_session, services
 from app.pagination import InvalidParameter
 from app.parsing import CSV_TYPES, JSON_TYPES, NDJSON_TYPES, ParsedBatch, parse_batch, read_body
+from app.waiting import RETRY_AFTER_SECONDS
 from importer import batches, logs, metrics, reports
 from importer.models import BatchStatus, ImportBatch, ImportReport, Lane, Org
 from importer.outcomes import batch_body, http_status
@@ -198,6 +199,7 @@ def import_records(slug: str) -> Response:
         "accepted batch %s (%d records, %s lane) for report %s", batch.id, received, lane, slug
     )
 
+    may_wait = False
     if lane == Lane.BULK:
         # Answer with the batch as accepted: 202 "queued" (or 400 at once when no
         # record can be written), whatever the workers manage before the answer leaves.
@@ -205,12 +207,19 @@ def import_records(slug: str) -> Response:
         body = orjson.dumps(batch_body(session, batch, settings.inline_items))
         svc.outbox.after_accept(accepted)
     else:
-        # Watch for the completion before the work is sent, so it cannot be missed.
-        with svc.notifier.watch(batch.id) as watch:
-            svc.outbox.after_accept(accepted)
-            wait_until_done(session, batch, settings.sync_wait_seconds, watch)
+        with svc.waiting.claim() as may_wait:
+            if may_wait:
+                # Watch for the completion before the work is sent, so it cannot be missed.
+                with svc.notifier.watch(batch.id) as watch:
+                    svc.outbox.after_accept(accepted)
+                    wait_until_done(session, batch, settings.sync_wait_seconds, watch)
+            else:  # every waiting slot of this process is taken (app.waiting): no wait
+                svc.outbox.after_accept(accepted)
         status = http_status(batch)
         body = orjson.dumps(batch_body(session, batch, settings.inline_items))
     if key_id is not None:
         idempotency.record_response(svc.db, key_id, status, body)
-    return _response(status, body, batch.id, async_applied)
+    response = _response(status, body, batch.id, async_applied)
+    if status == 202 and lane == Lane.INTERACTIVE and not may_wait:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response

@@ -16,8 +16,8 @@ from app.api import api
 from app.auth import current_org
 from app.errors import NotFound
 from app.extensions import db_session
-from app.pagination import int_arg, page_args, page_body
-from importer import catalog
+from app.pagination import int_arg, query_page, scope_digest
+from importer import catalog, listing
 from importer.catalog import BaseObject, Kind
 from importer.db import unix
 from importer.models import OBJECT_TABLES
@@ -46,24 +46,43 @@ def _list_view(base: BaseObject) -> Any:
     table = OBJECT_TABLES[base.name]
 
     def view() -> dict[str, Any]:
-        limit, offset = page_args()
-        conditions = [table.c.org_id == current_org().id]
+        org_id = current_org().id
+        session = db_session()
+        conditions = [table.c.org_id == org_id]
         external_id = request.args.get("external_id")
-        if external_id is not None:
-            conditions.append(table.c.external_id == external_id)
+        since = None
         if request.args.get("updated_since"):
             since = int_arg("updated_since", 0, 0, 253402300799)
-            conditions.append(table.c.updated_at >= dt.datetime.fromtimestamp(since, dt.UTC))
-        session = db_session()
-        total = session.scalar(sa.select(sa.func.count()).select_from(table).where(*conditions))
-        rows = session.execute(
-            sa.select(table)
-            .where(*conditions)
-            .order_by(table.c.created_at, table.c.id)
-            .limit(limit)
-            .offset(offset)
+        # Changed since T: by (updated_at, id), the incremental sync's walk; otherwise
+        # oldest first. Each order is an index of the table.
+        order = (
+            [table.c.updated_at, table.c.id]
+            if since is not None
+            else [table.c.created_at, table.c.id]
         )
-        return page_body([object_body(base, row) for row in rows], total or 0, limit, offset)
+        if external_id is not None:
+            conditions.append(table.c.external_id == external_id)
+        else:
+            # Never past a row that a write still in progress could be joined by.
+            conditions.append(order[0] < listing.write_horizon(session, org_id))
+        if since is not None:
+            conditions.append(table.c.updated_at >= dt.datetime.fromtimestamp(since, dt.UTC))
+        query = sa.select(table).where(*conditions)
+
+        def total() -> tuple[int, bool]:
+            if external_id is None and since is None:
+                return listing.object_count(session, org_id, base.name), False
+            return listing.bounded_count(session, query)
+
+        return query_page(
+            session,
+            query,
+            order,
+            scope=scope_digest(base.plural, org_id, external_id, since),
+            kinds=("time", "str"),
+            item=lambda row: object_body(base, row),
+            total=total,
+        )
 
     view.__name__ = f"list_{base.plural}"
     return view

@@ -11,10 +11,10 @@ from app.api import api
 from app.auth import current_org
 from app.errors import ApiError, NotFound
 from app.extensions import db_session, services
-from app.pagination import page_args, page_body
+from app.pagination import query_page, scope_digest
 from app.parsing import json_body
 from app.schemas import dump_report, load_body, report_create_schema, report_update_schema
-from importer import reports
+from importer import listing, reports
 from importer.models import ImportReport
 
 
@@ -60,14 +60,21 @@ def create_report() -> tuple[dict[str, Any], int, dict[str, str]]:
 
 @api.get("/import-reports")
 def list_reports() -> dict[str, Any]:
-    limit, offset = page_args()
+    org_id = current_org().id
     session = db_session()
-    live = sa.and_(ImportReport.org_id == current_org().id, ImportReport.archived_at.is_(None))
-    total = session.scalar(sa.select(sa.func.count()).select_from(ImportReport).where(live)) or 0
-    items = session.scalars(
-        sa.select(ImportReport).where(live).order_by(ImportReport.slug).limit(limit).offset(offset)
+    query = sa.select(ImportReport).where(
+        ImportReport.org_id == org_id, ImportReport.archived_at.is_(None)
     )
-    return page_body([dump_report(report) for report in items], total, limit, offset)
+    return query_page(
+        session,
+        query,
+        [ImportReport.slug],
+        entities=True,
+        scope=scope_digest("reports", org_id),
+        kinds=("str",),
+        item=dump_report,
+        total=lambda: listing.bounded_count(session, query),
+    )
 
 
 @api.get("/import-reports/<slug>")

@@ -12,10 +12,10 @@ from app.api import api
 from app.auth import current_org
 from app.errors import InvalidBody, NotFound
 from app.extensions import db_session, services
-from app.pagination import page_args, page_body
+from app.pagination import query_page, scope_digest
 from app.parsing import json_body
 from app.schemas import load_body, webhook_create_schema
-from importer import webhooks
+from importer import listing, webhooks
 from importer.models import WebhookDelivery, WebhookEndpoint
 from importer.webhook_targets import url_refusal
 
@@ -47,20 +47,21 @@ def create_webhook() -> tuple[dict[str, Any], int, dict[str, str]]:
 
 @api.get("/webhooks")
 def list_webhooks() -> dict[str, Any]:
-    limit, offset = page_args()
+    org_id = current_org().id
     session = db_session()
-    live = sa.and_(
-        WebhookEndpoint.org_id == current_org().id, WebhookEndpoint.disabled_at.is_(None)
+    query = sa.select(WebhookEndpoint).where(
+        WebhookEndpoint.org_id == org_id, WebhookEndpoint.disabled_at.is_(None)
     )
-    total = session.scalar(sa.select(sa.func.count()).select_from(WebhookEndpoint).where(live))
-    found = session.scalars(
-        sa.select(WebhookEndpoint)
-        .where(live)
-        .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
-        .limit(limit)
-        .offset(offset)
+    return query_page(
+        session,
+        query,
+        [WebhookEndpoint.created_at, WebhookEndpoint.id],
+        entities=True,
+        scope=scope_digest("webhooks", org_id),
+        kinds=("time", "str"),
+        item=webhooks.endpoint_body,
+        total=lambda: listing.bounded_count(session, query),
     )
-    return page_body([webhooks.endpoint_body(e) for e in found], total or 0, limit, offset)
 
 
 @api.get("/webhooks/<webhook_id>")
@@ -80,18 +81,23 @@ def disable_webhook(webhook_id: str) -> Response:
 @api.get("/webhooks/<webhook_id>/deliveries")
 def webhook_deliveries(webhook_id: str) -> dict[str, Any]:
     endpoint = _webhook_or_404(webhook_id)
-    limit, offset = page_args()
     session = db_session()
-    mine = sa.and_(
-        WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.org_id == endpoint.org_id
-    )
-    total = session.scalar(sa.select(sa.func.count()).select_from(WebhookDelivery).where(mine))
-    found = session.scalars(
+    query = (
         sa.select(WebhookDelivery)
-        .where(mine)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint.id,
+            WebhookDelivery.org_id == endpoint.org_id,
+        )
         .options(orm.defer(WebhookDelivery.body))
-        .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
-        .limit(limit)
-        .offset(offset)
     )
-    return page_body([webhooks.delivery_body(d) for d in found], total or 0, limit, offset)
+    return query_page(
+        session,
+        query,
+        [WebhookDelivery.created_at, WebhookDelivery.id],
+        descending=True,
+        entities=True,
+        scope=scope_digest("deliveries", endpoint.id),
+        kinds=("time", "str"),
+        item=webhooks.delivery_body,
+        total=lambda: listing.bounded_count(session, query),
+    )

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
+import orjson
+
+from importer import outcomes
 from tests.conftest import vendor
 
 
@@ -68,3 +74,153 @@ def test_batches_of_another_org_are_not_found(client, auth, make_org, make_repor
         assert response.status_code == 404, suffix
         assert response.json["detail"]["code"] == "batch_not_found"
     assert client.get("/v1/import/batches", headers=other).json["total"] == 0
+
+
+# --- a batch's lists whole, in one stream ---------------------------------------------
+
+
+def _mixed_batch(client, auth, app, make_report, count=230):
+    """A batch of ``count`` records in chunks of 50; every 7th fails (a bad website)."""
+    services = app.extensions["importer"]
+    services.settings = services.settings.replace(chunk_size=50, inline_items=5)
+    make_report()
+    records = [vendor(n, Website="not a url") if n % 7 == 0 else vendor(n) for n in range(count)]
+    body = post(client, auth, records).json
+    assert body["status"] == "completed", body["status"]
+    return body
+
+
+def _all_pages(client, auth, batch_id, kind):
+    items, offset = [], 0
+    while True:
+        page = client.get(
+            f"/v1/import/batches/{batch_id}/{kind}?limit=200&offset={offset}", headers=auth
+        ).json
+        items.extend(page["items"])
+        offset += 200
+        if offset >= page["total"]:
+            return items
+
+
+def test_results_and_errors_stream_whole_as_ndjson(client, auth, app, make_report):
+    batch = _mixed_batch(client, auth, app, make_report)
+
+    for kind, total in (("results", 230 - 33), ("errors", 33)):
+        response = client.get(
+            f"/v1/import/batches/{batch['batch_id']}/{kind}",
+            headers={**auth, "Accept": "application/x-ndjson"},
+        )
+        assert response.status_code == 200
+        assert response.mimetype == "application/x-ndjson"
+        assert response.headers["X-Total-Count"] == str(total)
+        assert "Accept" in response.headers["Vary"]
+        lines = [orjson.loads(line) for line in response.data.splitlines()]
+        assert len(lines) == total
+        assert lines == _all_pages(client, auth, batch["batch_id"], kind)  # the same items
+
+
+def test_results_and_errors_stream_whole_as_csv(client, auth, app, make_report):
+    batch = _mixed_batch(client, auth, app, make_report)
+
+    response = client.get(
+        f"/v1/import/batches/{batch['batch_id']}/results", headers={**auth, "Accept": "text/csv"}
+    )
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert response.headers["Content-Disposition"] == (
+        f'attachment; filename="{batch["batch_id"]}-results.csv"'
+    )
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    pages = _all_pages(client, auth, batch["batch_id"], "results")
+    assert [{**row, "index": int(row["index"])} for row in rows] == pages
+
+    errors = client.get(
+        f"/v1/import/batches/{batch['batch_id']}/errors", headers={**auth, "Accept": "text/csv"}
+    )
+    lines = list(csv.reader(io.StringIO(errors.get_data(as_text=True))))
+    assert lines[0] == ["index", "external_id", "field", "error_code", "message"]
+    assert [(int(index), field, code) for index, _id, field, code, _ in lines[1:]] == [
+        (n, "Website", "invalid_field_value") for n in range(0, 230, 7)
+    ]
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_written_inert(client, auth, make_report):
+    make_report()
+    records = [
+        vendor(1, **{"Supplier ID": '=HYPERLINK("http://x")'}),
+        vendor(2, **{"Supplier ID": "@SUM(A1)", "Website": "bad"}),
+    ]
+    batch = post(client, auth, records).json
+
+    results = client.get(
+        f"/v1/import/batches/{batch['batch_id']}/results", headers={**auth, "Accept": "text/csv"}
+    ).get_data(as_text=True)
+    errors = client.get(
+        f"/v1/import/batches/{batch['batch_id']}/errors", headers={**auth, "Accept": "text/csv"}
+    ).get_data(as_text=True)
+
+    assert list(csv.DictReader(io.StringIO(results)))[0]["external_id"] == (
+        '\'=HYPERLINK("http://x")'
+    )
+    assert list(csv.DictReader(io.StringIO(errors)))[0]["external_id"] == "'@SUM(A1)"
+
+
+def test_json_pages_stay_the_default(client, auth, app, make_report):
+    batch = _mixed_batch(client, auth, app, make_report, count=20)
+    url = f"/v1/import/batches/{batch['batch_id']}/results?limit=3"
+
+    for accept in (None, "*/*", "application/json", "application/xml", "text/csv;q=0.5, */*"):
+        headers = {**auth, "Accept": accept} if accept else auth
+        response = client.get(url, headers=headers)
+        assert response.status_code == 200, accept
+        assert response.mimetype == "application/json", accept
+        assert [item["index"] for item in response.json["items"]] == [1, 2, 3], accept
+
+
+def test_a_running_batch_has_no_stream_yet(client, auth, make_report, worker):
+    make_report()
+    worker.hold = True
+    batch = post(client, auth, [vendor(1)], Prefer="respond-async").json
+
+    response = client.get(
+        f"/v1/import/batches/{batch['batch_id']}/results",
+        headers={**auth, "Accept": "application/x-ndjson"},
+    )
+
+    assert response.status_code == 409
+    assert response.json["detail"]["code"] == "batch_not_done"
+    assert "?wait=" in response.json["detail"]["message"]
+    worker.run_held()
+    done = client.get(
+        f"/v1/import/batches/{batch['batch_id']}/results",
+        headers={**auth, "Accept": "application/x-ndjson"},
+    )
+    assert [orjson.loads(line)["external_id"] for line in done.data.splitlines()] == ["V-00001"]
+
+
+def test_paged_json_decodes_each_result_once(client, auth, app, make_report, monkeypatch):
+    services = app.extensions["importer"]
+    services.settings = services.settings.replace(chunk_size=500, sync_max_records=2000)
+    make_report()
+    batch = post(client, auth, [vendor(n) for n in range(1000)]).json
+    assert batch["created_count"] == 1000
+    decoded: list[int] = []
+    decode, unpack = outcomes._decode, outcomes._unpack
+
+    def counting(data: bytes) -> list:
+        items = decode(data)
+        decoded.append(len(items))
+        return items
+
+    def counting_unpack(prefix: str, rows: memoryview) -> list:
+        items = unpack(prefix, rows)
+        decoded.append(len(items))
+        return items
+
+    monkeypatch.setattr(outcomes, "_decode", counting)
+    monkeypatch.setattr(outcomes, "_unpack", counting_unpack)
+
+    items = _all_pages(client, auth, batch["batch_id"], "results")
+
+    assert [item["index"] for item in items] == list(range(1000))
+    assert sum(decoded) == 1000  # 5 pages of 200: each result decoded once, not 500 per page

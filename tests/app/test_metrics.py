@@ -95,6 +95,7 @@ def test_the_task_function_counts_what_it_wrote_in_the_same_folder(
     assert value(after, "importer_batch_duration_seconds_count", status="completed") == 1
     assert {path.name.split("_")[0] for path in settings.metrics_path.glob("*.db")} == {
         "counter",
+        "gauge",  # the web's waiting requests
         "histogram",
     }
 

@@ -4,6 +4,7 @@ against real reports, batches and objects)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
 import re
@@ -12,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 import schemathesis
+import sqlalchemy as sa
 from fakeredis import FakeRedis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -27,8 +29,9 @@ from schemathesis.specs.openapi.checks import (
 from app import openapi
 from app.parsing import NDJSON_TYPES
 from app.ratelimits import RateLimits
-from importer import catalog, reports
-from importer.models import ImportReport
+from importer import catalog, reports, retention
+from importer.db import utcnow
+from importer.models import BatchStatus, ImportBatch, ImportReport
 from tests.conftest import LOOPBACK, MAPPINGS, limits_storage, vendor
 from tests.webhook_receiver import Receiver, closed_port_url
 from worker.tasks import run_delivery
@@ -56,7 +59,16 @@ STATUS_CODES = {
     ("get", "/v1/import/batches"): {200, 401, 422, 429, 503},
     ("get", "/v1/import/batches/{batch_id}"): {200, 401, 404, 422, 429, 503},
     **{
-        ("get", f"/v1/import/batches/{{batch_id}}/{kind}"): {200, 401, 404, 422, 429, 503}
+        ("get", f"/v1/import/batches/{{batch_id}}/{kind}"): {
+            200,
+            401,
+            404,
+            409,
+            410,
+            422,
+            429,
+            503,
+        }
         for kind in ("results", "errors", "warnings")
     },
     **{
@@ -459,6 +471,12 @@ def _shrink_body_limit(app):
     app.config["MAX_CONTENT_LENGTH"] = 2048
 
 
+def _batches_running(app):
+    """Every batch back to processing (a stream of its lists is refused until done)."""
+    with app.extensions["importer"].db.session() as session:
+        session.execute(sa.update(ImportBatch).values(status=BatchStatus.PROCESSING))
+
+
 class _Spent(RateLimits):
     """Real rate limits whose budget the org has just spent (on its first check)."""
 
@@ -483,6 +501,12 @@ def _spent_record_rate(app):
 
 def _small_record_rate(app):
     app.extensions["importer"].rate_limits = RateLimits(limits_storage(FakeRedis()), 0, 2)
+
+
+def _purge_details(app):
+    """31 days on: the finished batches' per-record details are purged."""
+    services = app.extensions["importer"]
+    retention.purge(services.db, services.settings, now=utcnow() + dt.timedelta(days=31))
 
 
 def _metrics_token(app):
@@ -569,7 +593,29 @@ ANSWERS = [
     *(
         answer(f"GET /v1/import/batches/{{batch_id}}/{kind}", f"{B}/{kind}{query}", status)
         for kind in ("results", "errors", "warnings")
-        for query, status in (("?limit=200", 200), ("?offset=-1", 422))
+        for query, status in (
+            ("?limit=200", 200),
+            ("?offset=-1", 422),
+            ("?offset=10001", 422),
+            ("?cursor=bad", 422),
+        )
+    ),
+    *(
+        answer(f"GET /v1/import/batches/{{batch_id}}/{kind}", f"{B}/{kind}", 410, _purge_details)
+        for kind in ("results", "errors", "warnings")
+    ),
+    answer("GET /v1/import/batches/{batch_id}", B, 200, _purge_details),
+    *(
+        answer(
+            f"GET /v1/import/batches/{{batch_id}}/{kind}",
+            f"{B}/{kind}",
+            status,
+            change,
+            headers={"Accept": accept},
+        )
+        for kind in ("results", "errors", "warnings")
+        for accept in ("application/x-ndjson", "text/csv")
+        for status, change in ((200, None), (409, _batches_running))
     ),
     *(
         answer(f"GET /v1/import/batches/{{batch_id}}/{kind}", f"/v1/import/batches/x/{kind}", 404)
@@ -582,6 +628,7 @@ ANSWERS = [
             ("?updated_since=0&limit=3", 200),
             ("?external_id=nope", 200),
             ("?updated_since=soon", 422),
+            ("?cursor=bad", 422),
             ("?external_id=a%00b", 422),
         )
     ),

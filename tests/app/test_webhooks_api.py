@@ -142,8 +142,10 @@ def test_an_import_is_delivered_to_the_receiver_and_shown_in_the_deliveries(
     assert client.get(f"/v1/webhooks/{failed_only['id']}/deliveries", headers=auth).json == {
         "items": [],
         "total": 0,
+        "total_is_lower_bound": False,
         "limit": 50,
         "offset": 0,
+        "next_cursor": None,
     }
 
 

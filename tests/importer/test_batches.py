@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import orjson
 import sqlalchemy as sa
 
 from importer.models import BatchStatus, ChunkStatus, ImportBatch, ImportChunk
@@ -12,8 +11,8 @@ from tests.conftest import accept_records, recording_outbox
 from worker.tasks import give_up_chunk, run_chunk
 
 
-def accept(db, org, report, records, chunk_size=2):
-    return accept_records(db, org, report, records, chunk_size=chunk_size)
+def accept(db, org, report, records, chunk_size=2, **options):
+    return accept_records(db, org, report, records, chunk_size=chunk_size, **options)
 
 
 def load(db, batch_id):
@@ -89,7 +88,36 @@ def test_outcome_pages_cross_chunk_boundaries(db, org_and_key, make_report):
         assert [r["index"] for r in everything] == [1, 2, 3, 5, 6, 7, 8]
         assert [r for piece in pieces for r in piece] == everything
         assert page(session, batch_id, "results", 7, 5) == []
-        stored = session.scalars(
-            sa.select(ImportChunk.results).where(ImportChunk.batch_id == batch_id)
+        assert [r["external_id"] for r in everything] == [f"V{n}" for n in (1, 2, 3, 5, 6, 7, 8)]
+
+
+def test_results_are_stored_in_21_bytes_a_record_and_read_back_whole(db, org_and_key, make_report):
+    """A written record's result keeps its index, action and object id (the external_id
+    is the object's own); a dry run's, whose records may have no object, keeps all."""
+    org, _ = org_and_key
+    report = make_report()
+    first, chunks = accept(db, org, report, records(500), chunk_size=500)
+    run_chunk(recording_outbox(db), PollingNotifier(), chunks[0])
+    second, chunks = accept(db, org, report, records(600), chunk_size=600)
+    run_chunk(recording_outbox(db), PollingNotifier(), chunks[0])
+    dry, chunks = accept(db, org, report, records(601)[599:], chunk_size=600, dry_run=True)
+    run_chunk(recording_outbox(db), PollingNotifier(), chunks[0])
+    with db.session() as session:
+        (blob,) = session.scalars(
+            sa.select(ImportChunk.results).where(ImportChunk.batch_id == second)
         )
-        assert all(orjson.loads(blob) is not None for blob in stored if blob)
+        assert len(blob) <= 21 * 600 + 16
+        results = page(session, second, "results", 0, 1000)
+        assert [(r["index"], r["external_id"], r["action"]) for r in results] == [
+            (n, f"V{n}", "updated" if n < 500 else "created") for n in range(600)
+        ]
+        assert results[:500] == [
+            {**r, "action": "updated"} for r in page(session, first, "results", 0, 1000)
+        ]
+        would = page(session, dry, "results", 0, 10)
+    assert [(r["external_id"], r["action"]) for r in would] == [
+        ("V599", "updated"),
+        ("V600", "created"),
+    ]
+    assert would[0]["coverbase_id"] == results[599]["coverbase_id"]
+    assert would[1]["coverbase_id"] is None

@@ -10,8 +10,10 @@ import sqlalchemy as sa
 from importer import batches, monitoring
 from importer.broker import CeleryBroker
 from importer.db import utcnow
-from importer.models import ImportChunk, Lane, WorkerHeartbeat
-from tests.conftest import RecordingBroker, accept_records, vendor
+from importer.models import ImportBatch, ImportChunk, Lane, WorkerHeartbeat
+from importer.notify import PollingNotifier
+from tests.conftest import RecordingBroker, accept_records, recording_outbox, vendor
+from worker.tasks import run_chunk
 
 
 def accept(db, org, report, n=4, chunk_size=2):
@@ -67,6 +69,36 @@ def test_batches_the_oldest_queued_one_and_the_relay_lag(db, settings, org_and_k
     with db.session() as session:
         session.execute(sa.update(ImportChunk).values(dispatched_at=utcnow()))
         assert monitoring.relay_lag_seconds(session) == 0
+
+
+def test_batches_are_counted_live_and_over_the_last_hour_only(
+    db, settings, org_and_key, make_report
+):
+    """Queued and processing batches are counted however old; finished ones only when
+    they finished in the last hour (the history is never scanned)."""
+    report = make_report()
+    notifier = PollingNotifier()
+    finished = []
+    for _ in range(4):
+        batch_id, chunk_ids = accept(db, org_and_key[0], report, n=2)
+        for chunk_id in chunk_ids:
+            run_chunk(recording_outbox(db), notifier, chunk_id)
+        finished.append(batch_id)
+    old_queued, _ = accept(db, org_and_key[0], report)
+    now = utcnow()
+    with db.session() as session:
+        session.execute(
+            sa.update(ImportBatch)
+            .where(ImportBatch.id.in_(finished[:3]))
+            .values(completed_at=now - dt.timedelta(hours=2))
+        )
+        session.execute(
+            sa.update(ImportBatch)
+            .where(ImportBatch.id == old_queued)
+            .values(received_at=now - dt.timedelta(days=30))
+        )
+        counted = monitoring.batches_by_status(session, now=now)
+    assert counted == {"queued": 1, "processing": 0, "completed": 1, "failed": 0}
 
 
 def test_the_backlog_counts_waiting_bulk_work_per_org(db, settings, make_report, make_org):

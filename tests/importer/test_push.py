@@ -25,32 +25,48 @@ from werkzeug.serving import make_server
 
 from cli import main
 from importer import push
+from importer.safe_csv import CsvWriter
 
 HEADER = ["Supplier ID", "Supplier Name", "Website", "IRQ Score", "Tags"]
 
 
 class Gate:
     """WSGI middleware in front of the app: logs every request, and answers the next
-    ``refuse`` POSTs with ``status`` and ``Retry-After: 0`` instead of the app."""
+    ``refuse`` POSTs (after letting ``let_through`` more reach the app) with ``status``
+    and ``Retry-After: 0`` instead of the app. With ``hold_reads_until`` set, a read of
+    a batch's results waits until that many POSTs have arrived."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         self.requests: list[tuple[str, str, str]] = []
         self.refuse = 0
+        self.let_through = 0
         self.refused = 0
         self.status = "503 SERVICE UNAVAILABLE"
+        self.hold_reads_until: int | None = None
 
     @property
     def posts(self) -> int:
         with self.lock:
-            return sum(1 for method, _path, _query in self.requests if method == "POST")
+            return self._posts()
+
+    def _posts(self) -> int:
+        return sum(1 for method, _path, _query in self.requests if method == "POST")
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         method = environ["REQUEST_METHOD"]
+        path = environ["PATH_INFO"]
         with self.lock:
-            self.requests.append((method, environ["PATH_INFO"], environ.get("QUERY_STRING", "")))
+            if method == "GET" and path.endswith("/results") and self.hold_reads_until:
+                enough = self.lock.wait_for(lambda: self._posts() >= self.hold_reads_until, 30)
+                assert enough, "the client stopped sending while its reads were held"
+            self.requests.append((method, path, environ.get("QUERY_STRING", "")))
+            self.lock.notify_all()
             refuse = method == "POST" and self.refuse > 0
+            if refuse and self.let_through > 0:
+                self.let_through -= 1
+                refuse = False
             if refuse:
                 self.refuse -= 1
                 self.refused += 1
@@ -461,7 +477,7 @@ def test_cells_a_spreadsheet_would_run_are_written_inert(live: Live, tmp_path: P
 
 def test_cells_starting_with_a_tab_or_a_carriage_return_are_written_inert() -> None:
     stream = io.StringIO()
-    writer = push.CsvWriter(stream)
+    writer = CsvWriter(stream)
 
     writer.writerow([2, "\t=1+2", "\r=1+2", "a\tb", "=x"])
 
@@ -520,11 +536,11 @@ def test_running_the_same_push_again_sends_nothing_twice(live: Live, tmp_path: P
 # --- asynchronous batches -------------------------------------------------------------
 
 
-def test_a_202_is_followed_to_completion_and_read_page_by_page(
+def test_a_202_is_followed_to_completion_and_each_list_read_in_one_stream(
     live: Live, app: Flask, tmp_path: Path
 ) -> None:
     services = app.extensions["importer"]
-    # 450 records a request: answered 202; 5 items inlined, the rest in pages of 200.
+    # 450 records a request: answered 202; 5 items inlined, the rest in one stream a list.
     services.settings = services.settings.replace(
         sync_max_records=10, inline_items=5, chunk_size=100
     )
@@ -542,9 +558,62 @@ def test_a_202_is_followed_to_completion_and_read_page_by_page(
     polls = [query for path, query in gets if query.startswith("wait=")]
     # The app allows waits up to 5 s: 20 and 10 are refused, 5 is used.
     assert polls[:3] == ["wait=20", "wait=10", "wait=5"]
-    pages = [query for path, query in gets if path.endswith("/results")]
-    assert pages == ["limit=200&offset=5", "limit=200&offset=205", "limit=200&offset=405"]
+    lists = [path.rsplit("/", 1)[1] + query for path, query in gets if "wait=" not in query]
+    assert lists == ["vendors", "results", "errors"]  # the report, then one read a list
     assert "441 written (441 created, 0 updated), 9 failed" in result.output
+
+
+def test_sends_go_on_while_results_are_read_up_to_the_window(
+    live: Live, app: Flask, tmp_path: Path
+) -> None:
+    services = app.extensions["importer"]
+    services.settings = services.settings.replace(inline_items=2)  # every chunk is read back
+    rows = [[f"W-{n:03d}", f"Vendor {n}", "", "", ""] for n in range(30)]
+    path = write_csv(tmp_path / "vendors.csv", rows)
+    window = 3
+    # No chunk's results can be read until `window` chunks were sent: a client that read
+    # each chunk back before sending the next would stop here.
+    live.gate.hold_reads_until = window
+
+    result = live.push(path, "--chunk-size", "5", "--concurrency", "1", "--window", str(window))
+
+    assert result.exit_code == 0, result.output
+    assert [row for row, _id, _action in results(tmp_path)] == list(range(2, 32))
+    open_chunks, most = 0, 0
+    for method, path_, _query in live.gate.requests:
+        if method == "POST":
+            open_chunks += 1
+            most = max(most, open_chunks)
+        elif path_.endswith("/results"):
+            open_chunks -= 1  # a read arrives before its chunk is let go
+    assert most == window  # sent ahead up to the window, never beyond it
+    assert live.gate.posts == 6
+
+
+def test_a_push_stopped_midway_resumes_where_it_stopped(
+    live: Live, app: Flask, tmp_path: Path
+) -> None:
+    rows = [[f"C-{n:03d}", f"Vendor {n}", "", "" if n % 9 else "bad", ""] for n in range(40)]
+    path = write_csv(tmp_path / "vendors.csv", rows)
+    live.gate.status = "500 INTERNAL SERVER ERROR"  # not worth a retry: the push stops
+    live.gate.let_through, live.gate.refuse = 3, 1
+
+    crashed = live.push(path, "--chunk-size", "5", "--concurrency", "1")
+
+    assert crashed.exit_code == 2, crashed.output
+    assert not (tmp_path / "results.csv").exists()
+    accepted = live.batches()
+    assert accepted == 3  # one request at a time: the three before the refused one
+
+    resumed = live.push(path, "--chunk-size", "5", "--concurrency", "2")
+
+    assert resumed.exit_code == 1, resumed.output  # the 5 bad IRQ scores
+    assert live.batches() == 8  # each chunk imported once, whichever run sent it
+    assert f"{accepted} of the chunks had already been accepted by an earlier run" in (
+        resumed.output
+    )
+    assert [row for row, _id, _action in results(tmp_path)] == [n + 2 for n in range(40) if n % 9]
+    assert [row for row, *_ in errors(tmp_path)] == [n + 2 for n in range(0, 40, 9)]
 
 
 # --- retries and refusals -------------------------------------------------------------

@@ -59,7 +59,10 @@ def test_a_small_batch_is_claimed_before_another_orgs_queued_flood(fault_stack):
     flood_started = [at for at, _ in started(stack, flooding.org_id)]
     behind = [at for at in flood_started if at > small_received]
     overtook = [at for at in behind if at < small_started]
-    # The flood still had this much work when the small batch came; of it, only
-    # what the bulk lane had already released started before the small batch.
+    # The flood still had this much work when the small batch came; of it, only the
+    # chunks the bulk lane had released (one per bulk slot) started before the small
+    # batch, plus at most one released in the instant a finishing chunk's process was
+    # freeing itself while the small batch's message was on its way. Without the
+    # lanes the small batch waited behind the whole flood.
     assert len(behind) > 10 * BULK_SLOTS
-    assert len(overtook) <= BULK_SLOTS
+    assert len(overtook) <= BULK_SLOTS + 1

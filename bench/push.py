@@ -1,0 +1,169 @@
+"""``importer push`` against plain posting, in the same run, on the distributed deployment.
+
+Two imports of the same number of new 10-field vendor records into one org:
+
+* baseline: the records posted as back-to-back batches of ``--batch-size`` records
+  (bodies built before the clock starts; nothing read back), then each batch waited
+  for; records/s from the first POST to the last completion;
+* push: a CSV file of those records pushed with :func:`importer.push.push_file`, as
+  ``importer push`` does (survey pass, chunks sent, waited for and read back,
+  results.csv and errors.csv written); records/s from start to end of the push.
+
+Prints both and their ratio (target: push >= 0.9 x the baseline).
+
+    python -m bench.push [--records 300000] [--batch-size 100000] [--chunk-size 5000]
+                         [--concurrency 4] [--window 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import resource
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.data import MAPPING, record, records
+from bench.stack import children, deployment, new_org
+from importer.push import PushOptions, push_file
+from tests.integration.stack import Api
+
+
+def post_back_to_back(api: Api, slug: str, start: int, count: int, batch_size: int) -> float:
+    """Records/s of the records posted as back-to-back batches, nothing read back."""
+    bodies = [
+        orjson.dumps({"data": records(first, min(batch_size, start + count - first))})
+        for first in range(start, start + count, batch_size)
+    ]
+    began = time.perf_counter()
+    batch_ids = []
+    for body in bodies:
+        response = api.post(
+            f"/v1/import/{slug}",
+            data=body,
+            headers={"Content-Type": "application/json", "Prefer": "respond-async"},
+            timeout=600,
+        )
+        if response.status_code != 202:
+            raise RuntimeError(f"import answered {response.status_code}: {response.text[:300]}")
+        batch_ids.append(response.json()["batch_id"])
+    for batch_id in batch_ids:
+        done = api.wait_done(batch_id, timeout=1800)
+        if done["status"] != "completed" or done["failed_count"]:
+            raise RuntimeError(f"batch {batch_id}: {done['status']}, {done['failed_count']} failed")
+    return count / (time.perf_counter() - began)
+
+
+def write_file(path: Path, start: int, count: int) -> None:
+    with path.open("w", encoding="utf-8", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(MAPPING.values()))
+        writer.writeheader()
+        for n in range(start, start + count):
+            writer.writerow(record(n))
+
+
+def push(
+    api: Api, slug: str, path: Path, chunk_size: int, concurrency: int, window: int
+) -> tuple[float, int]:
+    """(records/s, result lines) of ``importer push`` of the file."""
+    options = PushOptions(
+        slug=slug,
+        path=path,
+        url=api.base_url,
+        api_key=api.session.headers["Authorization"].split()[1],  # type: ignore[union-attr]
+        fmt="csv",
+        chunk_size=chunk_size,
+        concurrency=concurrency,
+        window=window,
+    )
+    summary = push_file(options)
+    if summary.failed or summary.written != summary.read:
+        raise RuntimeError(summary.text())
+    lines = sum(1 for _ in summary.results_path.open()) - 1
+    return summary.read / summary.seconds, lines
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (their /proc stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=300_000)
+    parser.add_argument("--batch-size", type=int, default=100_000)
+    parser.add_argument("--chunk-size", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--window", type=int, default=16)
+    args = parser.parse_args()
+
+    with deployment(IMPORTER_WEB_WORKERS="2") as stack, tempfile.TemporaryDirectory() as folder:
+        worker = stack.start_worker(concurrency=2)
+        web = stack.start_web()
+        api = new_org(stack)
+        slug = api.create_report("vendor", MAPPING)
+        path = Path(folder) / "vendors.csv"
+        write_file(path, 20_000_000, args.records)
+
+        pids = {"web": children(web), "workers": children(worker)}
+        cpu: dict[str, dict[str, float]] = {}
+
+        def measure(name: str, run: Callable[[], Any]) -> Any:
+            before = {k: cpu_seconds(v) for k, v in pids.items()} | {"client": own_cpu_seconds()}
+            result = run()
+            after = {k: cpu_seconds(v) for k, v in pids.items()} | {"client": own_cpu_seconds()}
+            cpu[name] = {k: after[k] - before[k] for k in after}
+            return result
+
+        baseline = measure(
+            "plain posting",
+            lambda: post_back_to_back(api, slug, 10_000_000, args.records, args.batch_size),
+        )
+        pushed, lines = measure(
+            "push", lambda: push(api, slug, path, args.chunk_size, args.concurrency, args.window)
+        )
+    if lines != args.records:
+        raise RuntimeError(f"results.csv has {lines:,} lines for {args.records:,} records")
+
+    print(
+        f"Push vs plain posting: {args.records:,} new vendor records each, one org, "
+        "2 worker processes, 2 web processes"
+    )
+    print(
+        f"  posted as {args.batch_size:,}-record batches back to back, nothing read back: "
+        f"{baseline:,.0f} records/s"
+    )
+    print(
+        f"  importer push of a CSV file (--chunk-size {args.chunk_size:,}, "
+        f"--concurrency {args.concurrency}, "
+        f"--window {args.window}; every result read back and written): {pushed:,.0f} records/s"
+    )
+    print(f"  push / plain posting = {pushed / baseline:.2f}  (target >= 0.9)")
+    print("  CPU seconds (PostgreSQL not counted):")
+    print("  | run | client | web | workers |")
+    print("  |---|---|---|---|")
+    for name, spent in cpu.items():
+        print(f"  | {name} | {spent['client']:.1f} | {spent['web']:.1f} | {spent['workers']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
