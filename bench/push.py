@@ -5,7 +5,7 @@ Two imports of the same number of new 10-field vendor records into one org:
 * baseline: the records posted as back-to-back batches of ``--batch-size`` records
   (bodies built before the clock starts; nothing read back), then each batch waited
   for; records/s from the first POST to the last completion;
-* push: a CSV file of those records pushed with :func:`importer.push.push_file`, as
+* push: a CSV file of those records pushed with :func:`push.client.push_file`, as
   ``importer push`` does (survey pass, chunks sent, waited for and read back,
   results.csv and errors.csv written); records/s from start to end of the push.
 
@@ -31,7 +31,7 @@ import orjson
 
 from bench.data import MAPPING, record, records
 from bench.stack import children, deployment, new_org
-from importer.push import PushOptions, push_file
+from push.client import PushOptions, push_file
 from tests.integration.stack import Api
 
 

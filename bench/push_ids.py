@@ -1,5 +1,5 @@
 """The memory ``importer push`` spends finding repeated external_ids: its first pass
-(``importer.push.survey``) over a file of N distinct ids, one of them repeated.
+(``push.client.survey``) over a file of N distinct ids, one of them repeated.
 
     python -m bench.push_ids [--ids 10000000] [--folder /tmp]
 
@@ -37,7 +37,7 @@ def write_ids(path: Path, count: int) -> None:
 
 def measure(path: Path, count: int) -> None:
     """In the fresh process: the pass, and what it took."""
-    from importer.push import survey
+    from push.client import survey
 
     before = peak_resident_bytes()
     started = time.monotonic()

@@ -1,6 +1,6 @@
 """The ``importer`` command line: the service's processes, its database and orgs
 (``cli.service``), the operator commands (``cli.operator``), API keys (``cli.keys``),
-the retention purge (``cli.purge``) and the push client (``importer.push``).
+the retention purge (``cli.purge``) and the push client (the ``push`` package).
 
 Configuration comes from ``DATABASE_URL``, ``REDIS_URL`` and ``IMPORTER_*``
 variables (see README), read once by :class:`importer.config.Settings`.
@@ -21,7 +21,7 @@ COMMANDS = {
     "web": "cli.service:web",
     "worker": "cli.service:worker",
     "serve": "cli.service:serve",
-    "push": "importer.push:push_command",
+    "push": "push.client:push_command",
     "status": "cli.operator:status_command",
     "batches": "cli.operator:batches_group",
     "keys": "cli.keys:keys_group",
@@ -40,7 +40,17 @@ class LazyGroup(click.Group):
         if where is None:
             return None
         module, _, name = where.partition(":")
-        command: click.Command = getattr(importlib.import_module(module), name)
+        try:
+            found = importlib.import_module(module)
+        except ModuleNotFoundError as missing:
+            if module != "push.client":
+                raise
+            # The push client's libraries are an extra the server does not install.
+            raise click.ClickException(
+                f"`importer push` needs the client extra ({missing.name} is not installed): "
+                "pip install 'bulk-importer[client]' (from a checkout: pip install '.[client]')."
+            ) from None
+        command: click.Command = getattr(found, name)
         return command
 
 

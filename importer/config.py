@@ -384,21 +384,6 @@ class Settings:
             "longer than any chunk takes"
         ),
     )
-    url: str = knob(
-        "IMPORTER_URL",
-        "http://127.0.0.1:8000",
-        text,
-        shown="`http://127.0.0.1:8000`",
-        doc=("the service `importer push` talks to"),
-    )
-    api_key: str | None = knob(
-        "IMPORTER_API_KEY",
-        None,
-        text,
-        shown="unset",
-        doc=("the API key `importer push` sends"),
-        secret=True,
-    )
     ops_token: str | None = knob(
         "IMPORTER_OPS_TOKEN",
         None,

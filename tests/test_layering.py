@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FORBIDDEN = {"importer": ("app", "worker", "cli"), "app": ("worker", "cli"), "worker": ("cli",)}
+FORBIDDEN = {
+    "importer": ("app", "worker", "cli", "push"),
+    "app": ("worker", "cli", "push"),
+    "worker": ("cli", "push"),
+    # The push client talks to the service over HTTP only.
+    "push": ("app", "worker", "cli"),
+}
 
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_readme_table_is_the_declaration():
     readme = (ROOT / "README.md").read_text()
-    start = readme.index("| variable | default | meaning |")
+    start = readme.index("| variable | default | meaning |", readme.index("## Configuration"))
     end = readme.index("\n\n", start)
     assert readme[start:end] == markdown_table(), (
         "README's configuration table differs from importer/config.py: paste the output of "

@@ -66,9 +66,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from importer.config import ConfigError, Settings
 from importer.formats import FormatError, Row, csv_rows, json_kind, ndjson_rows
 from importer.safe_csv import CsvWriter
+from push.settings import ClientSettings
 
 FORMATS = ("csv", "ndjson", "json")
 EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json"}
@@ -1155,10 +1155,7 @@ def push_command(
     Exit code 0: every record was written; 1: some failed; 2: the push could not run.
     Running the same push again sends nothing twice.
     """
-    try:
-        settings = Settings.from_env()
-    except ConfigError as error:
-        raise click.UsageError(str(error)) from None
+    settings = ClientSettings.from_env()
     key = api_key or settings.api_key
     if not key:
         raise click.UsageError("No API key: pass --api-key or set IMPORTER_API_KEY.")

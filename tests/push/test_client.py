@@ -24,8 +24,8 @@ from rich.console import Console
 from werkzeug.serving import make_server
 
 from cli import main
-from importer import push
 from importer.safe_csv import CsvWriter
+from push import client as push
 
 HEADER = ["Supplier ID", "Supplier Name", "Website", "IRQ Score", "Tags"]
 
