@@ -132,7 +132,14 @@ def test_results_and_errors_stream_whole_as_csv(client, auth, app, make_report):
     )
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     pages = _all_pages(client, auth, batch["batch_id"], "results")
-    assert [{**row, "index": int(row["index"])} for row in rows] == pages
+    assert [
+        {
+            **row,
+            "index": int(row["index"]),
+            "changed": {"true": True, "false": False}[row["changed"]],
+        }
+        for row in rows
+    ] == pages
 
     errors = client.get(
         f"/v1/import/batches/{batch['batch_id']}/errors", headers={**auth, "Accept": "text/csv"}

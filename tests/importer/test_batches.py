@@ -111,9 +111,12 @@ def test_results_are_stored_in_21_bytes_a_record_and_read_back_whole(db, org_and
         assert [(r["index"], r["external_id"], r["action"]) for r in results] == [
             (n, f"V{n}", "updated" if n < 500 else "created") for n in range(600)
         ]
+        # The same 500 records again: updates that changed nothing.
         assert results[:500] == [
-            {**r, "action": "updated"} for r in page(session, first, "results", 0, 1000)
+            {**r, "action": "updated", "changed": False}
+            for r in page(session, first, "results", 0, 1000)
         ]
+        assert [r["changed"] for r in results[500:]] == [True] * 100
         would = page(session, dry, "results", 0, 10)
     assert [(r["external_id"], r["action"]) for r in would] == [
         ("V599", "updated"),

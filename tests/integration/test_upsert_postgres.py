@@ -345,7 +345,20 @@ def test_references_are_checked_in_the_writing_transaction(pg):
     services = OBJECT_TABLES["service"]
     other = pg.new_session()
     try:
-        write(other, org, 1, [{"external_id": "v-uncommitted", "name": "V"}])
+        # Another transaction's vendor, not committed (inserted as a row alone: a write
+        # would also hold the org's object count, which this transaction then waits for).
+        other.execute(
+            sa.insert(VENDORS).values(
+                id="cbvndr_" + uuid.uuid4().hex,
+                org_id=org.id,
+                external_id="v-uncommitted",
+                name="V",
+                created_at=sa.func.now(),
+                updated_at=sa.func.now(),
+                created_seq=1,
+                written_seq=1,
+            )
+        )
         with pg.session() as session:
             vendors = write(session, org, 2, [{"external_id": "v1", "name": "V1"}])
             written = write(
