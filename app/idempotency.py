@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.errors import ApiError
+from app.errors import IdempotencyKeyReused, InvalidIdempotencyKey, RequestInProgress
 from importer.db import Database, utcnow
 from importer.models import IdempotencyKey
 
@@ -30,21 +30,6 @@ HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 #: A key row left "being accepted" this long belongs to a request that died.
 STALE_AFTER = dt.timedelta(minutes=5)
-
-
-class IdempotencyKeyReused(ApiError):
-    status = 422
-    code = "idempotency_key_reused"
-
-
-class RequestInProgress(ApiError):
-    status = 409
-    code = "request_in_progress"
-
-
-class InvalidIdempotencyKey(ApiError):
-    status = 422
-    code = "invalid_idempotency_key"
 
 
 def check_key(key: str) -> str:

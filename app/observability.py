@@ -25,7 +25,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Rule
 
-from app.errors import ApiError
+from app.errors import InvalidMetricsToken
 from importer import logs, metrics
 from importer.config import Settings
 from importer.monitoring import Overview, overview
@@ -122,13 +122,7 @@ def _check_token(settings: Settings) -> None:
     # Bytes: compare_digest refuses a str with non-ASCII characters (a 500, not a 401).
     presented = token.strip().encode("utf-8", "surrogatepass")
     if scheme.lower() != "bearer" or not hmac.compare_digest(presented, expected.encode()):
-        raise ApiError(
-            "Send the metrics token in the header 'Authorization: Bearer <token>' "
-            "(IMPORTER_METRICS_TOKEN).",
-            status=401,
-            code="invalid_metrics_token",
-            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
-        )
+        raise InvalidMetricsToken()
 
 
 @observability.get("/metrics")

@@ -30,12 +30,12 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, g, render_template, request
 
-from app.errors import ApiError
+from app.errors import BatchNotFound, CsrfCheckFailed, InvalidOpsToken
 from app.extensions import db_session, services
 from app.text_inputs import check_parameters
 from importer.formatting import format_age
 from importer.opsdata import FINISHED_BATCHES, console_data
-from importer.redrive import BatchNotFound
+from importer.redrive import BatchNotFound as UnknownBatch
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +44,6 @@ ops = Blueprint("ops", __name__, url_prefix="/ops")
 REALM = "importer ops"
 #: How often the page fetches data.json, in milliseconds.
 REFRESH_MS = 2000
-
-
-class OpsUnauthorized(ApiError):
-    status = 401
-    code = "invalid_ops_token"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "Log in with the ops token: as the password of HTTP Basic authentication "
-            "(any user name), or as 'Authorization: Bearer <token>'.",
-            headers={"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'},
-        )
 
 
 def _digest(value: str) -> bytes:
@@ -88,7 +76,7 @@ def _authenticate() -> None:
     # Digests of equal length, compared in constant time: neither the token nor its
     # length shows in the time an answer takes.
     if presented is None or not hmac.compare_digest(_digest(presented), _digest(token)):
-        raise OpsUnauthorized()
+        raise InvalidOpsToken(REALM)
 
 
 ops.before_request(check_parameters)  # once authenticated: a disabled page stays a 404
@@ -142,16 +130,12 @@ def data() -> dict[str, Any]:
 
 def _check_same_origin() -> None:
     if not request.headers.get("X-Requested-With", "").strip():
-        raise ApiError(
-            "Send this request from the ops page (the header X-Requested-With is missing).",
-            status=403,
-            code="csrf_check_failed",
+        raise CsrfCheckFailed(
+            "Send this request from the ops page (the header X-Requested-With is missing)."
         )
     origin = request.headers.get("Origin")
     if origin and origin.rstrip("/") != request.host_url.rstrip("/"):
-        raise ApiError(
-            f"Requests from {origin} are not accepted.", status=403, code="csrf_check_failed"
-        )
+        raise CsrfCheckFailed(f"Requests from {origin} are not accepted.")
 
 
 @ops.post("/batches/<batch_id>/retry")
@@ -159,9 +143,7 @@ def retry(batch_id: str) -> dict[str, Any]:
     _check_same_origin()
     try:
         done = services().outbox.redrive(batch_id)
-    except BatchNotFound:
-        raise ApiError(
-            f"No import batch {batch_id!r}.", status=404, code="batch_not_found"
-        ) from None
+    except UnknownBatch:
+        raise BatchNotFound(f"No import batch {batch_id!r}.") from None
     log.info("ops page: %s", done.describe())
     return done.as_dict()

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from flask import request
 from sqlalchemy.orm import Session
 
-from app.errors import ApiError
+from app.errors import InvalidParameter
 from importer.listing import COUNT_BOUND
 
 DEFAULT_LIMIT = 50
@@ -50,11 +50,6 @@ _MICROSECOND = dt.timedelta(microseconds=1)
 _MAX_MICROS = 253402300799_999999  # 9999-12-31T23:59:59.999999Z
 _MAX_INT = 2**63 - 1
 _MAX_STR = 255
-
-
-class InvalidParameter(ApiError):
-    status = 422
-    code = "invalid_parameter"
 
 
 def int_arg(name: str, default: int, minimum: int, maximum: int | None = None) -> int:

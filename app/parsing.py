@@ -23,7 +23,7 @@ import msgspec
 import orjson
 from flask import request
 
-from app.errors import ApiError, InvalidBody
+from app.errors import InvalidBody, PayloadTooLarge, TooManyRecords, UnsupportedMediaType
 from app.text_inputs import check_document
 from importer.config import Settings
 from importer.formats import FormatError, Row, UnreadableRecord, csv_rows, loads_record, ndjson_rows
@@ -35,21 +35,6 @@ NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl
 CSV_TYPES = ("text/csv",)
 _GZIP_WINDOW = 16 + zlib.MAX_WBITS
 _READ_SIZE = 64 * 1024
-
-
-class UnsupportedMediaType(ApiError):
-    status = 415
-    code = "unsupported_media_type"
-
-
-class PayloadTooLarge(ApiError):
-    status = 413
-    code = "payload_too_large"
-
-
-class TooManyRecords(ApiError):
-    status = 413
-    code = "too_many_records"
 
 
 @dataclass

@@ -33,21 +33,12 @@ from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
-from app.errors import ApiError
+from app.errors import BatchOverRateLimit, RateLimited
 from importer.config import Settings
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "importer:ratelimit"
-
-
-class RateLimited(ApiError):
-    status = 429
-    code = "rate_limited"
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after)})
-        self.retry_after = retry_after
 
 
 def records_retry_after(
@@ -136,13 +127,11 @@ class RateLimits:
         if item is None or count <= 0:
             return
         if count > item.amount:
-            raise ApiError(
+            raise BatchOverRateLimit(
                 f"This batch has {count} records, more than this org may import per minute "
                 f"({item.amount}, IMPORTER_RATE_LIMIT_RECORDS_PER_MINUTE): it can never be "
                 f"accepted. Send it in batches of at most {item.amount} records; nothing "
-                "was accepted.",
-                status=413,
-                code="batch_over_rate_limit",
+                "was accepted."
             )
         try:
             if self._sliding.hit(item, "records", org_id, cost=count):

@@ -20,8 +20,7 @@ from typing import Any
 
 from flask import request
 
-from app.errors import InvalidBody
-from app.pagination import InvalidParameter
+from app.errors import InvalidBody, InvalidParameter
 
 #: What no stored or looked-up text may hold.
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

@@ -15,10 +15,9 @@ from sqlalchemy.orm import Session
 
 from app.api import api
 from app.auth import current_org
-from app.errors import ApiError, NotFound
+from app.errors import BatchNotDone, BatchNotFound, DetailsExpired, InvalidParameter
 from app.extensions import db_session, services
 from app.pagination import (
-    InvalidParameter,
     Key,
     PageRequest,
     int_arg,
@@ -32,11 +31,6 @@ from importer.models import BatchStatus, ImportBatch
 from importer.notify import Watch
 
 
-class DetailsExpired(ApiError):
-    status = 410
-    code = "batch_details_expired"
-
-
 def _batch_or_404(batch_id: str) -> ImportBatch:
     batch = (
         db_session()
@@ -48,7 +42,7 @@ def _batch_or_404(batch_id: str) -> ImportBatch:
         .one_or_none()
     )
     if batch is None:
-        raise NotFound(f"No import batch {batch_id!r} in this org.", code="batch_not_found")
+        raise BatchNotFound(f"No import batch {batch_id!r} in this org.")
     logs.bind(batch_id=batch.id)
     return batch
 
@@ -132,11 +126,6 @@ def get_batch(batch_id: str) -> Response:
 JSON = "application/json"
 #: What ``Accept`` may ask for; JSON first, so it wins a tie (``*/*``, no header).
 _OUTCOME_TYPES = (JSON, outcomes.NDJSON, outcomes.CSV)
-
-
-class BatchNotDone(ApiError):
-    status = 409
-    code = "batch_not_done"
 
 
 def _outcome_list(batch_id: str, kind: outcomes.Kind) -> Response | dict[str, Any]:

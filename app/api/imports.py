@@ -22,9 +22,8 @@ from app import idempotency
 from app.api import api
 from app.api.batches import wait_until_done
 from app.auth import current_org
-from app.errors import NotFound, Unavailable
+from app.errors import InvalidParameter, ReportNotFound, Unavailable
 from app.extensions import db_session, services
-from app.pagination import InvalidParameter
 from app.parsing import CSV_TYPES, JSON_TYPES, NDJSON_TYPES, ParsedBatch, parse_batch, read_body
 from app.waiting import RETRY_AFTER_SECONDS
 from importer import batches, logs, metrics, reports
@@ -132,7 +131,7 @@ def import_records(slug: str) -> Response:
     session = db_session()
     report = reports.active_report(session, org.id, slug)
     if report is None:
-        raise NotFound(f"No import report {slug!r} in this org.", code="report_not_found")
+        raise ReportNotFound(f"No import report {slug!r} in this org.")
     dry_run = _dry_run()
     raw = read_body(settings, MEDIA_TYPES)
     parsed = parse_batch(raw, settings, report.mapping.get("external_id"))
@@ -167,8 +166,7 @@ def import_records(slug: str) -> Response:
             svc.check_broker()
         except Exception as error:
             raise Unavailable(
-                "The work queue is unreachable; nothing was accepted. Retry later.",
-                headers={"Retry-After": "5"},
+                "The work queue is unreachable; nothing was accepted. Retry later."
             ) from error
         accepted = batches.accept_batch(
             session,

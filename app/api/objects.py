@@ -14,7 +14,7 @@ from flask import request
 
 from app.api import api
 from app.auth import current_org
-from app.errors import NotFound
+from app.errors import OBJECT_NOT_FOUND
 from app.extensions import db_session
 from app.pagination import int_arg, query_page, scope_digest
 from importer import catalog, listing
@@ -100,9 +100,7 @@ def _detail_view(base: BaseObject) -> Any:
             .one_or_none()
         )
         if row is None:
-            raise NotFound(
-                f"No {base.name} {object_id!r} in this org.", code=f"{base.name}_not_found"
-            )
+            raise OBJECT_NOT_FOUND[base.name](f"No {base.name} {object_id!r} in this org.")
         return object_body(base, row)
 
     view.__name__ = f"get_{base.name}"

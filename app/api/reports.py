@@ -9,7 +9,7 @@ from flask import Response
 
 from app.api import api
 from app.auth import current_org
-from app.errors import ApiError, NotFound
+from app.errors import InvalidMapping, ReportNotFound, SlugTaken
 from app.extensions import db_session, services
 from app.pagination import query_page, scope_digest
 from app.parsing import json_body
@@ -18,20 +18,10 @@ from importer import listing, reports
 from importer.models import ImportReport
 
 
-class InvalidMapping(ApiError):
-    status = 422
-    code = "invalid_mapping"
-
-
-class SlugTaken(ApiError):
-    status = 409
-    code = "slug_taken"
-
-
 def _report_or_404(slug: str) -> ImportReport:
     report = reports.active_report(db_session(), current_org().id, slug)
     if report is None:
-        raise NotFound(f"No import report {slug!r} in this org.", code="report_not_found")
+        raise ReportNotFound(f"No import report {slug!r} in this org.")
     return report
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import orm
 
 from app.api import api
 from app.auth import current_org
-from app.errors import InvalidBody, NotFound
+from app.errors import InvalidWebhookUrl, WebhookNotFound
 from app.extensions import db_session, services
 from app.pagination import query_page, scope_digest
 from app.parsing import json_body
@@ -23,7 +23,7 @@ from importer.webhook_targets import url_refusal
 def _webhook_or_404(webhook_id: str) -> WebhookEndpoint:
     endpoint = webhooks.active_endpoint(db_session(), current_org().id, webhook_id)
     if endpoint is None:
-        raise NotFound(f"No webhook {webhook_id!r} in this org.", code="webhook_not_found")
+        raise WebhookNotFound(f"No webhook {webhook_id!r} in this org.")
     return endpoint
 
 
@@ -33,10 +33,9 @@ def create_webhook() -> tuple[dict[str, Any], int, dict[str, str]]:
     body = load_body(webhook_create_schema, json_body(settings))
     refusal = url_refusal(body["url"], settings.webhook_allow_networks)
     if refusal is not None:
-        raise InvalidBody(
+        raise InvalidWebhookUrl(
             f"The webhook URL is refused: {refusal}. Webhooks are sent to public addresses "
             "only, unless the operator allows a network (IMPORTER_WEBHOOK_ALLOW_NETWORKS).",
-            code="invalid_webhook_url",
             errors=[{"field": "url", "message": f"{refusal}, which webhooks may not reach"}],
         )
     session = db_session()
