@@ -15,7 +15,7 @@ from flask.json.provider import JSONProvider
 from importer.config import Settings
 
 #: The X-Request-ID honoured (else one is generated): it is stored with a batch (64 characters).
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 
 
 class OrjsonProvider(JSONProvider):
@@ -57,7 +57,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     @app.before_request
     def _request_id() -> None:
         given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+        g.request_id = given if REQUEST_ID_RE.match(given) else uuid.uuid4().hex
 
     @app.after_request
     def _echo_request_id(response: Response) -> Response:
@@ -73,11 +73,13 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
 
     from app.api import api
     from app.health import health
-    from app.openapi import openapi
+    from app.observability import observability
+    from app.openapi import init_api, openapi
 
-    app.register_blueprint(health)
-    app.register_blueprint(api)
-    app.register_blueprint(openapi)
+    # The documented blueprints: each adds its views' declarations to the document.
+    documented = init_api(app)
+    for blueprint in (health, api, observability, openapi):
+        documented.register_blueprint(blueprint)
     from app.ops import ops
 
     app.register_blueprint(ops)  # /ops: the operator console (not part of the /v1 API)

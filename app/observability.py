@@ -21,10 +21,11 @@ import logging
 import re
 import time
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Rule
 
+from app.blueprint import Blueprint
 from app.errors import InvalidMetricsToken
 from importer import logs, metrics
 from importer.config import Settings
@@ -111,7 +112,6 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.after_request(_finish)
     app.teardown_request(_end)
     app.extensions[_OVERVIEW] = metrics.CachedOverview(lambda: _load_overview(app), ttl=2.0)
-    app.register_blueprint(observability)
 
 
 def _check_token(settings: Settings) -> None:
@@ -125,8 +125,18 @@ def _check_token(settings: Settings) -> None:
         raise InvalidMetricsToken()
 
 
-@observability.get("/metrics")
+@observability.get("/metrics", tags=["Health"])
+@observability.doc(operationId="metrics")
+@observability.errors(InvalidMetricsToken)
+@observability.answers(
+    200, {"type": "string"}, content_type="text/plain", description="The Prometheus text format."
+)
 def metrics_view() -> Response:
+    """Prometheus metrics of every web and worker process
+
+    No API key (it carries no org data); a bearer token only when
+    IMPORTER_METRICS_TOKEN is set.
+    """
     settings: Settings = current_app.config["SETTINGS"]
     _check_token(settings)
     cached = current_app.extensions[_OVERVIEW]

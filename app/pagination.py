@@ -20,13 +20,12 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 import sqlalchemy as sa
-from flask import request
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidParameter
@@ -50,22 +49,6 @@ _MICROSECOND = dt.timedelta(microseconds=1)
 _MAX_MICROS = 253402300799_999999  # 9999-12-31T23:59:59.999999Z
 _MAX_INT = 2**63 - 1
 _MAX_STR = 255
-
-
-def int_arg(name: str, default: int, minimum: int, maximum: int | None = None) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidParameter(
-            f"Query parameter {name!r} must be an integer, got {raw!r}."
-        ) from None
-    if value < minimum or (maximum is not None and value > maximum):
-        upper = f" and at most {maximum}" if maximum is not None else ""
-        raise InvalidParameter(f"Query parameter {name!r} must be at least {minimum}{upper}.")
-    return value
 
 
 # --- cursors ------------------------------------------------------------------------
@@ -157,25 +140,15 @@ class PageRequest:
     after: Key | None
 
 
-def page_request(scope: str, kinds: Sequence[KeyKind]) -> PageRequest:
-    """The page the query string asks for: ``limit`` and either ``offset`` (at most
-    :data:`MAX_OFFSET`) or a ``cursor`` of this list."""
-    limit = int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    token = request.args.get("cursor")
+def page_request(args: Mapping[str, Any], scope: str, kinds: Sequence[KeyKind]) -> PageRequest:
+    """The page the parsed query string asks for (``limit``, and ``offset`` or a
+    ``cursor`` of this list: :class:`app.schemas.PageQuerySchema` has checked their
+    bounds and that not both are given)."""
+    token = args.get("cursor")
     if token:
-        if request.args.get("offset"):
-            raise InvalidParameter(
-                "Give either 'offset' or 'cursor', not both: the cursor knows its position."
-            )
         offset, key = decode_cursor(token, scope, kinds)
-        return PageRequest(limit, offset, key)
-    offset = int_arg("offset", 0, 0, 2**62)
-    if offset > MAX_OFFSET:
-        raise InvalidParameter(
-            f"Query parameter 'offset' must be at most {MAX_OFFSET:,}: to read deeper, follow "
-            "'cursor' (each page's next_cursor), which costs the same at any depth."
-        )
-    return PageRequest(limit, offset, None)
+        return PageRequest(args["limit"], offset, key)
+    return PageRequest(args["limit"], args["offset"], None)
 
 
 Fetch = Callable[[PageRequest, int], Sequence[tuple[Key, Any]]]
@@ -183,7 +156,13 @@ Total = Callable[[], tuple[int, bool]]
 
 
 def paged(
-    scope: str, kinds: Sequence[KeyKind], fetch: Fetch, total: Total, *, total_first: bool = False
+    args: Mapping[str, Any],
+    scope: str,
+    kinds: Sequence[KeyKind],
+    fetch: Fetch,
+    total: Total,
+    *,
+    total_first: bool = False,
 ) -> dict[str, Any]:
     """One page of a list, the one helper every list view answers with.
 
@@ -192,8 +171,9 @@ def paged(
     ``total()`` returns ``(total, is_lower_bound)``. One more item than the page
     holds is fetched, so ``next_cursor`` is null exactly on the last page; with
     ``total_first`` (a list whose exact total is stored, such as a batch's results)
-    the total says whether more follow, and only the page is fetched."""
-    page = page_request(scope, kinds)
+    the total says whether more follow, and only the page is fetched. ``args``: the
+    parsed query string (:class:`app.schemas.PageQuerySchema`)."""
+    page = page_request(args, scope, kinds)
     if total_first:
         count, lower_bound = total()
         items = list(fetch(page, page.limit))
@@ -234,17 +214,19 @@ def query_page(
     session: Session,
     query: sa.Select[Any],
     order: Sequence[Any],
+    args: Mapping[str, Any],
     *,
     scope: str,
     kinds: Sequence[KeyKind],
-    item: Callable[[Any], Any],
     total: Total,
+    item: Callable[[Any], Any] | None = None,
     descending: bool = False,
     entities: bool = False,
 ) -> dict[str, Any]:
     """:func:`paged` for a SQL list: ``query`` filtered to the list, ordered by
     ``order`` (the columns of an index, ending with a unique one), ``item`` renders a
-    row; ``entities``: the query selects ORM objects (read with ``scalars``)."""
+    row (else the page holds the rows, for the view's response schema to dump);
+    ``entities``: the query selects ORM objects (read with ``scalars``)."""
     names = [column.key for column in order]
 
     def fetch(page: PageRequest, n: int) -> list[tuple[Key, Any]]:
@@ -256,6 +238,9 @@ def query_page(
         ordered = [column.desc() if descending else column for column in order]
         selected = selected.order_by(*ordered).limit(n)
         rows: Iterable[Any] = session.scalars(selected) if entities else session.execute(selected)
-        return [(tuple(getattr(row, name) for name in names), item(row)) for row in rows]
+        return [
+            (tuple(getattr(row, name) for name in names), row if item is None else item(row))
+            for row in rows
+        ]
 
-    return paged(scope, kinds, fetch, total)
+    return paged(args, scope, kinds, fetch, total)

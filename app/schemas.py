@@ -1,28 +1,39 @@
-"""marshmallow schemas of the API's request and response bodies (other than records,
-whose schemas are compiled per report by ``importer.validation``).
+"""marshmallow schemas of the API's query strings, request bodies and response bodies
+(other than records, whose schemas are compiled per report by ``importer.validation``).
 
-Only the report bodies are loaded and dumped with them; every other body is built
-by hand in its view (for speed), and the schemas here describe it for the OpenAPI
-document (``app.openapi``), whose conformance test checks that the two agree.
+The views declare them (:mod:`app.blueprint`): query strings and report and webhook
+bodies are loaded with them (:mod:`app.arguments`); reports, webhooks, deliveries and
+health answers are dumped with them. The import call's answer, batches and base
+objects are built by hand on the hot path (``bench/schema_dump.py`` measures why) and
+described by their schemas, whose conformance test checks that the two agree.
 Response schemas declare every key they always send as ``required`` (present, maybe
 ``null``); a key that is only sometimes there is not required.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
+from marshmallow import (
+    INCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates,
+    validates_schema,
+)
 
-from app.errors import InvalidBody
+from app.arguments import QuerySchema
+from app.extensions import services
 from app.idempotency import MAX_KEY_LENGTH
 from app.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 from importer import catalog, ids, webhooks
 from importer.catalog import BaseObject, FieldSpec, Kind
 from importer.db import unix
 from importer.listing import COUNT_BOUND
-from importer.models import BatchStatus, DeliveryStatus, ImportReport
+from importer.models import BatchStatus, DeliveryStatus
 from importer.problems import ErrorCode
 from importer.reports import SLUG_RE
 
@@ -168,7 +179,7 @@ class WebhookSchema(Schema):
     id = _id_field(ids.WEBHOOK, required=True)
     url = fields.String(required=True)
     events = fields.List(_event_type(), required=True)
-    created_at = fields.Integer(required=True)
+    created_at = UnixTime(required=True)
 
 
 class DeliveryAttemptSchema(Schema):
@@ -198,9 +209,9 @@ class WebhookDeliverySchema(Schema):
         required=True, validate=validate.OneOf([status.value for status in DeliveryStatus])
     )
     attempt_count = fields.Integer(required=True, validate=validate.Range(min=0))
-    created_at = fields.Integer(required=True)
-    delivered_at = fields.Integer(required=True, allow_none=True)
-    next_attempt_at = fields.Integer(
+    created_at = UnixTime(required=True)
+    delivered_at = UnixTime(required=True, allow_none=True)
+    next_attempt_at = UnixTime(
         required=True,
         allow_none=True,
         metadata={"description": "When the next attempt is due; null once delivered or failed."},
@@ -245,37 +256,34 @@ class ErrorSchema(Schema):
     detail = fields.Nested(ErrorDetailSchema, required=True)
 
 
-@functools.cache
-def import_request_schema(max_records: int) -> type[Schema]:
-    """``{"data": [record, ...]}``; records are free-form objects keyed by incoming names."""
-    return Schema.from_dict(
-        {
-            "data": fields.List(
-                fields.Dict(),
-                required=True,
-                validate=validate.Length(min=1, max=max_records),
-                metadata={"description": "The records, each keyed by the report's incoming names."},
-            )
+class ImportRequestSchema(Schema):
+    """``{"data": [record, ...]}``: documents the import call's JSON body, which is
+    streamed record by record (:mod:`app.parsing`), never loaded whole."""
+
+    data = fields.List(
+        fields.Dict(),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={
+            "description": "The records (at most IMPORTER_MAX_RECORDS, 100,000 by default), "
+            "each keyed by the report's incoming names."
         },
-        name="ImportRequestSchema",
     )
 
 
 #: The other bodies of the import call: records as text, one per line or row.
-NDJSON_RECORDS = fields.String(
-    metadata={
-        "description": "One JSON object per line, keyed by the report's incoming names; "
-        "a line that is not an object fails that record.",
-        "example": '{"Supplier ID": "V-001", "Supplier Name": "Acme Cloud"}\n',
-    }
-)
-CSV_RECORDS = fields.String(
-    metadata={
-        "description": "A header row of incoming names, then one record per row; "
-        "a row that cannot be read fails that record.",
-        "example": "Supplier ID,Supplier Name\r\nV-001,Acme Cloud\r\n",
-    }
-)
+NDJSON_RECORDS = {
+    "type": "string",
+    "description": "One JSON object per line, keyed by the report's incoming names; "
+    "a line that is not an object fails that record.",
+    "example": '{"Supplier ID": "V-001", "Supplier Name": "Acme Cloud"}\n',
+}
+CSV_RECORDS = {
+    "type": "string",
+    "description": "A header row of incoming names, then one record per row; "
+    "a row that cannot be read fails that record.",
+    "example": "Supplier ID,Supplier Name\r\nV-001,Acme Cloud\r\n",
+}
 
 
 class ResultItemSchema(Schema):
@@ -501,21 +509,19 @@ BatchSummaryPageSchema = page_schema(BatchSummarySchema, "BatchSummaryPageSchema
 #: ``text/csv``), by kind.
 OUTCOME_STREAMS = {
     kind: {
-        "ndjson": fields.String(
-            metadata={
-                "description": f"Every one of the batch's {kind}, in index order: one JSON "
-                f"object per line, each an item of the JSON pages ({item})."
-            }
-        ),
-        "csv": fields.String(
-            metadata={
-                "description": f"Every one of the batch's {kind}, in index order: a header "
-                f"row ({', '.join(columns)}), then one row per item. A cell that a "
-                "spreadsheet would run as a formula (starting with = + - @ | % , a tab or a "
-                "carriage return; a number excepted) is written with a leading '.",
-                "example": example,
-            }
-        ),
+        "ndjson": {
+            "type": "string",
+            "description": f"Every one of the batch's {kind}, in index order: one JSON "
+            f"object per line, each an item of the JSON pages ({item}).",
+        },
+        "csv": {
+            "type": "string",
+            "description": f"Every one of the batch's {kind}, in index order: a header "
+            f"row ({', '.join(columns)}), then one row per item. A cell that a "
+            "spreadsheet would run as a formula (starting with = + - @ | % , a tab or a "
+            "carriage return; a number excepted) is written with a leading '.",
+            "example": example,
+        },
     }
     for kind, item, columns, example in (
         (
@@ -559,13 +565,20 @@ OBJECT_PAGE_SCHEMAS: dict[str, type[Schema]] = {
 # --- parameters (query, header, path) -------------------------------------------
 
 
-class PageQuerySchema(Schema):
+class PageQuerySchema(QuerySchema):
     limit = fields.Integer(
         load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT)
     )
     offset = fields.Integer(
         load_default=0,
-        validate=validate.Range(min=0, max=MAX_OFFSET),
+        validate=[
+            validate.Range(min=0),
+            validate.Range(
+                max=MAX_OFFSET,
+                error="Must be at most {max}: to read deeper, follow 'cursor' (each page's "
+                "next_cursor), which costs the same at any depth.",
+            ),
+        ],
         metadata={"description": "Items to skip; deeper pages are read with cursor."},
     )
     cursor = fields.String(
@@ -576,27 +589,38 @@ class PageQuerySchema(Schema):
         }
     )
 
+    @validates_schema(pass_original=True)
+    def _offset_or_cursor(self, data: dict[str, Any], original: Any, **_: Any) -> None:
+        if data.get("cursor") and original.get("offset"):
+            raise ValidationError(
+                "Give either 'offset' or 'cursor', not both: the cursor knows its position."
+            )
+
 
 class BatchListQuerySchema(PageQuerySchema):
-    status = fields.String(validate=validate.OneOf([status.value for status in BatchStatus]))
+    status = fields.Enum(
+        BatchStatus,
+        by_value=True,
+        metadata={"description": "Only the batches in this status."},
+    )
     slug = fields.String(metadata={"description": "Only the batches of this report slug."})
 
 
-@functools.cache
-def batch_wait_query_schema(max_wait: int) -> type[Schema]:
-    return Schema.from_dict(
-        {
-            "wait": fields.Integer(
-                load_default=0,
-                validate=validate.Range(min=0, max=max_wait),
-                metadata={
-                    "description": "Seconds to long-poll until the batch is done "
-                    "(at most IMPORTER_SYNC_WAIT_SECONDS)."
-                },
-            )
+class BatchWaitQuerySchema(QuerySchema):
+    wait = fields.Integer(
+        load_default=0,
+        validate=validate.Range(min=0),
+        metadata={
+            "description": "Seconds to long-poll until the batch is done (at most "
+            "IMPORTER_SYNC_WAIT_SECONDS, 25 by default)."
         },
-        name="BatchWaitQuerySchema",
     )
+
+    @validates("wait")
+    def _at_most_the_synchronous_wait(self, value: int, **_: Any) -> None:
+        longest = int(services().settings.sync_wait_seconds)
+        if value > longest:
+            raise ValidationError(f"Must be at most {longest} (IMPORTER_SYNC_WAIT_SECONDS).")
 
 
 class ObjectListQuerySchema(PageQuerySchema):
@@ -619,9 +643,11 @@ class RequestHeadersSchema(Schema):
     )
 
 
-class ImportQuerySchema(Schema):
+class ImportQuerySchema(QuerySchema):
     dry_run = fields.Boolean(
         load_default=False,
+        truthy={"true", "1", "yes"},
+        falsy={"false", "0", "no"},
         metadata={
             "description": "Validate and report what would happen (`action`, counts, "
             "errors); create or change nothing. Also yes/no, 1/0."
@@ -688,45 +714,3 @@ def object_path_schema(base: BaseObject) -> type[Schema]:
         {"object_id": _id_field(base.id_prefix, required=True)},
         name=f"{base.name.title()}PathSchema",
     )
-
-
-def load_body(schema: Schema, document: Any) -> dict[str, Any]:
-    """Load a request body, turning marshmallow's complaints into one 422."""
-    try:
-        result: dict[str, Any] = schema.load(document)
-        return result
-    except ValidationError as error:
-        problems = _flatten(error.messages)
-        raise InvalidBody(
-            "The body is not valid: "
-            + "; ".join(f"{p['field']}: {p['message']}" for p in problems),
-            errors=problems,
-        ) from None
-
-
-def _flatten(messages: Any, prefix: str = "") -> list[dict[str, str]]:
-    problems: list[dict[str, str]] = []
-    if isinstance(messages, dict):
-        for key, value in messages.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            problems.extend(_flatten(value, name))
-    elif isinstance(messages, list):
-        for message in messages:
-            if isinstance(message, dict | list):
-                problems.extend(_flatten(message, prefix))
-            else:
-                problems.append({"field": prefix or "body", "message": str(message)})
-    else:
-        problems.append({"field": prefix or "body", "message": str(messages)})
-    return problems
-
-
-report_schema = ReportSchema()
-report_create_schema = ReportCreateSchema()
-report_update_schema = ReportUpdateSchema()
-webhook_create_schema = WebhookCreateSchema()
-
-
-def dump_report(report: ImportReport) -> dict[str, Any]:
-    result: dict[str, Any] = report_schema.dump(report)
-    return result

@@ -425,30 +425,3 @@ def attempt_delivery(
         result,
     )
     return AttemptOutcome(result, attempt)
-
-
-# --- reading -------------------------------------------------------------------------
-
-
-def endpoint_body(endpoint: WebhookEndpoint) -> dict[str, Any]:
-    """The API's view of an endpoint (never its secret)."""
-    return {
-        "id": endpoint.id,
-        "url": endpoint.url,
-        "events": list(endpoint.events),
-        "created_at": unix(endpoint.created_at),
-    }
-
-
-def delivery_body(delivery: WebhookDelivery) -> dict[str, Any]:
-    return {
-        "id": delivery.id,
-        "event_id": delivery.event_id,
-        "event_type": delivery.event_type,
-        "status": DeliveryStatus(delivery.status).value,
-        "attempt_count": delivery.attempt_count,
-        "created_at": unix(delivery.created_at),
-        "delivered_at": unix(delivery.delivered_at),
-        "next_attempt_at": unix(delivery.next_attempt_at),
-        "attempts": list(delivery.attempts),
-    }

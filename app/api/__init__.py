@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint
 from werkzeug.routing import BaseConverter
 
 from app.auth import authenticate, current_org
+from app.blueprint import Blueprint
+from app.errors import InvalidParameter, RateLimited, Unauthorized, Unavailable
 from app.extensions import services
 from app.text_inputs import check_parameters
 from importer import logs
@@ -32,7 +33,14 @@ class ImportSlugConverter(BaseConverter):
     regex = "(?!(?:{})(?:/|$))[^/]+".format("|".join(map(re.escape, sorted(RESERVED_SLUGS))))
 
 
-api = Blueprint("api", __name__, url_prefix="/v1")
+api = Blueprint(
+    "api",
+    __name__,
+    url_prefix="/v1",
+    secured=True,
+    # Any /v1 request: no key, a parameter holding NUL, over the rate, a backing service down.
+    common_errors=(Unauthorized, InvalidParameter, RateLimited, Unavailable),
+)
 # Before the views' rules are added, which use it.
 api.record_once(lambda state: state.app.url_map.converters.update(import_slug=ImportSlugConverter))
 api.before_request(authenticate)

@@ -15,15 +15,20 @@ from sqlalchemy.orm import Session
 
 from app.api import api
 from app.auth import current_org
-from app.errors import BatchNotDone, BatchNotFound, DetailsExpired, InvalidParameter
+from app.blueprint import sends
+from app.errors import BatchNotDone, BatchNotFound, DetailsExpired
 from app.extensions import db_session, services
-from app.pagination import (
-    Key,
-    PageRequest,
-    int_arg,
-    paged,
-    query_page,
-    scope_digest,
+from app.pagination import Key, PageRequest, paged, query_page, scope_digest
+from app.schemas import (
+    OUTCOME_STREAMS,
+    BatchListQuerySchema,
+    BatchPathSchema,
+    BatchSchema,
+    BatchSummaryPageSchema,
+    BatchWaitQuerySchema,
+    PageQuerySchema,
+    ProblemItemPageSchema,
+    ResultItemPageSchema,
 )
 from app.waiting import RETRY_AFTER_SECONDS
 from importer import listing, logs, outcomes
@@ -47,19 +52,22 @@ def _batch_or_404(batch_id: str) -> ImportBatch:
     return batch
 
 
-@api.get("/import/batches")
-def list_batches() -> dict[str, Any]:
+TAGS = ["Batches"]
+
+
+@api.get("/import/batches", tags=TAGS)
+@api.arguments(BatchListQuerySchema, location="query")
+@api.answers(
+    200, BatchSummaryPageSchema, description="A page of batches, without their per-record lists."
+)
+def list_batches(args: dict[str, Any]) -> dict[str, Any]:
+    """List the org's batches, newest first"""
     org_id = current_org().id
     conditions = [ImportBatch.org_id == org_id]
-    status = request.args.get("status")
-    if status:
-        try:
-            conditions.append(ImportBatch.status == BatchStatus(status))
-        except ValueError:
-            raise InvalidParameter(
-                f"status must be one of {', '.join(s.value for s in BatchStatus)}; got {status!r}."
-            ) from None
-    slug = request.args.get("slug")
+    status: BatchStatus | None = args.get("status")
+    if status is not None:
+        conditions.append(ImportBatch.status == status)
+    slug = args.get("slug")
     if slug:
         conditions.append(ImportBatch.slug == slug)
     session = db_session()
@@ -68,9 +76,10 @@ def list_batches() -> dict[str, Any]:
         session,
         query,
         [ImportBatch.seq],
+        args,
         descending=True,
         entities=True,
-        scope=scope_digest("batches", org_id, status, slug),
+        scope=scope_digest("batches", org_id, status.value if status else None, slug),
         kinds=("int",),
         item=outcomes.batch_summary,
         total=lambda: listing.bounded_count(session, query),
@@ -104,14 +113,28 @@ def wait_until_done(
     session.refresh(batch)
 
 
-@api.get("/import/batches/<batch_id>")
-def get_batch(batch_id: str) -> Response:
-    """The batch; ``?wait=N`` (seconds, at most the synchronous wait) long-polls until
-    it is done, so a client need not poll in a tight loop. Without a free waiting slot
-    (app.waiting) it answers at once, with ``Retry-After`` while the batch runs."""
+@api.get("/import/batches/<batch_id>", tags=TAGS)
+@api.path_parameters(BatchPathSchema)
+@api.arguments(BatchWaitQuerySchema, location="query")
+@api.answers(
+    200,
+    BatchSchema,
+    description="The batch. With `?wait=N` it is answered once the batch is done or the wait "
+    "ran out, or at once, with Retry-After, when every waiting slot of the web process is "
+    "taken (IMPORTER_SYNC_WAITERS).",
+    headers=sends("RetryAfterOptional"),
+)
+@api.errors(BatchNotFound)
+def get_batch(args: dict[str, Any], batch_id: str) -> Response:
+    """Read a batch (optionally long-polling until it is done)
+    ---
+    ``?wait=N`` long-polls, so a client need not poll in a tight loop. Without a free
+    waiting slot (app.waiting) it answers at once, with ``Retry-After`` while the
+    batch runs.
+    """
     batch = _batch_or_404(batch_id)
     svc = services()
-    wait = int_arg("wait", 0, 0, int(svc.settings.sync_wait_seconds))
+    wait = args["wait"]
     may_wait = True
     if wait > 0 and not BatchStatus(batch.status).is_done:
         with svc.waiting.claim() as may_wait:
@@ -128,7 +151,9 @@ JSON = "application/json"
 _OUTCOME_TYPES = (JSON, outcomes.NDJSON, outcomes.CSV)
 
 
-def _outcome_list(batch_id: str, kind: outcomes.Kind) -> Response | dict[str, Any]:
+def _outcome_list(
+    args: dict[str, Any], batch_id: str, kind: outcomes.Kind
+) -> Response | dict[str, Any]:
     batch = _batch_or_404(batch_id)
     if batch.details_purged_at is not None:
         raise DetailsExpired(
@@ -147,6 +172,7 @@ def _outcome_list(batch_id: str, kind: outcomes.Kind) -> Response | dict[str, An
             return [((), item) for item in outcomes.page(session, batch.id, kind, page.offset, n)]
 
         return paged(
+            args,
             scope_digest(kind, batch.id),
             (),
             fetch,
@@ -178,16 +204,44 @@ def _vary_on_accept(response: Response | dict[str, Any]) -> Response:
     return response
 
 
-@api.get("/import/batches/<batch_id>/results")
-def batch_results(batch_id: str) -> Response:
-    return _vary_on_accept(_outcome_list(batch_id, "results"))
+def _outcome_view(kind: outcomes.Kind, item_page: type) -> None:
+    """``GET /v1/import/batches/<batch_id>/<kind>``: JSON pages, or one stream."""
+
+    def view(args: dict[str, Any], batch_id: str) -> Response:
+        return _vary_on_accept(_outcome_list(args, batch_id, kind))
+
+    view.__name__ = f"batch_{kind}"
+    view.__doc__ = f"""List a batch's {kind}, by record index
+
+    JSON pages by default (`limit`, `offset` or `cursor`). With `Accept:
+    application/x-ndjson` or `Accept: text/csv`, every one of the batch's {kind} in one
+    streamed response, in index order (`limit` and `offset` do not apply;
+    `X-Total-Count` says how many), once the batch is done.
+    """
+    streams = {
+        media: {"schema": OUTCOME_STREAMS[kind][fmt]}
+        for media, fmt in ((outcomes.NDJSON, "ndjson"), (outcomes.CSV, "csv"))
+    }
+    declared = api.path_parameters(BatchPathSchema)(
+        api.arguments(PageQuerySchema, location="query")(
+            api.answers(
+                200,
+                item_page,
+                description=f"A page of the batch's {kind} (JSON, the default), or all of "
+                "them in one stream (`Accept: application/x-ndjson` or `text/csv`).",
+                headers=sends("TotalCount", "ContentDisposition"),
+            )(
+                api.errors(BatchNotFound, BatchNotDone, DetailsExpired)(
+                    api.doc(responses={"200": {"content": streams}})(view)
+                )
+            )
+        )
+    )
+    api.add_url_rule(
+        f"/import/batches/<batch_id>/{kind}", view_func=declared, methods=["GET"], tags=TAGS
+    )
 
 
-@api.get("/import/batches/<batch_id>/errors")
-def batch_errors(batch_id: str) -> Response:
-    return _vary_on_accept(_outcome_list(batch_id, "errors"))
-
-
-@api.get("/import/batches/<batch_id>/warnings")
-def batch_warnings(batch_id: str) -> Response:
-    return _vary_on_accept(_outcome_list(batch_id, "warnings"))
+_outcome_view("results", ResultItemPageSchema)
+_outcome_view("errors", ProblemItemPageSchema)
+_outcome_view("warnings", ProblemItemPageSchema)

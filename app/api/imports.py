@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import Counter
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -22,9 +23,31 @@ from app import idempotency
 from app.api import api
 from app.api.batches import wait_until_done
 from app.auth import current_org
-from app.errors import InvalidParameter, ReportNotFound, Unavailable
+from app.blueprint import sends
+from app.errors import (
+    BatchOverRateLimit,
+    IdempotencyKeyReused,
+    InvalidBody,
+    InvalidIdempotencyKey,
+    PayloadTooLarge,
+    RateLimited,
+    ReportNotFound,
+    RequestInProgress,
+    TooManyRecords,
+    Unavailable,
+    UnsupportedMediaType,
+)
 from app.extensions import db_session, services
 from app.parsing import CSV_TYPES, JSON_TYPES, NDJSON_TYPES, ParsedBatch, parse_batch, read_body
+from app.schemas import (
+    CSV_RECORDS,
+    NDJSON_RECORDS,
+    BatchSchema,
+    ImportHeadersSchema,
+    ImportQuerySchema,
+    ImportRequestSchema,
+    SlugPathSchema,
+)
 from app.waiting import RETRY_AFTER_SECONDS
 from importer import batches, logs, metrics, reports
 from importer.models import BatchStatus, ImportBatch, ImportReport, Lane, Org
@@ -42,15 +65,6 @@ def _wants_async() -> bool:
         part.split("=", 1)[0].strip().lower() == "respond-async"
         for part in preferences.replace(";", ",").split(",")
     )
-
-
-def _dry_run() -> bool:
-    raw = request.args.get("dry_run", "false").strip().lower()
-    if raw in ("true", "1", "yes"):
-        return True
-    if raw in ("false", "0", "no", ""):
-        return False
-    raise InvalidParameter(f"dry_run must be true or false, got {raw!r}.")
 
 
 def _response(status: int, body: bytes, batch_id: str, async_applied: bool) -> Response:
@@ -123,8 +137,85 @@ def _count_accepted(batch: ImportBatch, outcome: ValidationOutcome) -> None:
         metrics.observe_batch_end(BatchStatus(batch.status).value, seconds)
 
 
-@api.post("/import/<import_slug:slug>")
-def import_records(slug: str) -> Response:
+_EXAMPLE = {
+    "data": [
+        {
+            "Supplier ID": "V-001",
+            "Supplier Name": "Acme Cloud",
+            "Website": "acme.example.com",
+            "IRQ Score": "72",
+        },
+        {"Supplier ID": "V-002", "Supplier Name": "", "IRQ Score": "high"},
+        {"Supplier ID": "V-003", "Supplier Name": "Initech", "Region": "EMEA"},
+    ]
+}
+_DONE = "The batch, done: {} (or, in a dry run, would be), with each record's outcome."
+_TEXT_BODIES = {
+    **{media: {"schema": NDJSON_RECORDS} for media in NDJSON_TYPES},
+    **{media: {"schema": CSV_RECORDS} for media in CSV_TYPES},
+}
+
+
+@api.post("/import/<import_slug:slug>", tags=["Imports"])
+@api.path_parameters(SlugPathSchema)
+@api.arguments(ImportQuerySchema, location="query")
+@api.request_headers(ImportHeadersSchema)
+@api.doc(
+    requestBody={
+        "required": True,
+        "content": {
+            "application/json": {"schema": ImportRequestSchema, "example": _EXAMPLE},
+            **_TEXT_BODIES,
+        },
+    }
+)
+@api.answers(
+    200,
+    BatchSchema,
+    description=_DONE.format("at least one record was written"),
+    headers=sends("IdempotentReplayed"),
+)
+@api.answers(
+    202,
+    BatchSchema,
+    description="Accepted and still running (over IMPORTER_SYNC_MAX_RECORDS records, "
+    "'Prefer: respond-async', the workers took longer than IMPORTER_SYNC_WAIT_SECONDS, or, "
+    "with Retry-After, every waiting slot of the web process was taken: "
+    "IMPORTER_SYNC_WAITERS): poll the Location.",
+    headers=sends("Location", "PreferenceApplied", "IdempotentReplayed", "RetryAfterOptional"),
+)
+@api.answers(
+    400,
+    BatchSchema,
+    description=_DONE.format("no record was written"),
+    headers=sends("PreferenceApplied", "IdempotentReplayed"),
+)
+@api.errors(
+    ReportNotFound,
+    RequestInProgress,
+    PayloadTooLarge,
+    TooManyRecords,
+    BatchOverRateLimit,
+    UnsupportedMediaType,
+    (
+        InvalidBody,
+        "Not valid JSON (a non-empty `data` array of objects), NDJSON or CSV, not "
+        "UTF-8, or not valid gzip.",
+    ),
+    InvalidIdempotencyKey,
+    IdempotencyKeyReused,
+    RateLimited,
+)
+def import_records(args: dict[str, Any], slug: str) -> Response:
+    """Import a batch of records through a report
+
+    Records come as JSON (`{"data": [record, ...]}`), NDJSON or CSV, keyed by the
+    report's incoming names. Each is validated, then the valid ones are created or
+    updated by `external_id` (with `?dry_run=true`: only reported). A record's problems
+    are in `errors` (the record failed) and `warnings` (it did not), each naming its
+    `index`. A batch of at most IMPORTER_SYNC_MAX_RECORDS records is validated before
+    the answer; a larger one is answered 202 at once and validated by the workers.
+    """
     svc = services()
     settings = svc.settings
     org = current_org()
@@ -132,7 +223,7 @@ def import_records(slug: str) -> Response:
     report = reports.active_report(session, org.id, slug)
     if report is None:
         raise ReportNotFound(f"No import report {slug!r} in this org.")
-    dry_run = _dry_run()
+    dry_run: bool = args["dry_run"]
     raw = read_body(settings, MEDIA_TYPES)
     parsed = parse_batch(raw, settings, report.mapping.get("external_id"))
     received = parsed.received

@@ -10,13 +10,18 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
-from flask import request
 
 from app.api import api
 from app.auth import current_org
 from app.errors import OBJECT_NOT_FOUND
 from app.extensions import db_session
-from app.pagination import int_arg, query_page, scope_digest
+from app.pagination import query_page, scope_digest
+from app.schemas import (
+    OBJECT_PAGE_SCHEMAS,
+    OBJECT_SCHEMAS,
+    ObjectListQuerySchema,
+    object_path_schema,
+)
 from importer import catalog, listing
 from importer.catalog import BaseObject, Kind
 from importer.db import unix
@@ -45,14 +50,12 @@ def object_body(base: BaseObject, row: Any) -> dict[str, Any]:
 def _list_view(base: BaseObject) -> Any:
     table = OBJECT_TABLES[base.name]
 
-    def view() -> dict[str, Any]:
+    def view(args: dict[str, Any]) -> dict[str, Any]:
         org_id = current_org().id
         session = db_session()
         conditions = [table.c.org_id == org_id]
-        external_id = request.args.get("external_id")
-        since = None
-        if request.args.get("updated_since"):
-            since = int_arg("updated_since", 0, 0, 253402300799)
+        external_id = args.get("external_id")
+        since = args.get("updated_since")
         # Changed since T: by (updated_at, id), the incremental sync's walk; otherwise
         # oldest first. Each order is an index of the table.
         order = (
@@ -78,6 +81,7 @@ def _list_view(base: BaseObject) -> Any:
             session,
             query,
             order,
+            args,
             scope=scope_digest(base.plural, org_id, external_id, since),
             kinds=("time", "str"),
             item=lambda row: object_body(base, row),
@@ -85,7 +89,12 @@ def _list_view(base: BaseObject) -> Any:
         )
 
     view.__name__ = f"list_{base.plural}"
-    return view
+    view.__doc__ = f"List the org's {base.plural}, oldest first"
+    return api.arguments(ObjectListQuerySchema, location="query")(
+        api.answers(200, OBJECT_PAGE_SCHEMAS[base.name], description=f"A page of {base.plural}.")(
+            view
+        )
+    )
 
 
 def _detail_view(base: BaseObject) -> Any:
@@ -104,9 +113,17 @@ def _detail_view(base: BaseObject) -> Any:
         return object_body(base, row)
 
     view.__name__ = f"get_{base.name}"
-    return view
+    view.__doc__ = f"Read a {base.name}"
+    return api.path_parameters(object_path_schema(base))(
+        api.answers(200, OBJECT_SCHEMAS[base.name], description=f"The {base.name}.")(
+            api.errors(OBJECT_NOT_FOUND[base.name])(view)
+        )
+    )
 
 
+TAGS = ["Base objects"]
 for _base in catalog.CATALOG.values():
-    api.add_url_rule(f"/{_base.plural}", view_func=_list_view(_base), methods=["GET"])
-    api.add_url_rule(f"/{_base.plural}/<object_id>", view_func=_detail_view(_base), methods=["GET"])
+    api.add_url_rule(f"/{_base.plural}", view_func=_list_view(_base), methods=["GET"], tags=TAGS)
+    api.add_url_rule(
+        f"/{_base.plural}/<object_id>", view_func=_detail_view(_base), methods=["GET"], tags=TAGS
+    )
