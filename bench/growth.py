@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import random
 import resource
 import statistics
@@ -52,7 +51,7 @@ from sqlalchemy import event
 from app import create_app
 from app.pagination import encode_cursor, scope_digest
 from bench.data import MAPPING, records
-from bench.stack import children, deployment, new_org
+from bench.stack import deployment, new_org, service_cpu
 from importer import outcomes, retention
 from importer.config import Settings, normalize_database_url
 from importer.db import Database, utcnow
@@ -131,33 +130,6 @@ def autovacuum_pass(url: str, done: Vacuums) -> None:
 
 
 # --- imports ----------------------------------------------------------------------
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
-
-
-def service_cpu(stack: Stack, url: str) -> float:
-    """CPU seconds used so far by the web and worker processes and by this database's
-    PostgreSQL backends: unlike the wall clock, not inflated by whatever else the
-    machine runs."""
-    pids = [process.popen.pid for process in stack.processes]
-    pids += [child for process in stack.processes for child in children(process)]
-    with psycopg.connect(url) as conn:
-        pids += [
-            row[0]
-            for row in conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()"
-            ).fetchall()
-        ]
-    return sum(cpu_seconds(pid) for pid in pids)
 
 
 def import_batch(api: Api, slug: str, body: bytes) -> float:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import resource
 import tempfile
 import time
@@ -30,7 +29,7 @@ from typing import Any
 import orjson
 
 from bench.data import MAPPING, record, records
-from bench.stack import children, deployment, new_org
+from bench.stack import children, cpu_seconds, deployment, new_org
 from push.client import PushOptions, push_file
 from tests.integration.stack import Api
 
@@ -87,19 +86,6 @@ def push(
         raise RuntimeError(summary.text())
     lines = sum(1 for _ in summary.results_path.open()) - 1
     return summary.read / summary.seconds, lines
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes so far (their /proc stat)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
 
 
 def own_cpu_seconds() -> float:

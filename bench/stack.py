@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
+import psycopg
 import redis
 
 from tests.integration.stack import REDIS_BASE_URL, Api, Process, Stack, fresh_stack
@@ -62,3 +63,35 @@ def rss_bytes(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (their /proc stat)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / _TICK
+
+
+def service_cpu(stack: Stack, url: str) -> float:
+    """CPU seconds used so far by the web and worker processes and by this database's
+    PostgreSQL backends: unlike the wall clock, not inflated by whatever else the
+    machine runs."""
+    pids = [process.popen.pid for process in stack.processes]
+    pids += [child for process in stack.processes for child in children(process)]
+    with psycopg.connect(url) as conn:
+        pids += [
+            row[0]
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            ).fetchall()
+        ]
+    return cpu_seconds(pids)
