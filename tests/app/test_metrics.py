@@ -20,7 +20,7 @@ from importer import metrics, monitoring
 from importer.db import utcnow
 from importer.models import ImportBatch, ImportChunk
 from importer.problems import ErrorCode
-from tests.conftest import recording_outbox, vendor
+from tests.factories import recording_outbox, vendor
 from worker.tasks import run_chunk
 
 

@@ -32,7 +32,7 @@ from app.ratelimits import RateLimits
 from importer import catalog, reports, retention
 from importer.db import utcnow
 from importer.models import BatchStatus, ImportBatch, ImportReport
-from tests.conftest import LOOPBACK, MAPPINGS, limits_storage, vendor
+from tests.factories import LOOPBACK, MAPPINGS, limits_storage, vendor
 from tests.webhook_receiver import Receiver, closed_port_url
 from worker.tasks import run_delivery
 

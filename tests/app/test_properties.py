@@ -23,7 +23,7 @@ from importer.catalog import VENDOR
 from importer.notify import PollingNotifier
 from importer.orgs import create_org
 from tests.app.test_openapi import FLASK_ARGUMENT
-from tests.conftest import InlineBroker, make_settings
+from tests.factories import InlineBroker, make_settings
 
 OPTIONAL_FIELDS = [name for name in VENDOR.field_names if name not in ("external_id", "name")]
 

@@ -22,7 +22,7 @@ from importer.models import (
     WebhookDelivery,
 )
 from tests.app.test_metrics import scrape, value
-from tests.conftest import vendor
+from tests.factories import vendor
 
 
 def post(client, auth, records, **headers):

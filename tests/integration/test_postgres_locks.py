@@ -8,8 +8,8 @@ import sqlalchemy as sa
 
 from importer.models import OBJECT_TABLES, BatchStatus, ImportBatch, ImportChunk
 from importer.notify import PollingNotifier
-from tests.conftest import accept_records, recording_outbox, vendor
-from tests.integration.conftest import vendor_report, wait_until
+from tests.factories import accept_records, recording_outbox, vendor
+from tests.integration.factories import vendor_report, wait_until
 from worker.tasks import run_chunk
 
 

@@ -30,7 +30,7 @@ from tests.app.test_properties import (  # noqa: F401 (collected here)
     test_any_path_or_query_text_gets_an_answer_in_the_documented_shape,
     test_any_report_or_webhook_body_gets_an_answer_in_the_documented_shape,
 )
-from tests.conftest import InlineBroker
+from tests.factories import InlineBroker
 
 
 def _settings(pg_database_url: str, data_dir: Path) -> Settings:

@@ -25,7 +25,7 @@ from importer.db import Database
 from importer.models import ImportBatch
 from importer.notify import PollingNotifier
 from importer.orgs import create_org
-from tests.conftest import MAPPINGS, InlineBroker, vendor
+from tests.factories import MAPPINGS, InlineBroker, vendor
 
 NUL = "a\x00b"
 OPS_TOKEN = "ops-token-for-the-nul-tests"
