@@ -6,17 +6,19 @@ fixtures are in the conftest files); importing this module creates nothing.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from limits.storage import RedisStorage
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.ratelimits import KEY_PREFIX
 from importer.batches import accept_batch
 from importer.broker import QUEUES, ChunkMessage
 from importer.config import Settings
-from importer.db import Database
+from importer.db import Base, Database, make_engine
 from importer.models import Lane, Org
 from importer.outbox import Outbox
 from importer.validation import screen_records, validate_records
@@ -238,3 +240,37 @@ def accept_records(
 def vendor(n: int, **extra: Any) -> dict[str, Any]:
     """A valid vendor record in the incoming names of ``VENDOR_MAPPING``."""
     return {"Supplier ID": f"V-{n:05d}", "Supplier Name": f"Vendor {n}", **extra}
+
+
+#: A Flask URL rule's ``<converter:name>`` (its group: the name).
+FLASK_ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+
+
+def scrape(client, **headers) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of /metrics: (name, sorted labels) -> value."""
+    response = client.get("/metrics", headers=headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "text/plain"
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+        for sample in family.samples
+    }
+
+
+def value(samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def schema_drift(url: str) -> list[object]:
+    """What the migrated database at ``url`` and the models disagree on (nothing: [])."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return list(compare_metadata(context, Base.metadata))
+    finally:
+        engine.dispose()

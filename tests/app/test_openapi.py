@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
-import re
 from typing import Any
 
 import orjson
@@ -32,7 +31,7 @@ from app.ratelimits import RateLimits
 from importer import catalog, reports, retention
 from importer.db import utcnow
 from importer.models import BatchStatus, ImportBatch, ImportReport
-from tests.factories import LOOPBACK, MAPPINGS, limits_storage, vendor
+from tests.factories import FLASK_ARGUMENT, LOOPBACK, MAPPINGS, limits_storage, vendor
 from tests.webhook_receiver import Receiver, closed_port_url
 from worker.tasks import run_delivery
 
@@ -44,7 +43,6 @@ CHECKS = [
     response_schema_conformance,
 ]
 IMPORT = "/v1/import/{slug}"
-FLASK_ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 # Every status code each operation can answer (the 401, 429 and 503 of every /v1
 # operation come from authentication, the org's request-rate limit and the backing

@@ -22,8 +22,7 @@ from app import create_app
 from importer.catalog import VENDOR
 from importer.notify import PollingNotifier
 from importer.orgs import create_org
-from tests.app.test_openapi import FLASK_ARGUMENT
-from tests.factories import InlineBroker, make_settings
+from tests.factories import FLASK_ARGUMENT, InlineBroker, make_settings
 
 OPTIONAL_FIELDS = [name for name in VENDOR.field_names if name not in ("external_id", "name")]
 

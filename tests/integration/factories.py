@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
 
 from importer import orgs, reports
 from importer.db import Database
@@ -60,3 +61,16 @@ def vendor_report(db: Database, org_name: str) -> tuple[Any, Any]:
             mapping=VENDOR_MAPPING,
         )
     return org, report
+
+
+def waiting_on_a_lock(db) -> bool:
+    """Whether a session of ``db``'s PostgreSQL database waits on a lock now."""
+    with db.engine.connect() as conn:
+        return bool(
+            conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        )

@@ -11,8 +11,7 @@ import sqlalchemy as sa
 from importer import webhooks
 from importer.models import WebhookDelivery
 from tests.factories import LOOPBACK, VENDOR_MAPPING, accept_records, vendor
-from tests.integration.factories import vendor_report, wait_until
-from tests.integration.test_postgres_locks import waiting_on_a_lock
+from tests.integration.factories import vendor_report, wait_until, waiting_on_a_lock
 from tests.webhook_receiver import Receiver
 from worker.tasks import run_delivery
 
