@@ -19,14 +19,16 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from cli.service import upgrade_database
-from importer import metrics
+from importer import catalog, metrics
 from importer.config import Settings
 from importer.db import Database
-from importer.models import Org
+from importer.models import ImportReport, Org
 from importer.notify import RedisNotifier
 from importer.orgs import create_org
 from importer.reports import create_report
-from tests.factories import LOOPBACK, MAPPINGS, InlineBroker, make_settings
+from tests.factories import LOOPBACK, MAPPINGS, WEBHOOK, InlineBroker, make_settings, vendor
+from tests.webhook_receiver import Receiver, closed_port_url
+from worker.tasks import run_delivery
 
 
 @pytest.fixture(scope="session")
@@ -132,3 +134,100 @@ def make_report(db: Database, org_and_key: tuple[Org, str]) -> Callable[..., Any
             return create_report(session, session.merge(org), **definition)
 
     return make
+
+
+@pytest.fixture
+def seeded(client, auth, make_report, org_and_key, db, worker, loopback_webhooks) -> dict[str, Any]:
+    """Reports, batches, objects of every kind, and webhooks with deliveries (attempted:
+    one delivered, one refused), for the generated requests to find."""
+    definitions = {}
+    for base_object in MAPPINGS:
+        report: ImportReport = make_report(base_object)
+        definitions[report.slug] = {
+            "slug": report.slug,
+            "report_name": report.report_name,
+            "base_object": report.base_object,
+            "mapping": report.mapping,
+            "required": report.required,
+        }
+    full_vendor = vendor(
+        1,
+        **{
+            "Website": "acme.example.com",
+            "Status": "active",
+            "Tags": "cloud, eu",
+            "Enterprise": "yes",
+            "IRQ Score": "72.5",
+            "Next Assessment": "2026-06-30",
+            "Contact Email": "risk@acme.example.com",
+        },
+    )
+    imports = [
+        ("vendors", [full_vendor, vendor(2), vendor(3), {"Supplier Name": "no id"}], {}),
+        ("vendors", [vendor(4, Region="EMEA")], {"Prefer": "respond-async"}),
+        ("vendors", [{"Supplier ID": "V-X"}], {}),  # every record fails: 400
+        (
+            "services",
+            [
+                {"Service ID": "S-1", "Service Name": "Hosting", "Supplier ID": "V-00001"},
+                {
+                    "Service ID": "S-2",
+                    "Service Name": "Mail",
+                    "Supplier ID": "V-00002",
+                    "Hosting": "SaaS",
+                    "Tier": "Tier 1",
+                    "Data Types": "pii, financial",
+                },
+            ],
+            {},
+        ),
+        (
+            "assessments",
+            [
+                {"Assessment ID": "A-1", "Supplier ID": "V-00001"},
+                {
+                    "Assessment ID": "A-2",
+                    "Supplier ID": "V-00002",
+                    "Name": "Annual",
+                    "Status": "In Progress",
+                    "Start": "2026-01-01",
+                    "End": "2026-03-31",
+                    "Score": 0.8,
+                },
+            ],
+            {},
+        ),
+    ]
+    batch_ids = []
+    with Receiver() as receiver:
+        webhook_ids = [
+            client.post(
+                "/v1/webhooks",
+                json={**WEBHOOK, "url": url, "events": ["Import.Completed"]},
+                headers=auth,
+            ).json["id"]
+            for url in (receiver.url, closed_port_url())
+        ]
+        for slug, records, headers in imports:
+            response = client.post(
+                f"/v1/import/{slug}", json={"data": records}, headers={**auth, **headers}
+            )
+            assert response.status_code in (200, 202, 400), response.json
+            batch_ids.append(response.json["batch_id"])
+        for delivery_id in worker.webhooks_sent:
+            run_delivery(db, delivery_id, max_attempts=8, allowed_networks=LOOPBACK)
+        assert receiver.requests
+    objects: dict[str, list[str]] = {}
+    for base in catalog.CATALOG.values():
+        listed = client.get(f"/v1/{base.plural}", headers=auth).json
+        objects[f"/v1/{base.plural}/{{object_id}}"] = [item["id"] for item in listed["items"]]
+        assert objects[f"/v1/{base.plural}/{{object_id}}"], base.name
+    return {
+        "definitions": definitions,
+        "known": {
+            "slug": list(definitions),
+            "batch_id": batch_ids,
+            "webhook_id": webhook_ids,
+            **objects,
+        },
+    }

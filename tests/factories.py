@@ -274,3 +274,11 @@ def schema_drift(url: str) -> list[object]:
             return list(compare_metadata(context, Base.metadata))
     finally:
         engine.dispose()
+
+
+#: A valid webhook body (an HTTPS URL, both events, a long enough secret).
+WEBHOOK = {
+    "url": "https://example.com/hooks",
+    "events": ["Import.Completed", "Import.Failed"],
+    "secret": "a-secret-of-at-least-16",
+}
