@@ -1,6 +1,7 @@
 """What the tests share: records and mappings, settings, brokers that record or run
-chunks inline, and shortcuts past HTTP. Plain functions, constants and classes (the
-fixtures are in the conftest files); importing this module creates nothing.
+chunks inline, shortcuts past HTTP, a /metrics scrape, the schema drift of a migrated
+database. Plain functions, constants and classes (the fixtures are in the conftest
+files); importing this module creates nothing.
 """
 
 from __future__ import annotations
