@@ -1,14 +1,14 @@
 """Fixtures of the fast layer: SQLite, fakeredis, task functions called directly.
 
 Every test gets its own SQLite file, copied from a template migrated once per run
-(so the schema under test is the one Alembic builds, not ``create_all``).
+(so the schema under test is the one Alembic builds, not ``create_all``). The helpers
+the fixtures and the tests share (records, mappings, brokers) are in tests/factories.py.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,61 +16,19 @@ import fakeredis
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from limits.storage import RedisStorage
 
 from app import create_app
-from app.ratelimits import KEY_PREFIX
 from cli.service import upgrade_database
-from importer import metrics
-from importer.batches import accept_batch
-from importer.broker import QUEUES, ChunkMessage
+from importer import catalog, metrics
 from importer.config import Settings
 from importer.db import Database
-from importer.models import Lane, Org
+from importer.models import ImportReport, Org
 from importer.notify import RedisNotifier
 from importer.orgs import create_org
-from importer.outbox import Outbox
 from importer.reports import create_report
-from importer.validation import screen_records, validate_records
-from worker.tasks import run_chunk, run_delivery
-
-VENDOR_MAPPING = {
-    "external_id": "Supplier ID",
-    "name": "Supplier Name",
-    "website": "Website",
-    "status": "Status",
-    "tags": "Tags",
-    "enterprise": "Enterprise",
-    "raw_irq_score": "IRQ Score",
-    "next_assessment_date": "Next Assessment",
-    "primary_contact_email": "Contact Email",
-}
-SERVICE_MAPPING = {
-    "external_id": "Service ID",
-    "name": "Service Name",
-    "vendor_external_id": "Supplier ID",
-    "hosting_model": "Hosting",
-    "criticality_tier": "Tier",
-    "data_types": "Data Types",
-}
-ASSESSMENT_MAPPING = {
-    "external_id": "Assessment ID",
-    "vendor_external_id": "Supplier ID",
-    "name": "Name",
-    "status": "Status",
-    "period_start": "Start",
-    "period_end": "End",
-    "score_percent": "Score",
-}
-MAPPINGS = {"vendor": VENDOR_MAPPING, "service": SERVICE_MAPPING, "assessment": ASSESSMENT_MAPPING}
-
-
-def make_settings(data_dir: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "IMPORTER_DATA_DIR": str(data_dir),
-        "DATABASE_URL": f"sqlite:///{data_dir / 'importer.sqlite'}",
-    }
-    return Settings.from_env(values, **overrides)
+from tests.factories import LOOPBACK, MAPPINGS, WEBHOOK, InlineBroker, make_settings, vendor
+from tests.webhook_receiver import Receiver, closed_port_url
+from worker.tasks import run_delivery
 
 
 @pytest.fixture(scope="session")
@@ -106,140 +64,6 @@ def redis_client() -> fakeredis.FakeRedis:
     return fakeredis.FakeRedis()
 
 
-def limits_storage(client: fakeredis.FakeRedis) -> RedisStorage:
-    """The ``limits`` library's Redis storage over a fakeredis client (its Lua scripts
-    run in fakeredis through lupa): built on the client's connection pool."""
-    return RedisStorage(
-        "redis://",
-        connection_pool=client.connection_pool,
-        key_prefix=KEY_PREFIX,
-        wrap_exceptions=True,
-    )
-
-
-class RecordingBroker:
-    """An ``importer.broker.Broker`` that only records what it is given (nothing runs).
-    While ``down`` is set, it refuses everything as an unreachable broker would;
-    ``lost`` makes the next ``lost_queues`` say the broker came back empty."""
-
-    def __init__(self) -> None:
-        self.messages: list[ChunkMessage] = []
-        self.deliveries: list[str] = []
-        self.down = False
-        self.lost = False
-
-    @property
-    def chunk_ids(self) -> list[int]:
-        return [message.chunk_id for message in self.messages]
-
-    def _check(self) -> None:
-        if self.down:
-            raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-
-    def send_chunks(self, messages: Sequence[ChunkMessage]) -> None:
-        self._check()
-        self.messages.extend(messages)
-
-    def send_deliveries(self, delivery_ids: Sequence[str]) -> None:
-        self._check()
-        self.deliveries.extend(delivery_ids)
-
-    def ping(self) -> None:
-        self._check()
-
-    def lost_queues(self) -> bool:
-        self._check()
-        lost, self.lost = self.lost, False
-        return lost
-
-    def depths(self) -> dict[str, int | None]:
-        return dict.fromkeys(QUEUES, 0)
-
-
-def recording_outbox(db: Database, settings: Settings | None = None) -> Outbox:
-    """An outbox over ``db`` whose broker only records (``outbox.broker``)."""
-    settings = settings or Settings.from_env({"DATABASE_URL": db.url})
-    return Outbox(settings, db, RecordingBroker())
-
-
-class InlineBroker:
-    """Stands in for the broker and a worker (an ``importer.broker.Broker``): runs each
-    chunk's task function as it is sent (or, when ``hold`` is set, keeps the chunk ids
-    until the test runs them). Chunks sent while one runs (the bulk lane's next
-    releases) run after it, in order, as a worker would take them.
-
-    Webhook deliveries handed to it are only recorded in ``webhooks_sent`` (no test
-    POSTs anywhere by accident), unless ``deliver_webhooks`` is set: then each is
-    attempted at once, for real, with the outbox's allowed networks. While ``down``
-    is set, it refuses everything as an unreachable broker would."""
-
-    def __init__(self, settings: Settings, db: Database, notifier: Any) -> None:
-        self.outbox = Outbox(settings, db, self)
-        self.db = db
-        self.notifier = notifier
-        self.hold = False
-        self.held: list[int] = []
-        self.sent: list[int] = []
-        self.messages: list[ChunkMessage] = []
-        self.deliver_webhooks = False
-        self.webhooks_sent: list[str] = []
-        self.down = False
-        self._queue: list[int] = []
-        self._running = False
-
-    def _check(self) -> None:
-        if self.down:
-            raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-
-    def send_chunks(self, messages: Sequence[ChunkMessage]) -> None:
-        self._check()
-        self.messages.extend(messages)
-        chunk_ids = [message.chunk_id for message in messages]
-        self.sent.extend(chunk_ids)
-        if self.hold:
-            self.held.extend(chunk_ids)
-        else:
-            self._run(chunk_ids)
-
-    def _run(self, chunk_ids: Sequence[int]) -> None:
-        self._queue.extend(chunk_ids)
-        if self._running:
-            return
-        self._running = True
-        try:
-            while self._queue:
-                run_chunk(self.outbox, self.notifier, self._queue.pop(0))
-        finally:
-            self._running = False
-
-    def run_held(self) -> None:
-        """Run what is held, and what the bulk lane releases meanwhile, until nothing is."""
-        while self.held:
-            held, self.held = self.held, []
-            self._run(held)
-
-    def send_deliveries(self, delivery_ids: Sequence[str]) -> None:
-        self._check()
-        self.webhooks_sent.extend(delivery_ids)
-        if self.deliver_webhooks:
-            for delivery_id in delivery_ids:
-                run_delivery(
-                    self.db,
-                    delivery_id,
-                    max_attempts=8,
-                    allowed_networks=self.outbox.settings.webhook_allow_networks,
-                )
-
-    def ping(self) -> None:
-        self._check()
-
-    def lost_queues(self) -> bool:
-        return False
-
-    def depths(self) -> dict[str, int | None]:
-        return dict.fromkeys(QUEUES, 0)
-
-
 @pytest.fixture
 def app(settings: Settings, db: Database, redis_client: fakeredis.FakeRedis) -> Iterator[Flask]:
     flask_app = create_app(settings)
@@ -248,10 +72,6 @@ def app(settings: Settings, db: Database, redis_client: fakeredis.FakeRedis) -> 
     services.notifier = RedisNotifier(redis_client)
     services.outbox = InlineBroker(settings, db, services.notifier).outbox
     yield flask_app
-
-
-#: What the tests' webhook receivers (``tests/webhook_receiver.py``) listen on.
-LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
 
 @pytest.fixture
@@ -316,39 +136,98 @@ def make_report(db: Database, org_and_key: tuple[Org, str]) -> Callable[..., Any
     return make
 
 
-def accept_records(
-    db: Database,
-    org: Org,
-    report: Any,
-    records: list[dict[str, Any]],
-    *,
-    chunk_size: int = 2,
-    deferred: bool = False,
-    dry_run: bool = False,
-    lane: Lane = Lane.BULK,
-) -> tuple[str, list[int]]:
-    """Accept ``records`` for ``report`` as the import call does, without HTTP:
-    validated here, or (``deferred``) left to the workers. Returns the batch id and
-    its pending chunks' ids, for a test to run (or not) with ``run_chunk``."""
-    if deferred:
-        outcome = screen_records(records, base_object=report.base_object, mapping=report.mapping)
-    else:
-        outcome = validate_records(records, base_object=report.base_object, mapping=report.mapping)
-    with db.session() as session:
-        accepted = accept_batch(
-            session,
-            org=session.merge(org),
-            report=session.merge(report),
-            received_count=len(records),
-            outcome=outcome,
-            chunk_size=chunk_size,
-            validated=not deferred,
-            dry_run=dry_run,
-            lane=lane,
-        )
-        return accepted.batch.id, accepted.chunk_ids
-
-
-def vendor(n: int, **extra: Any) -> dict[str, Any]:
-    """A valid vendor record in the incoming names of ``VENDOR_MAPPING``."""
-    return {"Supplier ID": f"V-{n:05d}", "Supplier Name": f"Vendor {n}", **extra}
+@pytest.fixture
+def seeded(client, auth, make_report, org_and_key, db, worker, loopback_webhooks) -> dict[str, Any]:
+    """Reports, batches, objects of every kind, and webhooks with deliveries (attempted:
+    one delivered, one refused), for the generated requests to find."""
+    definitions = {}
+    for base_object in MAPPINGS:
+        report: ImportReport = make_report(base_object)
+        definitions[report.slug] = {
+            "slug": report.slug,
+            "report_name": report.report_name,
+            "base_object": report.base_object,
+            "mapping": report.mapping,
+            "required": report.required,
+        }
+    full_vendor = vendor(
+        1,
+        **{
+            "Website": "acme.example.com",
+            "Status": "active",
+            "Tags": "cloud, eu",
+            "Enterprise": "yes",
+            "IRQ Score": "72.5",
+            "Next Assessment": "2026-06-30",
+            "Contact Email": "risk@acme.example.com",
+        },
+    )
+    imports = [
+        ("vendors", [full_vendor, vendor(2), vendor(3), {"Supplier Name": "no id"}], {}),
+        ("vendors", [vendor(4, Region="EMEA")], {"Prefer": "respond-async"}),
+        ("vendors", [{"Supplier ID": "V-X"}], {}),  # every record fails: 400
+        (
+            "services",
+            [
+                {"Service ID": "S-1", "Service Name": "Hosting", "Supplier ID": "V-00001"},
+                {
+                    "Service ID": "S-2",
+                    "Service Name": "Mail",
+                    "Supplier ID": "V-00002",
+                    "Hosting": "SaaS",
+                    "Tier": "Tier 1",
+                    "Data Types": "pii, financial",
+                },
+            ],
+            {},
+        ),
+        (
+            "assessments",
+            [
+                {"Assessment ID": "A-1", "Supplier ID": "V-00001"},
+                {
+                    "Assessment ID": "A-2",
+                    "Supplier ID": "V-00002",
+                    "Name": "Annual",
+                    "Status": "In Progress",
+                    "Start": "2026-01-01",
+                    "End": "2026-03-31",
+                    "Score": 0.8,
+                },
+            ],
+            {},
+        ),
+    ]
+    batch_ids = []
+    with Receiver() as receiver:
+        webhook_ids = [
+            client.post(
+                "/v1/webhooks",
+                json={**WEBHOOK, "url": url, "events": ["Import.Completed"]},
+                headers=auth,
+            ).json["id"]
+            for url in (receiver.url, closed_port_url())
+        ]
+        for slug, records, headers in imports:
+            response = client.post(
+                f"/v1/import/{slug}", json={"data": records}, headers={**auth, **headers}
+            )
+            assert response.status_code in (200, 202, 400), response.json
+            batch_ids.append(response.json["batch_id"])
+        for delivery_id in worker.webhooks_sent:
+            run_delivery(db, delivery_id, max_attempts=8, allowed_networks=LOOPBACK)
+        assert receiver.requests
+    objects: dict[str, list[str]] = {}
+    for base in catalog.CATALOG.values():
+        listed = client.get(f"/v1/{base.plural}", headers=auth).json
+        objects[f"/v1/{base.plural}/{{object_id}}"] = [item["id"] for item in listed["items"]]
+        assert objects[f"/v1/{base.plural}/{{object_id}}"], base.name
+    return {
+        "definitions": definitions,
+        "known": {
+            "slug": list(definitions),
+            "batch_id": batch_ids,
+            "webhook_id": webhook_ids,
+            **objects,
+        },
+    }

@@ -18,7 +18,7 @@ from importer.db import utcnow
 from importer.formatting import format_age, table
 from importer.models import ImportChunk
 from importer.notify import PollingNotifier
-from tests.conftest import accept_records, recording_outbox, vendor
+from tests.factories import accept_records, recording_outbox, vendor
 from worker.tasks import give_up_chunk, run_chunk
 
 

@@ -8,7 +8,7 @@ import io
 import orjson
 
 from importer import outcomes
-from tests.conftest import vendor
+from tests.factories import vendor
 
 
 def post(client, auth, records, slug="vendors", **headers):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import vendor
+from tests.factories import vendor
 
 
 def post(client, auth, records, slug="vendors", query="?dry_run=true", **headers):

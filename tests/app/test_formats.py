@@ -7,7 +7,7 @@ import gzip
 import orjson
 import pytest
 
-from tests.conftest import vendor
+from tests.factories import vendor
 
 
 def send(client, auth, body: bytes, content_type: str, slug="vendors", gzipped=False, query=""):

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from app import idempotency
 from importer.models import ImportBatch
-from tests.conftest import vendor
+from tests.factories import vendor
 
 
 def post(client, auth, records, key, **headers):

@@ -7,7 +7,7 @@ import datetime as dt
 import sqlalchemy as sa
 
 from importer.models import OBJECT_TABLES, ImportBatch, ImportReport
-from tests.conftest import vendor
+from tests.factories import vendor
 
 
 def post(client, auth, records, slug="vendors", **headers):

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.conftest import vendor
+from tests.factories import vendor
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from celery import signals
 import worker.signals  # noqa: F401  (the handlers under test, as a worker's app connects them)
 from importer import logs
 from importer.logs import GunicornLogger
-from tests.conftest import vendor
+from tests.factories import vendor
 
 
 @pytest.fixture

@@ -20,24 +20,8 @@ from importer import metrics, monitoring
 from importer.db import utcnow
 from importer.models import ImportBatch, ImportChunk
 from importer.problems import ErrorCode
-from tests.conftest import recording_outbox, vendor
+from tests.factories import recording_outbox, scrape, value, vendor
 from worker.tasks import run_chunk
-
-
-def scrape(client, **headers) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of /metrics: (name, sorted labels) -> value."""
-    response = client.get("/metrics", headers=headers)
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.mimetype == "text/plain"
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.get_data(as_text=True))
-        for sample in family.samples
-    }
-
-
-def value(samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def post(client, auth, records, slug="vendors", **headers):

@@ -7,7 +7,7 @@ import datetime as dt
 import sqlalchemy as sa
 
 from importer.models import OBJECT_TABLES
-from tests.conftest import vendor
+from tests.factories import vendor
 
 
 def test_objects_read_back_with_catalog_types(client, auth, make_report):

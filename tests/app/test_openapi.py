@@ -1,13 +1,14 @@
 """The OpenAPI document: served without auth, valid, describing every endpoint and each
 status code it can answer; and the API agrees with it (schemathesis over the WSGI app,
-against real reports, batches and objects)."""
+against real reports, batches and objects: the run is defined in
+tests/app/api_properties.py, which tests/integration/test_properties_postgres.py
+collects too)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import gzip
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,35 +17,22 @@ import pytest
 import schemathesis
 import sqlalchemy as sa
 from fakeredis import FakeRedis
-from hypothesis import HealthCheck, settings
-from hypothesis import strategies as st
 from openapi_spec_validator import validate as validate_openapi
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
-from app.parsing import NDJSON_TYPES
 from app.ratelimits import RateLimits
-from importer import catalog, reports, retention
+from importer import catalog, retention
 from importer.db import utcnow
-from importer.models import BatchStatus, ImportBatch, ImportReport
-from tests.conftest import LOOPBACK, MAPPINGS, limits_storage, vendor
-from tests.webhook_receiver import Receiver, closed_port_url
-from worker.tasks import run_delivery
+from importer.models import BatchStatus, ImportBatch
+from tests.app.api_properties import (  # noqa: F401 (fixtures and a test, collected here)
+    CHECKS,
+    _node_id_for_schemathesis,
+    api_schema,
+    test_api_conforms_to_its_document,
+)
+from tests.factories import FLASK_ARGUMENT, WEBHOOK, limits_storage, vendor
 
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-]
 IMPORT = "/v1/import/{slug}"
-FLASK_ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 # Every status code each operation can answer (the 401, 429 and 503 of every /v1
 # operation come from authentication, the org's request-rate limit and the backing
@@ -265,180 +253,6 @@ def test_base_object_schemas_follow_the_catalog(document):
         }
 
 
-# --- the API agrees with the document ------------------------------------------------
-
-
-def restore_reports(db, org, definitions: dict[str, dict[str, Any]]) -> None:
-    """Put the seeded reports back as they were (a generated PATCH may have renamed or
-    changed one, a DELETE archived it), so later cases still find them."""
-    with db.session() as session:
-        for slug, definition in definitions.items():
-            report = reports.active_report(session, org.id, slug)
-            if report is not None and all(
-                getattr(report, name) == value for name, value in definition.items()
-            ):
-                continue
-            if report is not None:
-                reports.archive_report(session, report)
-            reports.create_report(session, session.merge(org), **definition)
-
-
-@pytest.fixture
-def seeded(client, auth, make_report, org_and_key, db, worker, loopback_webhooks) -> dict[str, Any]:
-    """Reports, batches, objects of every kind, and webhooks with deliveries (attempted:
-    one delivered, one refused), for the generated requests to find."""
-    definitions = {}
-    for base_object in MAPPINGS:
-        report: ImportReport = make_report(base_object)
-        definitions[report.slug] = {
-            "slug": report.slug,
-            "report_name": report.report_name,
-            "base_object": report.base_object,
-            "mapping": report.mapping,
-            "required": report.required,
-        }
-    full_vendor = vendor(
-        1,
-        **{
-            "Website": "acme.example.com",
-            "Status": "active",
-            "Tags": "cloud, eu",
-            "Enterprise": "yes",
-            "IRQ Score": "72.5",
-            "Next Assessment": "2026-06-30",
-            "Contact Email": "risk@acme.example.com",
-        },
-    )
-    imports = [
-        ("vendors", [full_vendor, vendor(2), vendor(3), {"Supplier Name": "no id"}], {}),
-        ("vendors", [vendor(4, Region="EMEA")], {"Prefer": "respond-async"}),
-        ("vendors", [{"Supplier ID": "V-X"}], {}),  # every record fails: 400
-        (
-            "services",
-            [
-                {"Service ID": "S-1", "Service Name": "Hosting", "Supplier ID": "V-00001"},
-                {
-                    "Service ID": "S-2",
-                    "Service Name": "Mail",
-                    "Supplier ID": "V-00002",
-                    "Hosting": "SaaS",
-                    "Tier": "Tier 1",
-                    "Data Types": "pii, financial",
-                },
-            ],
-            {},
-        ),
-        (
-            "assessments",
-            [
-                {"Assessment ID": "A-1", "Supplier ID": "V-00001"},
-                {
-                    "Assessment ID": "A-2",
-                    "Supplier ID": "V-00002",
-                    "Name": "Annual",
-                    "Status": "In Progress",
-                    "Start": "2026-01-01",
-                    "End": "2026-03-31",
-                    "Score": 0.8,
-                },
-            ],
-            {},
-        ),
-    ]
-    batch_ids = []
-    with Receiver() as receiver:
-        webhook_ids = [
-            client.post(
-                "/v1/webhooks",
-                json={**WEBHOOK, "url": url, "events": ["Import.Completed"]},
-                headers=auth,
-            ).json["id"]
-            for url in (receiver.url, closed_port_url())
-        ]
-        for slug, records, headers in imports:
-            response = client.post(
-                f"/v1/import/{slug}", json={"data": records}, headers={**auth, **headers}
-            )
-            assert response.status_code in (200, 202, 400), response.json
-            batch_ids.append(response.json["batch_id"])
-        for delivery_id in worker.webhooks_sent:
-            run_delivery(db, delivery_id, max_attempts=8, allowed_networks=LOOPBACK)
-        assert receiver.requests
-    objects: dict[str, list[str]] = {}
-    for base in catalog.CATALOG.values():
-        listed = client.get(f"/v1/{base.plural}", headers=auth).json
-        objects[f"/v1/{base.plural}/{{object_id}}"] = [item["id"] for item in listed["items"]]
-        assert objects[f"/v1/{base.plural}/{{object_id}}"], base.name
-    return {
-        "definitions": definitions,
-        "known": {
-            "slug": list(definitions),
-            "batch_id": batch_ids,
-            "webhook_id": webhook_ids,
-            **objects,
-        },
-    }
-
-
-@pytest.fixture
-def api_schema(app, seeded, db, org_and_key):
-    schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
-    known = seeded["known"]
-
-    @schema.hook
-    def flatmap_path_parameters(context, path_parameters):
-        """About half of the cases get existing slugs and ids instead of generated ones."""
-        if not path_parameters:
-            return st.just(path_parameters)
-        existing = {
-            name: st.sampled_from(known.get(context.operation.path) or known[name])
-            for name in path_parameters
-            if known.get(context.operation.path) or known.get(name)
-        }
-        if not existing:
-            return st.just(path_parameters)
-        generated = {name: st.just(value) for name, value in path_parameters.items()}
-        return st.just(path_parameters) | st.fixed_dictionaries({**generated, **existing})
-
-    return schema
-
-
-@schemathesis.serializer(*NDJSON_TYPES)
-def ndjson_body(context, value) -> bytes:
-    """The document describes an NDJSON body as text (one record per line): send the
-    text as it is (anything else a negative case generated, as JSON)."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogatepass")
-    try:
-        return orjson.dumps(value)
-    except TypeError:  # an integer beyond 64 bits, which orjson cannot write
-        return json.dumps(value).encode()
-
-
-@pytest.fixture(autouse=True)
-def _node_id_for_schemathesis(request):
-    """schemathesis 4.32's fixture-loaded tests read and rename ``node._nodeid``, which
-    pytest 9.2 no longer has (it keeps ``node._id``); give it one to work on."""
-    if not hasattr(request.node, "_nodeid"):
-        request.node._nodeid = request.node.nodeid
-
-
-schema = schemathesis.pytest.from_fixture("api_schema")
-
-
-@schema.parametrize()
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-def test_api_conforms_to_its_document(case, auth, db, org_and_key, seeded):
-    try:
-        case.call_and_validate(headers=auth, checks=CHECKS)
-    finally:
-        restore_reports(db, org_and_key[0], seeded["definitions"])
-
-
 # --- every status code, answered for real and checked against the document ----------
 
 README_REPORT = {
@@ -449,11 +263,6 @@ README_REPORT = {
     "required": ["website"],
 }
 GOOD = {"data": [vendor(1), vendor(2, Region="EMEA"), {"Supplier Name": "no id"}]}
-WEBHOOK = {
-    "url": "https://example.com/hooks",
-    "events": ["Import.Completed", "Import.Failed"],
-    "secret": "a-secret-of-at-least-16",
-}
 BAD = {"data": [{"Supplier Name": "no id"}]}
 
 

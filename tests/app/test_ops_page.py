@@ -14,7 +14,7 @@ from importer.db import utcnow
 from importer.models import WorkerHeartbeat
 from importer.monitoring import beat
 from importer.notify import PollingNotifier
-from tests.conftest import accept_records, recording_outbox, vendor
+from tests.factories import accept_records, recording_outbox, vendor
 from worker.tasks import give_up_chunk, run_chunk
 
 TOKEN = "ops-token-4f1c9a7e2b"

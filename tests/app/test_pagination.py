@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from importer import listing
 from importer.models import OBJECT_TABLES, ObjectCount
-from tests.conftest import vendor
+from tests.factories import vendor
 
 
 def make_webhook(client, auth, url):

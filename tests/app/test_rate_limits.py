@@ -9,7 +9,7 @@ from limits.storage import RedisStorage
 from app.extensions import build_services
 from app.ratelimits import RateLimits, records_retry_after
 from importer.models import OBJECT_TABLES, IdempotencyKey, ImportBatch
-from tests.conftest import limits_storage, vendor
+from tests.factories import limits_storage, vendor
 
 
 def limit(app, redis_client, requests=0, records=0) -> RateLimits:

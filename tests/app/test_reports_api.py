@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import VENDOR_MAPPING
+from tests.factories import VENDOR_MAPPING
 
 
 def create(client, auth, **overrides):

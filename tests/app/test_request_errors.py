@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import vendor
+from tests.factories import vendor
 
 
 def detail(response):

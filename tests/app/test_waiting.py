@@ -17,8 +17,7 @@ from flask import Flask
 
 from app.waiting import WaitingSlots
 from importer.config import ConfigError, Settings
-from tests.app.test_metrics import scrape, value
-from tests.conftest import vendor
+from tests.factories import scrape, value, vendor
 
 SLOTS = 2
 

@@ -8,7 +8,7 @@ import ipaddress
 import pytest
 
 from importer import webhook_targets
-from tests.conftest import vendor
+from tests.factories import vendor
 from tests.webhook_receiver import Receiver
 
 SECRET = "a-secret-of-at-least-16"

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from importer.models import BatchStatus, ChunkStatus, ImportBatch, ImportChunk
 from importer.notify import PollingNotifier
 from importer.outcomes import page
-from tests.conftest import accept_records, recording_outbox
+from tests.factories import accept_records, recording_outbox
 from worker.tasks import give_up_chunk, run_chunk
 
 

@@ -12,7 +12,7 @@ from importer.broker import CeleryBroker
 from importer.db import utcnow
 from importer.models import ImportBatch, ImportChunk, Lane, WorkerHeartbeat
 from importer.notify import PollingNotifier
-from tests.conftest import RecordingBroker, accept_records, recording_outbox, vendor
+from tests.factories import RecordingBroker, accept_records, recording_outbox, vendor
 from worker.tasks import run_chunk
 
 

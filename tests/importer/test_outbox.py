@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from importer import batches
 from importer.models import ChunkStatus, ImportChunk, Lane
-from tests.conftest import accept_records, recording_outbox, vendor
+from tests.factories import accept_records, recording_outbox, vendor
 
 
 def accept(db, org, report, n=4, chunk_size=2, lane=Lane.INTERACTIVE):

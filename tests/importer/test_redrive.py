@@ -21,7 +21,7 @@ from importer.models import (
 )
 from importer.notify import PollingNotifier
 from importer.outcomes import page
-from tests.conftest import accept_records, recording_outbox, vendor
+from tests.factories import accept_records, recording_outbox, vendor
 from worker.tasks import give_up_chunk, run_chunk
 
 COUNTS = ("status", "created_count", "updated_count", "failed_count", "processed_count")

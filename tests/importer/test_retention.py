@@ -21,8 +21,7 @@ from importer.models import (
     ImportChunk,
     WebhookDelivery,
 )
-from tests.app.test_metrics import scrape, value
-from tests.conftest import vendor
+from tests.factories import scrape, value, vendor
 
 
 def post(client, auth, records, **headers):

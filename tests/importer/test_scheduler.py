@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from importer import scheduler
 from importer.models import ChunkStatus, ImportChunk, Lane
 from importer.notify import PollingNotifier
-from tests.conftest import accept_records, recording_outbox, vendor
+from tests.factories import accept_records, recording_outbox, vendor
 from worker.tasks import run_chunk
 
 

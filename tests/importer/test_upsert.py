@@ -10,7 +10,7 @@ from sqlalchemy import event
 
 from importer.models import OBJECT_TABLES
 from importer.upsert import write_records
-from tests.conftest import VENDOR_MAPPING
+from tests.factories import VENDOR_MAPPING
 
 
 def write(db, org, seq, records, base_object="vendor"):

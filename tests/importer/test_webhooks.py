@@ -16,7 +16,7 @@ from importer import webhook_targets, webhooks
 from importer.models import BatchStatus, DeliveryStatus, ImportBatch, WebhookDelivery
 from importer.notify import PollingNotifier
 from importer.outcomes import batch_summary
-from tests.conftest import LOOPBACK, accept_records, recording_outbox
+from tests.factories import LOOPBACK, accept_records, recording_outbox
 from tests.webhook_receiver import Receiver, closed_port_url
 from worker.tasks import give_up_chunk, run_chunk, run_delivery
 

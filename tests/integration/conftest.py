@@ -2,23 +2,21 @@
 database per test session, real web and worker processes.
 
 Without PostgreSQL or Redis the tests skip, saying why, unless
-``IMPORTER_REQUIRE_SERVICES=1`` (set by ``.ci/run``): then they fail.
+``IMPORTER_REQUIRE_SERVICES=1`` (set by ``.ci/run``): then they fail. The helpers the
+integration tests share are in tests/integration/factories.py.
 """
 
 from __future__ import annotations
 
 import os
-import time
-import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
-import orjson
 import psycopg
 import pytest
 import redis
 
 from importer.db import Database
+from tests.integration.factories import FAST_RECOVERY, new_org
 from tests.integration.private_services import PrivateRedis
 from tests.integration.stack import (
     POSTGRES_ADMIN_URL,
@@ -130,29 +128,7 @@ def pg(pg_database_url: str) -> Iterator[Database]:
     database.dispose()
 
 
-def wait_until(
-    predicate: Callable[[], bool], timeout: float = 30, what: str = "condition", every: float = 0.01
-) -> None:
-    """Poll an observable condition (a lock wait, a row count, a batch's progress)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(every)
-
-
 # --- fault tests -------------------------------------------------------------------
-
-#: Recovery timings shortened so a fault test sees recovery within seconds.
-FAST_RECOVERY = {
-    "IMPORTER_RELAY_INTERVAL_SECONDS": "0.5",
-    "IMPORTER_RELAY_GRACE_SECONDS": "1",
-    "IMPORTER_STUCK_AFTER_SECONDS": "3",
-    "IMPORTER_VISIBILITY_TIMEOUT_SECONDS": "15",
-    "IMPORTER_REDISPATCH_AFTER_SECONDS": "20",
-    # One web process, so what /readyz saw is what the next request sees.
-    "IMPORTER_WEB_WORKERS": "1",
-}
 
 
 @pytest.fixture
@@ -168,11 +144,6 @@ def fault_stack(backing_services: None, private_redis: PrivateRedis) -> Iterator
     """A fresh database and a private Redis for web and worker processes the test starts."""
     with fresh_stack(private_redis.url, **FAST_RECOVERY) as running:
         yield running
-
-
-def new_org(stack: Stack) -> Api:
-    created = orjson.loads(stack.run("create-org", f"org-{uuid.uuid4().hex[:6]}"))
-    return Api(stack.base_url, created["api_key"], created["org_id"])
 
 
 @pytest.fixture
@@ -195,21 +166,3 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("faults injected and what was counted")
         for line in lines:
             terminalreporter.write_line(line)
-
-
-def vendor_report(db: Database, org_name: str) -> tuple[Any, Any]:
-    """A new org and a vendor report of it (``tests.conftest.VENDOR_MAPPING``)."""
-    from importer import orgs, reports
-    from tests.conftest import VENDOR_MAPPING
-
-    with db.session() as session:
-        org, _ = orgs.create_org(session, org_name)
-        report = reports.create_report(
-            session,
-            org,
-            slug=f"v-{uuid.uuid4().hex[:6]}",
-            report_name="v",
-            base_object="vendor",
-            mapping=VENDOR_MAPPING,
-        )
-    return org, report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.conftest import ASSESSMENT_MAPPING, SERVICE_MAPPING, VENDOR_MAPPING, vendor
+from tests.factories import ASSESSMENT_MAPPING, SERVICE_MAPPING, VENDOR_MAPPING, vendor
 
 
 def test_a_1000_record_batch_is_answered_synchronously(api):

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 import redis
 
-from tests.conftest import VENDOR_MAPPING, vendor
-from tests.integration.conftest import FAST_RECOVERY, new_org, wait_until
+from tests.factories import VENDOR_MAPPING, vendor
+from tests.integration.factories import FAST_RECOVERY, new_org, wait_until
 from tests.integration.private_services import PrivatePostgres
 from tests.integration.stack import Stack
 

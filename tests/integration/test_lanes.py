@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.conftest import VENDOR_MAPPING, vendor
-from tests.integration.conftest import new_org, wait_until
+from tests.factories import VENDOR_MAPPING, vendor
+from tests.integration.factories import new_org, wait_until
 
 BULK_SLOTS = 2
 

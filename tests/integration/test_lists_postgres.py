@@ -24,7 +24,7 @@ from importer.config import Settings
 from importer.db import Database
 from importer.models import OBJECT_TABLES, ObjectCount
 from importer.notify import PollingNotifier
-from tests.conftest import accept_records, recording_outbox
+from tests.factories import accept_records, recording_outbox
 from worker.tasks import run_chunk
 
 TABLE = OBJECT_TABLES["vendor"]

@@ -15,8 +15,8 @@ import requests
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import VENDOR_MAPPING, vendor
-from tests.integration.conftest import new_org, wait_until
+from tests.factories import VENDOR_MAPPING, vendor
+from tests.integration.factories import new_org, wait_until
 from tests.integration.private_services import PrivateRedis
 from tests.integration.stack import Stack, fresh_stack
 

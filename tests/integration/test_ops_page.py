@@ -16,8 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import VENDOR_MAPPING, vendor
-from tests.integration.conftest import new_org
+from tests.factories import VENDOR_MAPPING, vendor
+from tests.integration.factories import new_org
 from tests.integration.stack import ROOT, Stack, fresh_stack
 
 CHROMIUM = "/usr/bin/chromium"

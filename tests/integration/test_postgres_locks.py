@@ -8,8 +8,8 @@ import sqlalchemy as sa
 
 from importer.models import OBJECT_TABLES, BatchStatus, ImportBatch, ImportChunk
 from importer.notify import PollingNotifier
-from tests.conftest import accept_records, recording_outbox, vendor
-from tests.integration.conftest import vendor_report, wait_until
+from tests.factories import accept_records, recording_outbox, schema_drift, vendor
+from tests.integration.factories import vendor_report, wait_until, waiting_on_a_lock
 from worker.tasks import run_chunk
 
 
@@ -19,18 +19,6 @@ def accept(db, n=3):
         db, org, report, [vendor(i) for i in range(n)], chunk_size=n
     )
     return org.id, batch_id, chunk_ids[0]
-
-
-def waiting_on_a_lock(db) -> bool:
-    with db.engine.connect() as conn:
-        return bool(
-            conn.scalar(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            )
-        )
 
 
 def batch(db, batch_id):
@@ -87,6 +75,4 @@ def test_the_same_chunk_delivered_twice_at_once_is_written_once(pg):
 
 
 def test_migrations_match_the_models_on_postgresql(pg):
-    from tests.test_migrations import schema_drift
-
     assert schema_drift(pg.url) == []

@@ -2,9 +2,9 @@
 this machine's PostgreSQL (where text SQLite takes, a NUL character, made the driver
 fail): every path and query parameter of every operation, every body, never a 5xx.
 
-The tests are those of tests/app/test_properties.py and tests/app/test_openapi.py,
-collected here with fixtures that put the app on PostgreSQL (the worker's task
-function is called inline, as in the fast layer)."""
+The tests are those of tests/app/test_properties.py and tests/app/test_openapi.py
+(defined in tests/app/api_properties.py), collected here with fixtures that put the
+app on PostgreSQL (the worker's task function is called inline, as in the fast layer)."""
 
 from __future__ import annotations
 
@@ -18,19 +18,16 @@ from app import create_app
 from importer.config import Settings
 from importer.notify import PollingNotifier
 from importer.orgs import create_org
-from tests.app.test_openapi import (  # noqa: F401 (fixtures and a test, collected here)
+from tests.app.api_properties import (  # noqa: F401 (fixtures and tests, collected here)
     _node_id_for_schemathesis,
     api_schema,
-    seeded,
-    test_api_conforms_to_its_document,
-)
-from tests.app.test_properties import (  # noqa: F401 (collected here)
     test_any_batch_is_accounted_for_record_by_record,
     test_any_body_gets_an_answer_in_the_documented_shape,
     test_any_path_or_query_text_gets_an_answer_in_the_documented_shape,
     test_any_report_or_webhook_body_gets_an_answer_in_the_documented_shape,
+    test_api_conforms_to_its_document,
 )
-from tests.conftest import InlineBroker
+from tests.factories import InlineBroker
 
 
 def _settings(pg_database_url: str, data_dir: Path) -> Settings:

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from importer import batches, redrive
 from importer.models import BatchStatus, ChunkStatus, ImportBatch, ImportChunk
 from importer.notify import PollingNotifier
-from tests.conftest import accept_records, recording_outbox, vendor
-from tests.integration.conftest import vendor_report
+from tests.factories import accept_records, recording_outbox, vendor
+from tests.integration.factories import vendor_report
 from worker.tasks import give_up_chunk, run_chunk
 
 

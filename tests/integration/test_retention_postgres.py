@@ -13,8 +13,8 @@ from importer.config import Settings
 from importer.db import utcnow
 from importer.models import ImportBatch, ImportChunk
 from importer.notify import PollingNotifier
-from tests.conftest import accept_records, recording_outbox, vendor
-from tests.integration.conftest import vendor_report
+from tests.factories import accept_records, recording_outbox, vendor
+from tests.integration.factories import vendor_report
 from worker.tasks import run_chunk
 
 

@@ -12,8 +12,8 @@ from importer import scheduler
 from importer.config import Settings
 from importer.models import ChunkStatus, ImportChunk
 from importer.notify import PollingNotifier
-from tests.conftest import accept_records, recording_outbox, vendor
-from tests.integration.conftest import vendor_report
+from tests.factories import accept_records, recording_outbox, vendor
+from tests.integration.factories import vendor_report
 from worker.tasks import run_chunk
 
 SLOTS, PER_ORG = 4, 2

@@ -9,7 +9,6 @@ called inline), so every request shape is one quick call."""
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -25,11 +24,10 @@ from importer.db import Database
 from importer.models import ImportBatch
 from importer.notify import PollingNotifier
 from importer.orgs import create_org
-from tests.conftest import MAPPINGS, InlineBroker, vendor
+from tests.factories import FLASK_ARGUMENT, MAPPINGS, InlineBroker, vendor
 
 NUL = "a\x00b"
 OPS_TOKEN = "ops-token-for-the-nul-tests"
-FLASK_ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from importer.notify import PollingNotifier
 from importer.outcomes import page
 from importer.upsert import write_records
 from importer.validation import validate_records
-from tests.conftest import SERVICE_MAPPING, VENDOR_MAPPING, accept_records, recording_outbox
-from tests.integration.conftest import vendor_report, wait_until
+from tests.factories import SERVICE_MAPPING, VENDOR_MAPPING, accept_records, recording_outbox
+from tests.integration.factories import vendor_report, wait_until
 from worker.tasks import run_chunk
 
 VENDORS = OBJECT_TABLES["vendor"]

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.conftest import VENDOR_MAPPING, vendor
-from tests.integration.conftest import new_org, wait_until
+from tests.factories import VENDOR_MAPPING, vendor
+from tests.integration.factories import new_org, wait_until
 from tests.integration.stack import fresh_stack
 
 THREADS, WAITERS, CALLERS = 3, 2, 6

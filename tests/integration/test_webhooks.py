@@ -10,9 +10,8 @@ import sqlalchemy as sa
 
 from importer import webhooks
 from importer.models import WebhookDelivery
-from tests.conftest import LOOPBACK, VENDOR_MAPPING, accept_records, vendor
-from tests.integration.conftest import vendor_report, wait_until
-from tests.integration.test_postgres_locks import waiting_on_a_lock
+from tests.factories import LOOPBACK, VENDOR_MAPPING, accept_records, vendor
+from tests.integration.factories import vendor_report, wait_until, waiting_on_a_lock
 from tests.webhook_receiver import Receiver
 from worker.tasks import run_delivery
 

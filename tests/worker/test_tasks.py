@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 from importer import batches
 from importer.models import BatchStatus, ChunkStatus, ImportBatch, ImportChunk
 from importer.notify import PollingNotifier
-from tests.conftest import accept_records, recording_outbox, vendor
+from tests.factories import accept_records, recording_outbox, vendor
 from worker.tasks import attempt_chunk
 
 ROOT = Path(__file__).resolve().parents[2]
