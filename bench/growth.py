@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,13 @@ from sqlalchemy import event
 from app import create_app
 from app.pagination import encode_cursor, scope_digest
 from bench.data import MAPPING, records
-from bench.stack import deployment, new_org, service_cpu
+from bench.stack import (
+    Vacuums,
+    autovacuum_pass,
+    deployment,
+    new_org,
+    service_cpu,
+)
 from importer import outcomes, retention
 from importer.config import Settings, normalize_database_url
 from importer.db import Database, utcnow
@@ -63,71 +69,6 @@ TARGET_READ = 5.0
 TARGET_STATUS_SECONDS = 1.0
 OPS_TOKEN = "bench-ops-token"
 REPEAT = 15
-
-#: PostgreSQL's defaults for the thresholds autovacuum applies to a table.
-AUTOVACUUM_DEFAULTS = {
-    "autovacuum_vacuum_threshold": 50.0,
-    "autovacuum_vacuum_scale_factor": 0.2,
-    "autovacuum_vacuum_insert_threshold": 1000.0,
-    "autovacuum_vacuum_insert_scale_factor": 0.2,
-    "autovacuum_analyze_threshold": 50.0,
-    "autovacuum_analyze_scale_factor": 0.1,
-}
-
-
-# --- autovacuum, as the server would run it ---------------------------------------
-
-
-@dataclass
-class Vacuums:
-    """What the simulated autovacuum did, and the dead rows it found in ``vendors``."""
-
-    runs: list[tuple[str, int, float]] = field(default_factory=list)
-    vendor_dead_peak: int = 0
-    seconds: float = 0.0
-
-
-def autovacuum_pass(url: str, done: Vacuums) -> None:
-    """VACUUM (ANALYZE) each table over its vacuum thresholds, ANALYZE each one over its
-    analyze threshold, by its storage parameters or PostgreSQL's defaults."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT pg_stat_clear_snapshot()")
-        rows = conn.execute(
-            "SELECT s.relname, s.n_dead_tup, s.n_ins_since_vacuum, s.n_mod_since_analyze, "
-            "greatest(c.reltuples, 0), coalesce(c.reloptions, '{}') "
-            "FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
-            "WHERE c.relpersistence = 'p'"
-        ).fetchall()
-        for name, dead, inserted, modified, tuples, options in rows:
-            limits = dict(AUTOVACUUM_DEFAULTS)
-            for option in options:
-                key, _, value = option.partition("=")
-                if key in limits:
-                    limits[key] = float(value)
-            if name == "vendors":
-                done.vendor_dead_peak = max(done.vendor_dead_peak, dead)
-            vacuum = (
-                dead
-                > limits["autovacuum_vacuum_threshold"]
-                + limits["autovacuum_vacuum_scale_factor"] * tuples
-                or inserted
-                > limits["autovacuum_vacuum_insert_threshold"]
-                + limits["autovacuum_vacuum_insert_scale_factor"] * tuples
-            )
-            analyze = (
-                modified
-                > limits["autovacuum_analyze_threshold"]
-                + limits["autovacuum_analyze_scale_factor"] * tuples
-            )
-            if not (vacuum or analyze):
-                continue
-            started = time.perf_counter()
-            conn.execute(f"{'VACUUM (ANALYZE)' if vacuum else 'ANALYZE'} {name}")
-            seconds = time.perf_counter() - started
-            done.seconds += seconds
-            if vacuum:
-                done.runs.append((name, dead, seconds))
-
 
 # --- imports ----------------------------------------------------------------------
 

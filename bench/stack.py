@@ -7,8 +7,10 @@ Built on the integration tests' process helpers (tests/integration/stack.py).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -95,3 +97,67 @@ def service_cpu(stack: Stack, url: str) -> float:
             ).fetchall()
         ]
     return cpu_seconds(pids)
+
+
+# --- autovacuum, as the server would run it (this machine's runs with it off) ---------
+
+#: PostgreSQL's defaults for the thresholds autovacuum applies to a table.
+AUTOVACUUM_DEFAULTS = {
+    "autovacuum_vacuum_threshold": 50.0,
+    "autovacuum_vacuum_scale_factor": 0.2,
+    "autovacuum_vacuum_insert_threshold": 1000.0,
+    "autovacuum_vacuum_insert_scale_factor": 0.2,
+    "autovacuum_analyze_threshold": 50.0,
+    "autovacuum_analyze_scale_factor": 0.1,
+}
+
+
+@dataclass
+class Vacuums:
+    """What the simulated autovacuum did, and the dead rows it found in ``vendors``."""
+
+    runs: list[tuple[str, int, float]] = field(default_factory=list)
+    vendor_dead_peak: int = 0
+    seconds: float = 0.0
+
+
+def autovacuum_pass(url: str, done: Vacuums) -> None:
+    """VACUUM (ANALYZE) each table over its vacuum thresholds, ANALYZE each one over its
+    analyze threshold, by its storage parameters or PostgreSQL's defaults."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        rows = conn.execute(
+            "SELECT s.relname, s.n_dead_tup, s.n_ins_since_vacuum, s.n_mod_since_analyze, "
+            "greatest(c.reltuples, 0), coalesce(c.reloptions, '{}') "
+            "FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
+            "WHERE c.relpersistence = 'p'"
+        ).fetchall()
+        for name, dead, inserted, modified, tuples, options in rows:
+            limits = dict(AUTOVACUUM_DEFAULTS)
+            for option in options:
+                key, _, value = option.partition("=")
+                if key in limits:
+                    limits[key] = float(value)
+            if name == "vendors":
+                done.vendor_dead_peak = max(done.vendor_dead_peak, dead)
+            vacuum = (
+                dead
+                > limits["autovacuum_vacuum_threshold"]
+                + limits["autovacuum_vacuum_scale_factor"] * tuples
+                or inserted
+                > limits["autovacuum_vacuum_insert_threshold"]
+                + limits["autovacuum_vacuum_insert_scale_factor"] * tuples
+            )
+            analyze = (
+                modified
+                > limits["autovacuum_analyze_threshold"]
+                + limits["autovacuum_analyze_scale_factor"] * tuples
+            )
+            if not (vacuum or analyze):
+                continue
+            started = time.perf_counter()
+            conn.execute(f"{'VACUUM (ANALYZE)' if vacuum else 'ANALYZE'} {name}")
+            seconds = time.perf_counter() - started
+            done.seconds += seconds
+            if vacuum:
+                done.runs.append((name, dead, seconds))
