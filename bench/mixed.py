@@ -22,6 +22,7 @@ and B's and C's shares, against the targets of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import threading
 import time
@@ -34,7 +35,7 @@ import requests
 
 from bench.data import MAPPING, records
 from bench.small_batches import percentile
-from bench.stack import deployment, new_org
+from bench.stack import Vacuums, autovacuum_pass, deployment, new_org, service_cpu
 from tests.integration.stack import Api, Stack
 
 
@@ -111,6 +112,9 @@ class FloodRun:
     batch_ids: list[str]
     began: float
     ended: float = 0.0
+    #: When the first POST was sent and when its 202 came back (Unix seconds).
+    first_posted_at: float = 0.0
+    first_accepted_at: float = 0.0
 
     @property
     def seconds(self) -> float:
@@ -123,13 +127,17 @@ def flood(api: Api, slug: str, bodies: list[bytes]) -> FloodRun:
     url = f"/v1/import/{slug}"
     began = time.perf_counter()
     batch_ids = []
+    posted_at = accepted_at = 0.0
     for body in bodies:
+        sent = time.time()
         response = api.post(
             url, data=body, headers={"Content-Type": "application/json"}, timeout=300
         )
         assert response.status_code == 202, response.text[:300]
+        if not batch_ids:
+            posted_at, accepted_at = sent, time.time()
         batch_ids.append(response.json()["batch_id"])
-    run = FloodRun(batch_ids, began)
+    run = FloodRun(batch_ids, began, first_posted_at=posted_at, first_accepted_at=accepted_at)
     for batch_id in batch_ids:
         done = api.wait_done(batch_id, timeout=1800)
         assert done["status"] == "completed" and done["failed_count"] == 0, done["status"]
@@ -158,11 +166,11 @@ WAITING = (
 
 
 def newcomer_wait(stack: Stack, org_id: str) -> tuple[float, float]:
-    """Seconds the org's first chunk waited from its batch's acceptance to its start,
-    and the median time a worker took over a bulk chunk in this run."""
+    """When the org's first chunk started (Unix seconds), and the median time a worker
+    took over a bulk chunk in this run."""
     with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
-        (waited,) = conn.execute(
-            "SELECT extract(epoch FROM c.started_at - b.received_at) FROM import_chunks c "
+        (started,) = conn.execute(
+            "SELECT extract(epoch FROM c.started_at) FROM import_chunks c "
             "JOIN import_batches b ON b.id = c.batch_id WHERE c.org_id = %s "
             "ORDER BY b.seq, c.position LIMIT 1",
             (org_id,),
@@ -172,7 +180,27 @@ def newcomer_wait(stack: Stack, org_id: str) -> tuple[float, float]:
             "(ORDER BY extract(epoch FROM finished_at - started_at)) FROM import_chunks "
             "WHERE status = 'done' AND lane = 'bulk' AND record_count > 0"
         ).fetchone()
-    return float(waited), float(chunk)
+    return float(started), float(chunk)
+
+
+def small_chunk_times(stack: Stack, org_id: str, since: float, until: float) -> dict[str, float]:
+    """Where the time of the org's small batches went between two moments (Unix
+    seconds): waiting for a worker (accepted to started) and being written (started to
+    finished), p50 and p99 in ms, read from the database."""
+    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
+        row = conn.execute(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY w), "
+            "percentile_cont(0.99) WITHIN GROUP (ORDER BY w), "
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY r), "
+            "percentile_cont(0.99) WITHIN GROUP (ORDER BY r) FROM ("
+            "SELECT extract(epoch FROM c.started_at - b.received_at) * 1000 AS w, "
+            "extract(epoch FROM c.finished_at - c.started_at) * 1000 AS r "
+            "FROM import_chunks c JOIN import_batches b ON b.id = c.batch_id "
+            "WHERE c.org_id = %s AND c.finished_at IS NOT NULL "
+            "AND b.received_at BETWEEN to_timestamp(%s) AND to_timestamp(%s)) t",
+            (org_id, since, until),
+        ).fetchone()
+    return dict(zip(("wait_p50", "wait_p99", "run_p50", "run_p99"), map(float, row), strict=True))
 
 
 def shares_while_both_busy(stack: Stack, orgs: list[str], runs: list[threading.Thread]) -> Any:
@@ -224,18 +252,37 @@ def main() -> None:
         bodies_c = flood_bodies(4, args.floods, args.flood_size)
         records_per_flood = args.floods * args.flood_size
 
+        url = stack.env["DATABASE_URL"]
+        # This PostgreSQL runs with autovacuum off: between phases, what the server's
+        # autovacuum would have done by then (after 500,000 new rows, an ANALYZE at least).
+        vacuums = Vacuums()
+        # A few of A's batches first, so neither phase pays the first calls' costs (each
+        # web process compiles the report's validation once).
+        warm = threading.Event()
+        threading.Timer(3, warm.set).start()
+        small_batches(
+            small_org, small_slug, args.small_clients, args.small_size, args.small_rate, warm
+        )
+
         # 1. A alone.
         stop = threading.Event()
         timer = threading.Timer(args.alone_seconds, stop.set)
         timer.start()
+        cpu, began, alone_from = service_cpu(stack, url), time.perf_counter(), time.time()
         alone = small_batches(
             small_org, small_slug, args.small_clients, args.small_size, args.small_rate, stop
         )
+        a_cores = (service_cpu(stack, url) - cpu) / (time.perf_counter() - began)
+        a_alone_chunks = small_chunk_times(stack, small_org.org_id, alone_from, time.time())
 
         # 2. B alone.
+        autovacuum_pass(url, vacuums)
+        cpu = service_cpu(stack, url)
         b_alone = flood(flooding, flood_slug, bodies_b)
+        b_alone_cpu = service_cpu(stack, url) - cpu
 
         # 3. A's small batches while B floods.
+        autovacuum_pass(url, vacuums)
         stop = threading.Event()
         with_a: dict[str, FloodRun] = {}
 
@@ -244,17 +291,24 @@ def main() -> None:
             stop.set()
 
         flooder = threading.Thread(target=flood_then_stop)
+        cpu, during_from = service_cpu(stack, url), time.time()
         flooder.start()
         during = small_batches(
             small_org, small_slug, args.small_clients, args.small_size, args.small_rate, stop
         )
         flooder.join()
         b_with_a = with_a["run"]
+        both_cpu = service_cpu(stack, url) - cpu
+        a_during_chunks = small_chunk_times(stack, small_org.org_id, during_from, time.time())
 
         # 4. B floods; C starts once B's chunks run, then both flood at once.
+        autovacuum_pass(url, vacuums)
+        c_run: dict[str, FloodRun] = {}
         runs = [
             threading.Thread(target=flood, args=(flooding, flood_slug, bodies_b3)),
-            threading.Thread(target=flood, args=(other, other_slug, bodies_c)),
+            threading.Thread(
+                target=lambda: c_run.setdefault("run", flood(other, other_slug, bodies_c))
+            ),
         ]
         runs[0].start()
         while per_org(stack, RUNNING).get(flooding.org_id, 0) == 0:
@@ -263,7 +317,8 @@ def main() -> None:
         shared = shares_while_both_busy(stack, [flooding.org_id, other.org_id], runs)
         for run in runs:
             run.join()
-        first_wait, chunk_time = newcomer_wait(stack, other.org_id)
+        c_started, chunk_time = newcomer_wait(stack, other.org_id)
+        c_first = c_run["run"]
 
     a0, a1 = alone.figures(), during.figures()
     b0 = records_per_flood / b_alone.seconds
@@ -284,10 +339,35 @@ def main() -> None:
             f"{figures['p99']:.0f} | {run.accepted_later} | {run.errors} |"
         )
     print(f"  A's p99 while B floods / alone: {a1['p99'] / a0['p99']:.2f}  (target <= 3)")
+    for name, times in (("alone", a_alone_chunks), ("while B floods", a_during_chunks)):
+        print(
+            f"    A's chunks {name}: waited for a worker p50 {times['wait_p50']:.0f} ms, "
+            f"p99 {times['wait_p99']:.0f} ms; written in p50 {times['run_p50']:.0f} ms, "
+            f"p99 {times['run_p99']:.0f} ms"
+        )
     print(f"  A's batches answered 202 while B floods: {during.accepted_later}  (target 0)")
     print(
         f"  B's throughput: alone {b0:,.0f} records/s, with A {b1:,.0f} records/s -> "
         f"{b1 / b0:.2f}  (target >= 0.9)"
+    )
+    # Where the CPU went: the machine's cores are shared by A's batches and B's flood.
+    cores = os.cpu_count() or 1
+    b_cores = b_alone_cpu / b_alone.seconds
+    b_per_cpu = records_per_flood / b_alone_cpu
+    b_per_cpu_with_a = records_per_flood / max(both_cpu - a_cores * b_with_a.seconds, 1e-9)
+    print(
+        f"  CPU (web, workers and their PostgreSQL backends): A alone used {a_cores:.2f} of "
+        f"the {cores} cores, B alone {b_cores:.2f}; what A leaves B: "
+        f"{min(1.0, (cores - a_cores) / b_cores):.2f} of B's alone throughput"
+    )
+    print(
+        f"  B's records per CPU-second: alone {b_per_cpu:,.0f}, with A (A's CPU at its alone "
+        f"rate taken out) {b_per_cpu_with_a:,.0f} -> {b_per_cpu_with_a / b_per_cpu:.2f}"
+    )
+    print(
+        f"  autovacuum off on this server: between phases, {len(vacuums.runs)} VACUUM (ANALYZE) "
+        f"and the ANALYZEs autovacuum would have run ({vacuums.seconds:.1f} s, outside the "
+        "measurements)"
     )
     if shared is None:
         print("  B and C: never both busy (floods too small to overlap)")
@@ -298,10 +378,13 @@ def main() -> None:
             f"busy, B {share[flooding.org_id]:.0%}, C {share[other.org_id]:.0%}  "
             "(target 40-60% each)"
         )
+    waited = c_started - c_first.first_accepted_at
+    reading = c_first.first_accepted_at - c_first.first_posted_at
     print(
-        f"  C, starting while B floods: its first chunk started {first_wait:.2f} s after its "
-        f"batch was accepted; a bulk chunk takes {chunk_time:.2f} s (median) -> "
-        f"{first_wait / chunk_time:.2f} chunk times  (target: about 1)"
+        f"  C, starting while B floods: its first chunk started {waited:.2f} s after its "
+        f"first batch was accepted (its 202; {reading:.2f} s after the POST began: the web "
+        f"reading 100,000 records); a bulk chunk takes "
+        f"{chunk_time:.2f} s (median) -> {waited / chunk_time:.2f} chunk times  (target: about 1)"
     )
     if shared is not None:
         print("\n`importer status` while B and C flood:\n" + shared[2])
