@@ -25,14 +25,16 @@ def started(stack, org_id: str) -> list[tuple]:
 
 def test_a_small_batch_is_claimed_before_another_orgs_queued_flood(fault_stack):
     stack = fault_stack
-    stack.env["IMPORTER_CHUNK_SIZE"] = "500"
+    # Chunks long enough (2,000 records) that a bulk slot frees itself at most once
+    # while the small batch is accepted and handed over, even on a loaded machine.
+    stack.env["IMPORTER_CHUNK_SIZE"] = "2000"
     stack.start_worker(concurrency=BULK_SLOTS)
     stack.start_web()
     flooding, waiting = new_org(stack), new_org(stack)
     flood_slug = flooding.create_report("vendor", VENDOR_MAPPING)
     small_slug = waiting.create_report("vendor", VENDOR_MAPPING)
     flood = flooding.post(
-        f"/v1/import/{flood_slug}", json={"data": [vendor(n) for n in range(40_000)]}
+        f"/v1/import/{flood_slug}", json={"data": [vendor(n) for n in range(80_000)]}
     )
     assert flood.status_code == 202
     flood_id = flood.json()["batch_id"]
@@ -48,7 +50,7 @@ def test_a_small_batch_is_claimed_before_another_orgs_queued_flood(fault_stack):
     assert small.status_code == 200
     assert small.json()["created_count"] == 2
     done = flooding.wait_done(flood_id, timeout=300)
-    assert (done["status"], done["created_count"]) == ("completed", 40_000)
+    assert (done["status"], done["created_count"]) == ("completed", 80_000)
 
     ((small_started, lane),) = started(stack, waiting.org_id)
     assert lane == "interactive"
