@@ -39,7 +39,11 @@ class QuerySchema(Schema):
         normalised: dict[str, Any] = {}
         for name, value in data.items():
             field = self.fields.get(name)
-            if isinstance(value, str) and field is not None and not _is_text(field):
+            if (
+                isinstance(value, str)
+                and field is not None
+                and not isinstance(field, fields.String)
+            ):
                 value = value.strip()
                 if value == "":
                     continue
@@ -47,10 +51,6 @@ class QuerySchema(Schema):
                     value = value.lower()
             normalised[name] = value
         return normalised
-
-
-def _is_text(field: fields.Field) -> bool:
-    return isinstance(field, fields.String)
 
 
 def body_problems(messages: Any, prefix: str = "") -> list[dict[str, str]]:

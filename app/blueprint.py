@@ -51,13 +51,17 @@ def _store(key: str, value: Any) -> Callable[[F], F]:
     return decorator
 
 
+def _explained(raised: Iterable[Raised]) -> list[tuple[type[ApiError], str]]:
+    """Each error class with its sentence: the operation's own, else the class's."""
+    return [item if isinstance(item, tuple) else (item, item.description) for item in raised]
+
+
 def error_response(raised: Iterable[Raised]) -> dict[str, Any]:
     """One status's response object: each code with what it means."""
     sentences, headers = [], dict([REQUEST_ID])
-    for item in raised:
-        cls, text = item if isinstance(item, tuple) else (item, item.description)
+    for cls, text in _explained(raised):
         sentences.append(f"`{cls.code}`: {text}")
-        headers.update((name, component) for component, name in _sent(cls))
+        headers.update((HEADER_NAMES[component], component) for component in cls.sends)
     return {
         "description": " ".join(sentences),
         "content": {JSON: {"schema": ErrorSchema}},
@@ -114,10 +118,6 @@ HEADERS: dict[str, tuple[str, fields.Field, str, bool]] = {
     ),
 }
 HEADER_NAMES = {component: spec[0] for component, spec in HEADERS.items()}
-
-
-def _sent(cls: type[ApiError]) -> list[tuple[str, str]]:
-    return [(component, HEADER_NAMES[component]) for component in cls.sends]
 
 
 def sends(*components: str) -> dict[str, str]:
@@ -183,34 +183,30 @@ class Blueprint(flask_smorest.Blueprint):
         parameters.append({"in": "header", "schema": headers})
         doc["operationId"] = doc_info["operation_id"]
 
-        raised: list[Raised] = list(doc_info.get("errors", ()))
-        declared = {item[0] if isinstance(item, tuple) else item for item in raised}
+        raised = _explained(doc_info.get("errors", ()))
         # Parsed arguments: what is left of them are query parameters (a JSON body has
         # become the requestBody).
         implied: list[type[ApiError]] = [InvalidBody] if "requestBody" in doc else []
         if doc_info.get("arguments", {}).get("parameters"):
             implied.append(InvalidParameter)
-        for implied_cls in implied:
-            if implied_cls not in declared:
-                raised.append(implied_cls)
-                declared.add(implied_cls)
+        for cls in (*implied, *self.common_errors):
+            if cls not in {declared for declared, _ in raised}:
+                raised.append((cls, cls.description))
         if self.secured:
             doc["security"] = [{BEARER: []}]
-        raised += [cls for cls in self.common_errors if cls not in declared]
 
         responses: dict[str, Any] = {
             str(status): response for status, response in doc.get("responses", {}).items()
         }
-        by_status: dict[int, list[Raised]] = {}
-        for item in raised:
-            status = (item[0] if isinstance(item, tuple) else item).status
-            by_status.setdefault(status, []).append(item)
+        by_status: dict[int, list[tuple[type[ApiError], str]]] = {}
+        for cls, text in raised:
+            by_status.setdefault(cls.status, []).append((cls, text))
         for status, items in by_status.items():
-            only = items[0] if len(items) == 1 else None
+            (cls, text), *others = items
             # One code as it always reads: the shared component (app.openapi registers one
             # per class); several, or one with a sentence of its own: written out here.
-            if only is not None and not isinstance(only, tuple):
-                responses[str(status)] = only.__name__
+            if not others and text == cls.description:
+                responses[str(status)] = cls.__name__
             else:
                 responses[str(status)] = error_response(items)
         for response in responses.values():

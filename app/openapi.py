@@ -18,6 +18,7 @@ from typing import Any
 
 import flask_smorest
 import orjson
+from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask, Response, current_app
 from flask_smorest.spec.plugins import FlaskPlugin
@@ -40,11 +41,15 @@ def openapi_json() -> Response:
     """This document"""
     body = current_app.extensions.get(_EXTENSION)
     if body is None:
-        body = orjson.dumps(
-            current_app.extensions["flask-smorest"]["apis"][""]["ext_obj"].spec.to_dict()
-        )
+        body = orjson.dumps(_spec(current_app).to_dict())
         current_app.extensions[_EXTENSION] = body
     return Response(body, mimetype=JSON)
+
+
+def _spec(app: Flask) -> APISpec:
+    """The document flask-smorest built for ``app`` (:func:`init_api`)."""
+    spec: APISpec = app.extensions["flask-smorest"]["apis"][""]["ext_obj"].spec
+    return spec
 
 
 def _version() -> str:
@@ -173,8 +178,7 @@ def init_api(app: Flask) -> Api:
 def document(app: Flask) -> bytes:
     """The document as committed in ``docs/openapi.json``: keys sorted, indented, so it
     is the same bytes on every run and a change to the API is a readable diff."""
-    spec = app.extensions["flask-smorest"]["apis"][""]["ext_obj"].spec
-    body = orjson.dumps(spec.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    body = orjson.dumps(_spec(app).to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
     return body + b"\n"
 
 

@@ -117,13 +117,28 @@ class Knob:
 
 
 def knob(
-    env: str, default: Any, parse: Parser, *, shown: str, doc: str, secret: bool = False
+    env: str,
+    default: Any,
+    parse: Parser,
+    *,
+    doc: str,
+    shown: str | None = None,
+    secret: bool = False,
 ) -> Any:
     """A setting: a dataclass field that knows its variable, parser and documentation.
-    Unset or blank, the variable leaves ``default``. A ``secret`` is kept out of reprs."""
+    Unset or blank, the variable leaves ``default``. A ``secret`` is kept out of reprs.
+    ``shown``: the default as the README shows it, when the value itself does not say
+    it (else the value, or "unset" for none)."""
+    if shown is None:
+        shown = "unset" if default is None else f"`{_plain(default)}`"
     return dataclasses.field(
         default=default, repr=not secret, metadata={"knob": Knob(env, parse, shown, doc)}
     )
+
+
+def _plain(value: Any) -> Any:
+    """A whole float as the integer it is (60.0 -> 60)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +172,6 @@ class Settings:
         "REDIS_URL",
         None,
         text,
-        shown="unset",
         doc=(
             "the Celery broker and the completion notifications; unset = the embedded "
             "broker (a folder of message files)"
@@ -167,21 +181,18 @@ class Settings:
         "IMPORTER_SYNC_MAX_RECORDS",
         1000,
         integer(),
-        shown="`1000`",
         doc=("larger batches are answered `202` at once"),
     )
     sync_wait_seconds: float = knob(
         "IMPORTER_SYNC_WAIT_SECONDS",
         25.0,
         number(),
-        shown="`25`",
         doc=("how long a synchronous import waits for the workers before answering `202`"),
     )
     max_records: int = knob(
         "IMPORTER_MAX_RECORDS",
         100_000,
         integer(minimum=1),
-        shown="`100000`",
         doc=("records per request (`413 too_many_records` beyond)"),
     )
     max_body_bytes: int = knob(
@@ -195,28 +206,24 @@ class Settings:
         "IMPORTER_CHUNK_SIZE",
         5000,
         integer(minimum=1),
-        shown="`5000`",
         doc=("records per chunk (the unit of work of a worker)"),
     )
     inline_items: int = knob(
         "IMPORTER_INLINE_ITEMS",
         1000,
         integer(minimum=1),
-        shown="`1000`",
         doc=("results/errors/warnings inlined in a batch body; the rest is paginated"),
     )
     idempotency_ttl_seconds: int = knob(
         "IMPORTER_IDEMPOTENCY_TTL_SECONDS",
         24 * 3600,
         integer(minimum=1),
-        shown="`86400`",
         doc=("how long an `Idempotency-Key` is remembered (then purged)"),
     )
     batch_detail_retention_days: int = knob(
         "IMPORTER_BATCH_DETAIL_RETENTION_DAYS",
         30,
         integer(minimum=1),
-        shown="`30`",
         doc=(
             "a finished batch's per-record details (results, errors, warnings) are purged "
             "this many days after it finished; reads of them then answer `410 "
@@ -227,14 +234,12 @@ class Settings:
         "IMPORTER_BATCH_RETENTION_DAYS",
         365,
         integer(minimum=1),
-        shown="`365`",
         doc=("a finished batch's summary is purged this many days after it finished"),
     )
     webhook_delivery_retention_days: int = knob(
         "IMPORTER_WEBHOOK_DELIVERY_RETENTION_DAYS",
         30,
         integer(minimum=1),
-        shown="`30`",
         doc=(
             "delivered and failed webhook deliveries are purged this many days after they "
             "were created"
@@ -244,7 +249,6 @@ class Settings:
         "IMPORTER_PURGE_INTERVAL_SECONDS",
         60.0,
         number(minimum=1.0),
-        shown="`60`",
         doc=(
             "the workers run the retention purge at most this often (the whole deployment, "
             "not each worker)"
@@ -254,14 +258,12 @@ class Settings:
         "IMPORTER_WEB_WORKERS",
         2,
         integer(minimum=1),
-        shown="`2`",
         doc=("gunicorn worker processes of `importer web`"),
     )
     web_threads: int = knob(
         "IMPORTER_WEB_THREADS",
         8,
         integer(minimum=1),
-        shown="`8`",
         doc=("threads per gunicorn worker (a synchronous import holds one while it waits)"),
     )
     sync_waiters: int | None = knob(
@@ -281,7 +283,6 @@ class Settings:
         "IMPORTER_WORKER_CONCURRENCY",
         2,
         integer(minimum=1),
-        shown="`2`",
         doc=(
             "pool processes of `importer worker` for the bulk lane (its bulk slots; "
             "`--concurrency` overrides it)"
@@ -291,7 +292,6 @@ class Settings:
         "IMPORTER_INTERACTIVE_SLOTS",
         1,
         integer(minimum=1),
-        shown="`1`",
         doc=(
             "pool processes each `importer worker` runs on top of those, which the bulk "
             "lane never fills: a synchronous batch always finds one free (see [Lanes and "
@@ -313,7 +313,6 @@ class Settings:
         "IMPORTER_CHUNK_MAX_RETRIES",
         5,
         integer(),
-        shown="`5`",
         doc=(
             "retries (exponential backoff) of a chunk before its records fail with `write_failed`"
         ),
@@ -322,7 +321,6 @@ class Settings:
         "IMPORTER_WEBHOOK_MAX_ATTEMPTS",
         8,
         integer(minimum=1),
-        shown="`8`",
         doc=(
             "attempts of a webhook delivery (exponential backoff from 10 s, at most 1 h "
             "apart) before it is `failed`"
@@ -344,7 +342,6 @@ class Settings:
         "IMPORTER_RELAY_INTERVAL_SECONDS",
         2.0,
         number(minimum=0.05),
-        shown="`2`",
         doc=(
             "how often each worker runs its maintenance pass: heartbeat, sweep, relay, a "
             "release pass of the bulk lane, webhook relay"
@@ -354,7 +351,6 @@ class Settings:
         "IMPORTER_RELAY_GRACE_SECONDS",
         5.0,
         number(),
-        shown="`5`",
         doc=(
             "how long a chunk not handed over (a failed send, a re-driven or swept chunk) "
             "waits before the relay sends it"
@@ -364,21 +360,18 @@ class Settings:
         "IMPORTER_REDISPATCH_AFTER_SECONDS",
         120.0,
         number(minimum=1),
-        shown="`120`",
         doc=("a chunk handed over this long ago and still not started is sent again"),
     )
     stuck_after_seconds: float = knob(
         "IMPORTER_STUCK_AFTER_SECONDS",
         60.0,
         number(minimum=1),
-        shown="`60`",
         doc=('a chunk "processing" this long whose row no worker holds is put back'),
     )
     visibility_timeout_seconds: int = knob(
         "IMPORTER_VISIBILITY_TIMEOUT_SECONDS",
         1800,
         integer(minimum=1),
-        shown="`1800`",
         doc=(
             "Redis visibility timeout: an unacknowledged message is redelivered after it; "
             "longer than any chunk takes"
@@ -388,7 +381,6 @@ class Settings:
         "IMPORTER_OPS_TOKEN",
         None,
         text,
-        shown="unset",
         doc=(
             "the token of the [ops page](#the-ops-page) (`/ops`: Basic password or Bearer "
             "token); unset = the page is disabled (`404`)"
@@ -406,7 +398,6 @@ class Settings:
         "IMPORTER_LOG_FORMAT",
         "text",
         choice("text", "json"),
-        shown="`text`",
         doc=("`text` or `json` (see [Logs](#logs))"),
     )
     metrics_dir: Path | None = knob(
@@ -423,7 +414,6 @@ class Settings:
         "IMPORTER_METRICS_TOKEN",
         None,
         text,
-        shown="unset",
         doc=("when set, `GET /metrics` asks for `Authorization: Bearer <token>`"),
         secret=True,
     )

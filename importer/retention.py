@@ -124,17 +124,31 @@ def _deliveries_due(cutoffs: Cutoffs) -> sa.ColumnElement[bool]:
     )
 
 
+def _claim_due(
+    session: Session,
+    key: Any,
+    due: sa.ColumnElement[bool],
+    oldest_first: Any,
+    limit: int,
+) -> list[Any]:
+    """Up to ``limit`` ids (``key``) of rows that are ``due``, oldest first, locked;
+    rows another purge holds are skipped, never waited for."""
+    return list(
+        session.scalars(
+            sa.select(key)
+            .where(due)
+            .order_by(oldest_first)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+
+
 def purge_details_step(session: Session, cutoffs: Cutoffs) -> tuple[int, int]:
     """Delete the chunks of up to :data:`BATCH_STEP` batches whose details are due and
     mark them; returns ``(batches, chunks)``."""
-    batch_ids = list(
-        session.scalars(
-            sa.select(ImportBatch.id)
-            .where(_details_due(cutoffs))
-            .order_by(ImportBatch.completed_at)
-            .limit(BATCH_STEP)
-            .with_for_update(skip_locked=True)
-        )
+    batch_ids = _claim_due(
+        session, ImportBatch.id, _details_due(cutoffs), ImportBatch.completed_at, BATCH_STEP
     )
     if not batch_ids:
         return 0, 0
@@ -151,14 +165,12 @@ def purge_details_step(session: Session, cutoffs: Cutoffs) -> tuple[int, int]:
 def purge_batches_step(session: Session, cutoffs: Cutoffs) -> tuple[int, int]:
     """Delete up to :data:`BATCH_STEP` batch summaries that are due (and any chunks
     they still have); returns ``(batches, chunks)``."""
-    batch_ids = list(
-        session.scalars(
-            sa.select(ImportBatch.id)
-            .where(ImportBatch.completed_at < cutoffs.batches)
-            .order_by(ImportBatch.completed_at)
-            .limit(BATCH_STEP)
-            .with_for_update(skip_locked=True)
-        )
+    batch_ids = _claim_due(
+        session,
+        ImportBatch.id,
+        ImportBatch.completed_at < cutoffs.batches,
+        ImportBatch.completed_at,
+        BATCH_STEP,
     )
     if not batch_ids:
         return 0, 0
@@ -169,14 +181,12 @@ def purge_batches_step(session: Session, cutoffs: Cutoffs) -> tuple[int, int]:
 
 def purge_keys_step(session: Session, cutoffs: Cutoffs) -> int:
     """Delete up to :data:`STEP` expired idempotency keys."""
-    key_ids = list(
-        session.scalars(
-            sa.select(IdempotencyKey.id)
-            .where(IdempotencyKey.expires_at < cutoffs.now)
-            .order_by(IdempotencyKey.expires_at)
-            .limit(STEP)
-            .with_for_update(skip_locked=True)
-        )
+    key_ids = _claim_due(
+        session,
+        IdempotencyKey.id,
+        IdempotencyKey.expires_at < cutoffs.now,
+        IdempotencyKey.expires_at,
+        STEP,
     )
     if not key_ids:
         return 0
@@ -185,14 +195,8 @@ def purge_keys_step(session: Session, cutoffs: Cutoffs) -> int:
 
 def purge_deliveries_step(session: Session, cutoffs: Cutoffs) -> int:
     """Delete up to :data:`STEP` finished webhook deliveries that are due."""
-    delivery_ids = list(
-        session.scalars(
-            sa.select(WebhookDelivery.id)
-            .where(_deliveries_due(cutoffs))
-            .order_by(WebhookDelivery.created_at)
-            .limit(STEP)
-            .with_for_update(skip_locked=True)
-        )
+    delivery_ids = _claim_due(
+        session, WebhookDelivery.id, _deliveries_due(cutoffs), WebhookDelivery.created_at, STEP
     )
     if not delivery_ids:
         return 0

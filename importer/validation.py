@@ -160,14 +160,22 @@ def _duplicates(raw_ids: Sequence[str | None]) -> set[str]:
     return {key for key, count in Counter(raw_ids).items() if key is not None and count > 1}
 
 
+def duplicate_message(external_id: str | None) -> str:
+    """What every occurrence of a repeated external_id fails with (the push client says
+    the same of a file)."""
+    return (
+        f"external_id {external_id!r} occurs more than once in this batch; "
+        "every occurrence is rejected. Send each external_id once."
+    )
+
+
 def _duplicate_problem(index: int, external_id: str | None, incoming: str | None) -> Problem:
     return problem(
         index,
         external_id,
         incoming,
         ErrorCode.DUPLICATE_EXTERNAL_ID,
-        f"external_id {external_id!r} occurs more than once in this batch; "
-        "every occurrence is rejected. Send each external_id once.",
+        duplicate_message(external_id),
     )
 
 

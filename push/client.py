@@ -68,6 +68,11 @@ from rich.text import Text
 
 from importer.formats import FormatError, Row, csv_rows, json_kind, ndjson_rows
 from importer.safe_csv import CsvWriter
+
+# The service's own rule for reading an external_id and its message for a duplicate:
+# one file gets the answer one batch would get.
+from importer.validation import duplicate_message
+from importer.validation import raw_external_id as external_id
 from push.settings import ClientSettings
 
 FORMATS = ("csv", "ndjson", "json")
@@ -218,30 +223,6 @@ def _build(event: str, value: Any, events: Iterator[tuple[str, str, Any]]) -> An
 
 
 # --- duplicate external_ids -----------------------------------------------------------
-
-
-def external_id(record: dict[str, Any], field: str | None) -> str | None:
-    """The record's external_id as the service compares it for duplicates: a string
-    trimmed, an integral number as its digits, anything else none (the rule of
-    ``importer.validation.raw_external_id``, kept here so the client stands alone)."""
-    if field is None:
-        return None
-    value = record.get(field)
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return None
-
-
-def duplicate_message(value: str) -> str:
-    """The service's own message for a duplicate (``importer.validation``)."""
-    return (
-        f"external_id {value!r} occurs more than once in this batch; "
-        "every occurrence is rejected. Send each external_id once."
-    )
 
 
 #: The ids' hashes are spread over this many arrays, sorted one at a time: the sort's

@@ -206,11 +206,25 @@ def _vary_on_accept(response: Response | dict[str, Any]) -> Response:
 
 def _outcome_view(kind: outcomes.Kind, item_page: type) -> None:
     """``GET /v1/import/batches/<batch_id>/<kind>``: JSON pages, or one stream."""
+    streams = {
+        media: {"schema": OUTCOME_STREAMS[kind][fmt]}
+        for media, fmt in ((outcomes.NDJSON, "ndjson"), (outcomes.CSV, "csv"))
+    }
 
+    @api.path_parameters(BatchPathSchema)
+    @api.arguments(PageQuerySchema, location="query")
+    @api.answers(
+        200,
+        item_page,
+        description=f"A page of the batch's {kind} (JSON, the default), or all of them in "
+        "one stream (`Accept: application/x-ndjson` or `text/csv`).",
+        headers=sends("TotalCount", "ContentDisposition"),
+    )
+    @api.errors(BatchNotFound, BatchNotDone, DetailsExpired)
+    @api.doc(responses={"200": {"content": streams}})
     def view(args: dict[str, Any], batch_id: str) -> Response:
         return _vary_on_accept(_outcome_list(args, batch_id, kind))
 
-    view.__name__ = f"batch_{kind}"
     view.__doc__ = f"""List a batch's {kind}, by record index
 
     JSON pages by default (`limit`, `offset` or `cursor`). With `Accept:
@@ -218,27 +232,12 @@ def _outcome_view(kind: outcomes.Kind, item_page: type) -> None:
     streamed response, in index order (`limit` and `offset` do not apply;
     `X-Total-Count` says how many), once the batch is done.
     """
-    streams = {
-        media: {"schema": OUTCOME_STREAMS[kind][fmt]}
-        for media, fmt in ((outcomes.NDJSON, "ndjson"), (outcomes.CSV, "csv"))
-    }
-    declared = api.path_parameters(BatchPathSchema)(
-        api.arguments(PageQuerySchema, location="query")(
-            api.answers(
-                200,
-                item_page,
-                description=f"A page of the batch's {kind} (JSON, the default), or all of "
-                "them in one stream (`Accept: application/x-ndjson` or `text/csv`).",
-                headers=sends("TotalCount", "ContentDisposition"),
-            )(
-                api.errors(BatchNotFound, BatchNotDone, DetailsExpired)(
-                    api.doc(responses={"200": {"content": streams}})(view)
-                )
-            )
-        )
-    )
     api.add_url_rule(
-        f"/import/batches/<batch_id>/{kind}", view_func=declared, methods=["GET"], tags=TAGS
+        f"/import/batches/<batch_id>/{kind}",
+        endpoint=f"batch_{kind}",
+        view_func=view,
+        methods=["GET"],
+        tags=TAGS,
     )
 
 

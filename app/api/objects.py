@@ -50,6 +50,8 @@ def object_body(base: BaseObject, row: Any) -> dict[str, Any]:
 def _list_view(base: BaseObject) -> Any:
     table = OBJECT_TABLES[base.name]
 
+    @api.arguments(ObjectListQuerySchema, location="query")
+    @api.answers(200, OBJECT_PAGE_SCHEMAS[base.name], description=f"A page of {base.plural}.")
     def view(args: dict[str, Any]) -> dict[str, Any]:
         org_id = current_org().id
         session = db_session()
@@ -88,18 +90,16 @@ def _list_view(base: BaseObject) -> Any:
             total=total,
         )
 
-    view.__name__ = f"list_{base.plural}"
     view.__doc__ = f"List the org's {base.plural}, oldest first"
-    return api.arguments(ObjectListQuerySchema, location="query")(
-        api.answers(200, OBJECT_PAGE_SCHEMAS[base.name], description=f"A page of {base.plural}.")(
-            view
-        )
-    )
+    return view
 
 
 def _detail_view(base: BaseObject) -> Any:
     table = OBJECT_TABLES[base.name]
 
+    @api.path_parameters(object_path_schema(base))
+    @api.answers(200, OBJECT_SCHEMAS[base.name], description=f"The {base.name}.")
+    @api.errors(OBJECT_NOT_FOUND[base.name])
     def view(object_id: str) -> dict[str, Any]:
         row = (
             db_session()
@@ -112,18 +112,23 @@ def _detail_view(base: BaseObject) -> Any:
             raise OBJECT_NOT_FOUND[base.name](f"No {base.name} {object_id!r} in this org.")
         return object_body(base, row)
 
-    view.__name__ = f"get_{base.name}"
     view.__doc__ = f"Read a {base.name}"
-    return api.path_parameters(object_path_schema(base))(
-        api.answers(200, OBJECT_SCHEMAS[base.name], description=f"The {base.name}.")(
-            api.errors(OBJECT_NOT_FOUND[base.name])(view)
-        )
-    )
+    return view
 
 
 TAGS = ["Base objects"]
 for _base in catalog.CATALOG.values():
-    api.add_url_rule(f"/{_base.plural}", view_func=_list_view(_base), methods=["GET"], tags=TAGS)
     api.add_url_rule(
-        f"/{_base.plural}/<object_id>", view_func=_detail_view(_base), methods=["GET"], tags=TAGS
+        f"/{_base.plural}",
+        endpoint=f"list_{_base.plural}",
+        view_func=_list_view(_base),
+        methods=["GET"],
+        tags=TAGS,
+    )
+    api.add_url_rule(
+        f"/{_base.plural}/<object_id>",
+        endpoint=f"get_{_base.name}",
+        view_func=_detail_view(_base),
+        methods=["GET"],
+        tags=TAGS,
     )

@@ -21,7 +21,7 @@ from importer.outcomes import page
 from importer.upsert import write_records
 from importer.validation import validate_records
 from tests.factories import SERVICE_MAPPING, VENDOR_MAPPING, accept_records, recording_outbox
-from tests.integration.factories import vendor_report, wait_until
+from tests.integration.factories import vendor_report, wait_until, waiting_on_a_lock
 from worker.tasks import run_chunk
 
 VENDORS = OBJECT_TABLES["vendor"]
@@ -62,18 +62,6 @@ def rows(db, org, table=VENDORS):
             .order_by(table.c.external_id)
         )
         return {row.external_id: row for row in found}
-
-
-def waiting_on_a_lock(db) -> bool:
-    with db.engine.connect() as conn:
-        return bool(
-            conn.scalar(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            )
-        )
 
 
 def in_thread(target):
