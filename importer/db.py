@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -60,6 +61,56 @@ def utcnow() -> dt.datetime:
 def unix(value: dt.datetime | None) -> int | None:
     """Timestamps leave the service as integer Unix seconds."""
     return None if value is None else int(value.timestamp())
+
+
+#: Lookups by a list of keys are sliced, off PostgreSQL, so no statement exceeds a
+#: driver's parameter limit.
+_LOOKUP_SLICE = 1000
+
+
+def driver_connection(session: Session) -> psycopg.Connection[Any]:
+    """The session's psycopg connection, in the session's transaction."""
+    driver = session.connection().connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    return driver
+
+
+def rows_with_keys(
+    session: Session,
+    table: sa.Table,
+    key: str,
+    keys: Sequence[str],
+    columns: Sequence[str],
+    org_id: str | None = None,
+) -> Iterator[tuple[Any, ...]]:
+    """``(key, *columns)`` of the rows of ``table`` whose text column ``key`` is one of
+    ``keys`` (and, given ``org_id``, of that org)."""
+    if not keys:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement, driver-level (SQLAlchemy would render a placeholder per key,
+        # which it and psycopg then parse). Never prepared: a prepared plan keeps the
+        # list as a parameter, which PostgreSQL then checks row by row against the whole
+        # list (seconds a chunk on a table it planned as small); planned each time, the
+        # list is a constant, looked up by the unique index or, when the table's
+        # statistics are stale, hashed while scanning the org's rows.
+        names = ", ".join([key, *columns])
+        where = f"{key} = ANY(%s::varchar[])"
+        params: tuple[Any, ...] = (list(keys),)
+        if org_id is not None:
+            where, params = f"org_id = %s AND {where}", (org_id, *params)
+        sql = f"SELECT {names} FROM {table.name} WHERE {where}"
+        with driver_connection(session).cursor() as cursor:
+            yield from cursor.execute(sql, params, prepare=False)
+        return
+    selected = [table.c[key], *(table.c[name] for name in columns)]
+    for start in range(0, len(keys), _LOOKUP_SLICE):
+        conditions: list[sa.ColumnElement[bool]] = [
+            table.c[key].in_(keys[start : start + _LOOKUP_SLICE])
+        ]
+        if org_id is not None:
+            conditions.append(table.c.org_id == org_id)
+        yield from (tuple(row) for row in session.execute(sa.select(*selected).where(*conditions)))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

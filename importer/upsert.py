@@ -58,12 +58,9 @@ from sqlalchemy.schema import CreateTable
 
 from importer import catalog, ids, listing
 from importer.catalog import BaseObject, Kind
-from importer.db import UTCDateTime, utcnow
+from importer.db import UTCDateTime, driver_connection, rows_with_keys, utcnow
 from importer.models import OBJECT_TABLES, ChunkStatus
 from importer.problems import ErrorCode, Problem, problem
-
-#: Lookups by external_id are sliced so no statement exceeds a driver's parameter limit.
-_LOOKUP_SLICE = 1000
 
 #: What PostgreSQL statements are compiled for: psycopg runs them (SQLAlchemy's
 #: dialect classes have no type annotations).
@@ -238,13 +235,6 @@ def _copy_types(table: sa.Table, columns: Sequence[str]) -> list[str]:
     return names
 
 
-def _driver(session: Session) -> psycopg.Connection[Any]:
-    """The session's psycopg connection, in the session's transaction."""
-    driver = session.connection().connection.driver_connection
-    assert isinstance(driver, psycopg.Connection)
-    return driver
-
-
 #: The connections whose JSON dumper is orjson already (setting it builds classes).
 _ORJSON_CONNECTIONS: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
 
@@ -316,7 +306,7 @@ def older_writes_pending(session: Session, org_id: str, base_object: str, seq: i
     behind its accepts, nor its accepts behind them: while the org accepts batches,
     its unchanged rows get their written_seq, as before.
     """
-    driver = _driver(session)
+    driver = driver_connection(session)
     parameters = {
         "kind": _ACCEPTS_LOCK,
         "org_id": org_id,
@@ -359,37 +349,11 @@ def stored_rows(
     columns: Sequence[str] = (),
 ) -> dict[str, tuple[Any, ...]]:
     """``{external_id: (id, *columns)}`` of the org's objects among ``external_ids``."""
-    table = OBJECT_TABLES[base_name]
-    selected = [table.c.id, *(table.c[name] for name in columns)]
     wanted = sorted(set(external_ids))
-    found: dict[str, tuple[Any, ...]] = {}
-    if not wanted:
-        return found
-    if session.get_bind().dialect.name == "postgresql":
-        # One statement, driver-level: this read runs for every chunk. Never prepared:
-        # a prepared plan keeps the list as a parameter, which PostgreSQL then checks
-        # row by row against the whole list (seconds a chunk on a table it planned
-        # as small); planned each time, the list is a constant, looked up by the
-        # unique index or, when the table's statistics are stale, hashed while
-        # scanning the org's rows.
-        names = ", ".join(column.name for column in selected)
-        sql = (
-            f"SELECT external_id, {names} FROM {table.name} "
-            "WHERE org_id = %s AND external_id = ANY(%s::varchar[])"
-        )
-        with _driver(session).cursor() as cursor:
-            for row in cursor.execute(sql, (org_id, wanted), prepare=False):
-                found[row[0]] = row[1:]
-        return found
-    for start in range(0, len(wanted), _LOOKUP_SLICE):
-        rows = session.execute(
-            sa.select(table.c.external_id, *selected).where(
-                table.c.org_id == org_id,
-                table.c.external_id.in_(wanted[start : start + _LOOKUP_SLICE]),
-            )
-        )
-        found.update({row[0]: tuple(row[1:]) for row in rows})
-    return found
+    rows = rows_with_keys(
+        session, OBJECT_TABLES[base_name], "external_id", wanted, ["id", *columns], org_id
+    )
+    return {row[0]: tuple(row[1:]) for row in rows}
 
 
 @functools.lru_cache(maxsize=16)
@@ -540,7 +504,7 @@ def upsert_rows(
     parameters: dict[str, Any] = {"org_id": org_id, "now": now, "seq": seq, "touch": touch}
     returned: Sequence[Any]
     if session.get_bind().dialect.name == "postgresql":
-        driver = _driver(session)
+        driver = driver_connection(session)
         stage = staging_table(base.name)
         driver.execute(_stage_ddl(base.name))
         columns = _chunk_columns(base)
@@ -640,7 +604,7 @@ def insert_new_rows(
     (and nothing written) when another batch inserted one of them meanwhile: its
     ``COPY`` then fails on the unique constraint and is rolled back to a savepoint,
     and the caller writes these rows with the upsert instead."""
-    driver = _driver(session)
+    driver = driver_connection(session)
     table = OBJECT_TABLES[base.name]
     columns = _row_columns(base)
     constants = [org_id, now, now, seq, seq]
