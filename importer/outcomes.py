@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from importer import catalog
-from importer.db import unix
+from importer.db import rows_with_keys, unix
 from importer.models import OBJECT_TABLES, BatchStatus, ImportBatch, ImportChunk
 from importer.safe_csv import CsvWriter
 
@@ -121,7 +121,6 @@ _RESULT_ROW = struct.Struct("<IB16s")
 #: nothing.
 _UPDATED, _CREATED, _UNCHANGED = 0, 1, 2
 _BASE_BY_PREFIX = {base.id_prefix: base.name for base in catalog.CATALOG.values()}
-_LOOKUP_SLICE = 1000
 
 
 def pack_results(results: Sequence[Sequence[Any]]) -> bytes:
@@ -184,14 +183,8 @@ def with_external_ids(session: Session, stored: list[list[Any]]) -> list[list[An
         return stored
     found: dict[str, str] = {}
     for base, object_ids in missing.items():
-        table = OBJECT_TABLES[base]
-        for start in range(0, len(object_ids), _LOOKUP_SLICE):
-            rows = session.execute(
-                sa.select(table.c.id, table.c.external_id).where(
-                    table.c.id.in_(object_ids[start : start + _LOOKUP_SLICE])
-                )
-            )
-            found.update({object_id: external_id for object_id, external_id in rows})
+        rows = rows_with_keys(session, OBJECT_TABLES[base], "id", object_ids, ["external_id"])
+        found.update(rows)
     for item in stored:
         if item[1] is None and item[2]:
             item[1] = found.get(item[2])

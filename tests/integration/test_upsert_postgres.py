@@ -197,6 +197,33 @@ def test_later_batch_wins_whatever_order_the_writes_run_in(pg):
     assert earlier.results == [[0, "a", later.results[0][2], "updated", False]]
 
 
+#: External ids that PostgreSQL's array text form must quote (the keys are looked up
+#: as one array literal).
+ODD_IDS = ['a"b', "c\\d", "{e,f}", " g ", "NULL", "ü ∑", "h'i", "", "\\"]
+
+
+def test_external_ids_an_array_must_quote_are_found_again(pg):
+    org = new_org(pg)
+    first = committed_write(pg, org, 1, [{"external_id": x, "name": "A"} for x in ODD_IDS])
+    second = committed_write(pg, org, 2, [{"external_id": x, "name": "B"} for x in ODD_IDS])
+    assert [r[3] for r in first.results] == ["created"] * len(ODD_IDS)
+    assert [(r[1], r[2], r[3]) for r in second.results] == [
+        (x, r[2], "updated") for x, r in zip(ODD_IDS, first.results, strict=True)
+    ]
+    assert sorted(rows(pg, org)) == sorted(ODD_IDS)
+
+
+def test_a_batchs_results_name_their_external_ids_however_odd(pg):
+    org, report = vendor_report(pg, f"odd-{uuid.uuid4().hex[:6]}")
+    records = [{"Supplier ID": x, "Supplier Name": "A"} for x in ODD_IDS if x.strip()]
+    batch_id, chunk_ids = accept_records(pg, org, report, records, chunk_size=4)
+    for chunk_id in chunk_ids:
+        run(pg, chunk_id)
+    with pg.session() as session:
+        results = page(session, batch_id, "results", 0, 100)
+    assert [r["external_id"] for r in results] == [x.strip() for x in ODD_IDS if x.strip()]
+
+
 # --- later wins when the later batch changes nothing --------------------------------
 
 
