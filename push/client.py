@@ -44,6 +44,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -66,7 +67,14 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from importer.formats import FormatError, Row, csv_rows, json_kind, ndjson_rows
+from importer.formats import (
+    FormatError,
+    Row,
+    csv_external_ids,
+    csv_rows,
+    json_kind,
+    ndjson_rows,
+)
 from importer.safe_csv import CsvWriter
 
 # The service's own rule for reading an external_id and its message for a duplicate:
@@ -132,10 +140,9 @@ def read_rows(path: Path, fmt: str, external_id_field: str | None = None) -> Ite
     ``external_id_field`` (the report's incoming name of ``external_id``) lets a CSV
     row that cannot be sent still be reported with its external_id.
     """
-    try:
+    with _reading(path):
         if fmt == "csv":
-            # utf-8-sig drops a byte-order mark; newline="" lets csv see quoted newlines.
-            with path.open(encoding="utf-8-sig", newline="") as text:
+            with _csv_text(path) as text:
                 for row in csv_rows(text, external_id_field):
                     yield _not_sent(row, "row")
         elif fmt == "ndjson":
@@ -147,6 +154,30 @@ def read_rows(path: Path, fmt: str, external_id_field: str | None = None) -> Ite
                 yield from json_rows(binary)
         else:
             raise SourceError(f"Unknown format {fmt!r}.")
+
+
+def read_external_ids(path: Path, fmt: str, id_field: str | None) -> Iterator[str | None]:
+    """For each item :func:`read_rows` yields, the external_id of its record (None: it
+    has none, or it is not a record). A CSV file's ids are read without building its
+    records."""
+    if fmt != "csv":
+        for row in read_rows(path, fmt):
+            yield external_id(row.record, id_field) if row.record is not None else None
+        return
+    with _reading(path), _csv_text(path) as text:
+        yield from csv_external_ids(text, id_field)
+
+
+def _csv_text(path: Path) -> IO[str]:
+    # utf-8-sig drops a byte-order mark; newline="" lets csv see quoted newlines.
+    return path.open(encoding="utf-8-sig", newline="")
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """What goes wrong reading the file, as a SourceError."""
+    try:
+        yield
     except UnicodeDecodeError as error:
         raise SourceError(f"{path} is not UTF-8 text ({error.reason}).") from None
     except FormatError as error:
@@ -256,9 +287,8 @@ def survey(path: Path, fmt: str, id_field: str | None) -> Survey:
     """
     buckets = [array("Q") for _ in range(_BUCKETS)]
     rows = 0
-    for row in read_rows(path, fmt):
+    for value in read_external_ids(path, fmt, id_field):
         rows += 1
-        value = external_id(row.record, id_field) if row.record is not None else None
         if value is not None:
             digest = hash(value) & _HASH_BITS
             buckets[digest % _BUCKETS].append(digest)
@@ -270,8 +300,7 @@ def survey(path: Path, fmt: str, id_field: str | None) -> Survey:
     if not candidates:
         return Survey(rows)
     counts: Counter[str] = Counter()
-    for row in read_rows(path, fmt):
-        value = external_id(row.record, id_field) if row.record is not None else None
+    for value in read_external_ids(path, fmt, id_field):
         if value is not None and hash(value) & _HASH_BITS in candidates:
             counts[value] += 1
     repeated = {value: count for value, count in counts.items() if count > 1}

@@ -812,22 +812,27 @@ def test_a_50000_row_file_is_sent_while_it_is_read(
 ) -> None:
     rows = [[f"L-{n:06d}", f"Vendor {n}", "", "", ""] for n in range(50_000)]
     path = write_csv(tmp_path / "large.csv", rows)
-    read_rows = push.read_rows
-    posts_when_read: list[int] = []
+    read_ids, read_rows = push.read_external_ids, push.read_rows
+    posts_when_read: dict[str, int] = {}
 
-    def observed(*args: Any, **kwargs: Any) -> Iterator[push.SourceRow]:
+    def survey_pass(*args: Any, **kwargs: Any) -> Iterator[str | None]:
+        yield from read_ids(*args, **kwargs)
+        posts_when_read["survey"] = live.gate.posts
+
+    def push_pass(*args: Any, **kwargs: Any) -> Iterator[push.SourceRow]:
         yield from read_rows(*args, **kwargs)
-        posts_when_read.append(live.gate.posts)
+        posts_when_read["push"] = live.gate.posts
 
-    monkeypatch.setattr(push, "read_rows", observed)
+    monkeypatch.setattr(push, "read_external_ids", survey_pass)
+    monkeypatch.setattr(push, "read_rows", push_pass)
 
     result = live.push(path, "--chunk-size", "5000", "--concurrency", "2")
 
     assert result.exit_code == 0, result.output
-    # The count pass sent nothing; by the time the push pass had read the last row,
+    # The survey pass sent nothing; by the time the push pass had read the last row,
     # most chunks had been sent (at most 2 in flight and one being filled).
-    assert posts_when_read[0] == 0
-    assert posts_when_read[1] >= 7
+    assert posts_when_read["survey"] == 0
+    assert posts_when_read["push"] >= 7
     assert live.gate.posts == 10
     lines = read_csv(tmp_path / "results.csv")
     assert len(lines) == 50_000
