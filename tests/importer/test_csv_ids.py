@@ -54,7 +54,7 @@ def test_the_ids_alone_are_those_of_a_full_read_row_for_row(header, rows, quote)
 
 
 def test_rows_that_are_not_records_give_no_id():
-    text = "id,name\r\n A-1 ,x\r\n,,\r\nA-2,x,extra\r\nA-3\r\n\r\n   ,y\r\nA-4,\"x\r\n"
+    text = 'id,name\r\n A-1 ,x\r\n,,\r\nA-2,x,extra\r\nA-3\r\n\r\n   ,y\r\nA-4,"x\r\n'
     assert ids_alone(text, "id") == full_read(text, "id")
     assert full_read(text, "id") == ["A-1", None, "A-3", None, "A-4"]
 
