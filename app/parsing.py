@@ -9,7 +9,6 @@ index), not the request.
 
 from __future__ import annotations
 
-import gc
 import io
 import itertools
 import re
@@ -25,6 +24,7 @@ from flask import request
 
 from app.errors import InvalidBody, PayloadTooLarge, TooManyRecords, UnsupportedMediaType
 from app.text_inputs import check_document
+from importer.collector import gc_paused
 from importer.config import Settings
 from importer.formats import FormatError, Row, UnreadableRecord, csv_rows, loads_record, ndjson_rows
 from importer.problems import ErrorCode, Problem, problem
@@ -268,9 +268,7 @@ def _json_batch(raw: bytes | bytearray, settings: Settings, id_field: str | None
     deferred = count > settings.sync_max_records
     batch = ParsedBatch([], [], external_ids=[] if deferred else None)
     indexes: list[int] = []
-    enabled = gc.isenabled()
-    gc.disable()  # no cycles are made here; spare the collector 100,000 rescans
-    try:
+    with gc_paused():  # no cycles are made here; spare the collector 100,000 rescans
         for index, item in enumerate(items):
             try:
                 record = _record(masked.original(item) if masked else item, index)
@@ -291,9 +289,6 @@ def _json_batch(raw: bytes | bytearray, settings: Settings, id_field: str | None
             else:
                 batch.records.append(item)
                 batch.external_ids.append(raw_external_id(record, id_field))
-    finally:
-        if enabled:
-            gc.enable()
     batch.indexes = indexes if batch.malformed else range(len(indexes))
     return batch
 
@@ -301,30 +296,26 @@ def _json_batch(raw: bytes | bytearray, settings: Settings, id_field: str | None
 def _rows_batch(rows: Any, settings: Settings, what: str) -> ParsedBatch:
     batch = ParsedBatch([], [])
     indexes: list[int] = []
-    enabled = gc.isenabled()
-    gc.disable()
     try:
-        for index, row in enumerate(rows):
-            _check_count(index + 1, settings)
-            read: Row = row
-            if read.record is None:
-                batch.malformed.append(
-                    problem(
-                        index,
-                        read.external_id,
-                        read.field,
-                        ErrorCode.INVALID_FIELD_VALUE,
-                        f"{read.problem}; the record was not read.",
+        with gc_paused():
+            for index, row in enumerate(rows):
+                _check_count(index + 1, settings)
+                read: Row = row
+                if read.record is None:
+                    batch.malformed.append(
+                        problem(
+                            index,
+                            read.external_id,
+                            read.field,
+                            ErrorCode.INVALID_FIELD_VALUE,
+                            f"{read.problem}; the record was not read.",
+                        )
                     )
-                )
-            else:
-                batch.records.append(read.record)
-                indexes.append(index)
+                else:
+                    batch.records.append(read.record)
+                    indexes.append(index)
     except FormatError as error:
         raise InvalidBody(f"The body is not valid {what}: {error}.") from None
-    finally:
-        if enabled:
-            gc.enable()
     batch.indexes = indexes if batch.malformed else range(len(indexes))
     return batch
 
