@@ -41,7 +41,8 @@ from importer.models import (
     Org,
 )
 from importer.problems import ErrorCode, Problem, problem
-from importer.upsert import hold_accepts_of_org, plan_records, write_records
+from importer.sources import SourceDigests, unchanged_as_sent
+from importer.upsert import SOURCE_DIGEST, hold_accepts_of_org, plan_records, write_records
 from importer.validation import ValidationOutcome, validate_records
 
 log = logging.getLogger(__name__)
@@ -429,26 +430,46 @@ def write_chunk(session: Session, chunk_id: int) -> ChunkFinished | None:
     payload = [(index, record) for index, record in orjson.loads(chunk.payload or b"[]")]
     done = _ChunkOutcome(processed=len(payload))
     new_problems: list[Problem] = []
+    # Records re-sent exactly as their object's last write: no validation, no write.
+    same: dict[int, tuple[str, str]] = {}
     if chunk.validated:
         to_write = payload
     else:
         org = session.get(Org, batch.org_id)
+        choices = org.choices() if org else {}
+        # Records the web already failed (duplicates) are validated for their other
+        # problems, but never written, and were counted when the batch was accepted.
+        already_failed = _failed_at_accept(chunk) & {index for index, _ in payload}
+        digests: dict[int, str] = {}
+        if not batch.dry_run and session.get_bind().dialect.name == "postgresql":
+            sources = SourceDigests(batch.base_object, batch.mapping, batch.required, choices)
+            digests = sources.digests([item for item in payload if item[0] not in already_failed])
+            same = unchanged_as_sent(
+                session,
+                org_id=batch.org_id,
+                base_object=batch.base_object,
+                seq=batch.seq,
+                external_id_field=batch.mapping.get("external_id"),
+                payload=payload,
+                digests=digests,
+            )
+        to_check = [item for item in payload if item[0] not in same] if same else payload
         checked = validate_records(
-            [record for _, record in payload],
-            indexes=[index for index, _ in payload],
+            [record for _, record in to_check],
+            indexes=[index for index, _ in to_check],
             base_object=batch.base_object,
             mapping=batch.mapping,
             required=batch.required,
-            org_choices=org.choices() if org else {},
+            org_choices=choices,
             check_duplicates=False,
         )
-        # Records the web already failed (duplicates) were validated for their other
-        # problems, but are never written, and were counted when the batch was accepted.
-        already_failed = _failed_at_accept(chunk) & {index for index, _ in payload}
         newly_failed = {error["index"] for error in checked.errors} - already_failed
         to_write = [
             (index, values) for index, values in checked.valid if index not in already_failed
         ]
+        for index, values in to_write:
+            if index in digests:
+                values[SOURCE_DIGEST] = digests[index]
         done.processed -= len(already_failed)
         done.rejected += len(newly_failed)
         done.warnings_added += len(checked.warnings)
@@ -465,6 +486,7 @@ def write_chunk(session: Session, chunk_id: int) -> ChunkFinished | None:
         seq=batch.seq,
         records=to_write,
     )
+    outcome.add_unchanged(same)
     new_problems.extend(outcome.errors)
     done.created, done.updated, done.unchanged = outcome.created, outcome.updated, outcome.unchanged
     done.rejected += outcome.rejected

@@ -465,6 +465,10 @@ def _object_table(base: BaseObject) -> sa.Table:
         # batch whose values the row holds.
         sa.Column("created_seq", sa.BigInteger, nullable=False),
         sa.Column("written_seq", sa.BigInteger, nullable=False),
+        # The digest of the record as sent (and of what validated it) whose values the
+        # row holds, when the last write came from such a record: a re-sent identical
+        # record is known unchanged without being validated again (importer.sources).
+        sa.Column("source_digest", sa.String(32)),
     ]
     return sa.Table(
         base.plural,

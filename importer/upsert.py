@@ -33,6 +33,10 @@ The write carries these guarantees:
 * **``updated_at`` moves only for a real change**, so ``updated_since`` lists only
   the objects whose values changed.
 
+Before any of this, records sent exactly as the one whose values their row holds are
+set aside unvalidated (:mod:`importer.sources`); every row written stores the digest of
+its record (``source_digest``), which is never compared with the values.
+
 ``action`` (and ``changed``) come from the write itself: a row ``COPY`` inserted, or
 one the statement returns with ``created_seq`` equal to this batch's seq, was created
 by it; one it returns with ``updated_at`` set to this write's time was changed by it.
@@ -86,6 +90,14 @@ class WriteOutcome:
     def rejected(self) -> int:
         return len({error["index"] for error in self.errors})
 
+    def add_unchanged(self, found: Mapping[int, tuple[str, str]]) -> None:
+        """Records known unchanged without a write (``{index: (external_id, id)}``)."""
+        if not found:
+            return
+        for index, (external_id, object_id) in found.items():
+            _record(self, index, external_id, object_id, "updated", False)
+        self.results.sort(key=lambda result: result[0])
+
 
 def _written_columns(base: BaseObject) -> list[str]:
     names: list[str] = []
@@ -96,8 +108,13 @@ def _written_columns(base: BaseObject) -> list[str]:
     return names
 
 
+#: Written with a row's values but never compared with them: two records with the same
+#: values may be sent differently (importer.sources).
+SOURCE_DIGEST = "source_digest"
+
+
 def _chunk_columns(base: BaseObject) -> list[str]:
-    return ["id", *_written_columns(base)]
+    return ["id", *_written_columns(base), SOURCE_DIGEST]
 
 
 def _row_columns(base: BaseObject) -> list[str]:
@@ -188,6 +205,8 @@ def upsert_statement(base_name: str, dialect: str) -> sa.Insert:
     updates: dict[str, Any] = {
         name: sa.func.coalesce(excluded[name], table.c[name]) for name in written
     }
+    # The record whose values the row now holds (none: the row's digest is unknown).
+    updates[SOURCE_DIGEST] = excluded[SOURCE_DIGEST]
     updates["updated_at"] = sa.case((changes, excluded.updated_at), else_=table.c.updated_at)
     updates["written_seq"] = excluded.written_seq
     return statement.on_conflict_do_update(
@@ -608,7 +627,7 @@ def insert_new_rows(
     table = OBJECT_TABLES[base.name]
     columns = _row_columns(base)
     constants = [org_id, now, now, seq, seq]
-    written = _written_columns(base)
+    written = [*_written_columns(base), SOURCE_DIGEST]
     driver.execute("SAVEPOINT new_rows")
     try:
         _copy_rows(

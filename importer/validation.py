@@ -142,6 +142,16 @@ def _freeze(
     )
 
 
+def validator_for(
+    base_name: str,
+    mapping: Mapping[str, str],
+    required: Sequence[str],
+    org_choices: Mapping[str, Sequence[str]],
+) -> CompiledValidator:
+    """The compiled validator of a report version (the one validate_records uses)."""
+    return compiled_validator(base_name, *_freeze(mapping, required, org_choices))
+
+
 def raw_external_id(record: Any, incoming: str | None) -> str | None:
     """The external_id as sent, trimmed, for error reports and duplicate detection."""
     if incoming is None or not isinstance(record, dict):

@@ -231,9 +231,10 @@ def vendor_record(hq: str) -> dict:
     return {"Supplier ID": "V-1", "Supplier Name": "Acme", "Website": hq}
 
 
-def accept_one(db, org, report, record):
-    """Accept a one-record batch (validated, one chunk): (batch id, chunk id)."""
-    batch_id, chunk_ids = accept_records(db, org, report, [record], chunk_size=1)
+def accept_one(db, org, report, record, deferred=False):
+    """Accept a one-record batch (one chunk; validated, or ``deferred`` to the worker,
+    which may then know it unchanged from its digest): (batch id, chunk id)."""
+    batch_id, chunk_ids = accept_records(db, org, report, [record], chunk_size=1, deferred=deferred)
     return batch_id, chunk_ids[0]
 
 
@@ -248,16 +249,18 @@ def outcome(db, batch_id):
         return (batch.updated_count, batch.unchanged_count), [r["changed"] for r in results]
 
 
+@pytest.mark.parametrize("deferred", [False, True], ids=["validated by the web", "by the worker"])
 @pytest.mark.parametrize("order", ["newer first", "older first"])
-def test_an_unchanged_newer_batch_still_wins_over_a_changed_older_one(pg, order):
+def test_an_unchanged_newer_batch_still_wins_over_a_changed_older_one(pg, order, deferred):
     """Stored: lyon.example. Batch N (older) says paris.example; batch M (newer) says
-    lyon.example, unchanged. Whatever order their chunks run in, M's value stays."""
-    org, report = vendor_report(pg, "later-wins")
-    _, seed = accept_one(pg, org, report, vendor_record("lyon.example"))
+    lyon.example, unchanged (by the worker: the very record stored, same digest).
+    Whatever order their chunks run in, M's value stays."""
+    org, report = vendor_report(pg, f"later-wins-{uuid.uuid4().hex[:6]}")
+    _, seed = accept_one(pg, org, report, vendor_record("lyon.example"), deferred)
     run(pg, seed)
     seeded = rows(pg, org)["V-1"]
-    older, older_chunk = accept_one(pg, org, report, vendor_record("paris.example"))
-    newer, newer_chunk = accept_one(pg, org, report, vendor_record("lyon.example"))
+    older, older_chunk = accept_one(pg, org, report, vendor_record("paris.example"), deferred)
+    newer, newer_chunk = accept_one(pg, org, report, vendor_record("lyon.example"), deferred)
     for chunk_id in (
         [newer_chunk, older_chunk] if order == "newer first" else [older_chunk, newer_chunk]
     ):
