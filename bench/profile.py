@@ -1,12 +1,14 @@
 """Where the time of a 100,000-record import goes: each stage of the pipeline timed
 in one process, on this machine's PostgreSQL, in the order a batch goes through them.
 
-The worker's write is timed step by step as ``importer.upsert`` runs it on
-PostgreSQL (``_write_postgresql``: the later-wins check, the key read, sorting the
-rows, the COPY of the new ones, the upsert of the changed ones), then the commit;
-the stages add up to the whole path. Two batches: the one ``bench/e2e.py`` measures
-(half of it updates of existing objects), then the same body again (identical, so
-nothing to write).
+The worker's part is timed step by step as ``importer.batches.write_chunk`` runs it on
+PostgreSQL: the records sent exactly as before set aside (``importer.sources``: their
+digests, then the later-wins check and one read of the stored digests), the others
+validated, then written as ``importer.upsert`` does (``_write_postgresql``: the
+later-wins check, the key read, sorting the rows, the COPY of the new ones, the upsert
+of the changed ones), then the commit; the stages add up to the whole path. Two
+batches: the one ``bench/e2e.py`` measures (half of it updates of existing objects),
+then the same body again (identical: every record sent as before).
 
     python -m bench.profile [--records 100000] [--chunk-size 5000]
 """
@@ -26,7 +28,9 @@ from bench.stack import deployment
 from importer import catalog, orgs
 from importer.config import normalize_database_url
 from importer.db import Database, utcnow
+from importer.sources import SourceDigests, unchanged_as_sent
 from importer.upsert import (
+    SOURCE_DIGEST,
     carried_columns,
     insert_new_rows,
     older_writes_pending,
@@ -45,7 +49,9 @@ STAGES = [
     "web: duplicate external_ids",
     "web: chunk payloads",
     "worker: read the chunk payload",
-    "worker: validate (compiled from the catalog)",
+    "worker: sent as before? the records' digests",
+    "worker: sent as before? later-wins check + one read of (id, source_digest)",
+    "worker: validate the others (compiled from the catalog)",
     "worker: write: may an older batch still write? (accept lock, chunks)",
     "worker: write: one key read (existing rows and their values)",
     "worker: write: sort rows (new, changed, unchanged)",
@@ -69,6 +75,7 @@ def timed(stages: dict[str, float], name: str, step: Callable[[], Any]) -> Any:
 def profile_batch(
     db: Database, org_id: str, choices: Any, body: bytes, seq: int, size: int
 ) -> dict[str, float]:
+    sources = SourceDigests("vendor", MAPPING, [], choices)
     # Every stage in pipeline order (a step a batch does not need stays at 0).
     stages = dict.fromkeys(STAGES, 0.0)
     # The web: split the body into records, read their external_ids, find
@@ -108,10 +115,30 @@ def profile_batch(
     # The workers: per chunk, read the payload, validate, write, commit.
     for payload in payloads:
         pairs = timed(stages, "worker: read the chunk payload", lambda p=payload: orjson.loads(p))
+        session = db.new_session()
+        digests = timed(
+            stages,
+            "worker: sent as before? the records' digests",
+            lambda p=pairs: sources.digests(p),
+        )
+        same = timed(
+            stages,
+            "worker: sent as before? later-wins check + one read of (id, source_digest)",
+            lambda s=session, p=pairs, d=digests: unchanged_as_sent(
+                s,
+                org_id=org_id,
+                base_object="vendor",
+                seq=seq,
+                external_id_field=MAPPING["external_id"],
+                payload=p,
+                digests=d,
+            ),
+        )
+        rest = [pair for pair in pairs if pair[0] not in same]
         checked = timed(
             stages,
-            "worker: validate (compiled from the catalog)",
-            lambda p=pairs: validate_records(
+            "worker: validate the others (compiled from the catalog)",
+            lambda p=rest: validate_records(
                 [r for _, r in p],
                 indexes=[i for i, _ in p],
                 base_object="vendor",
@@ -120,10 +147,14 @@ def profile_batch(
                 check_duplicates=False,
             ),
         )
+        for index, values in checked.valid:
+            values[SOURCE_DIGEST] = digests[index]
         rows = [values for _, values in checked.valid]
         now = utcnow()
-        session = db.new_session()
         try:
+            if not rows:  # every record sent as before: nothing to write
+                timed(stages, "worker: commit", session.commit)
+                continue
             pending = timed(
                 stages,
                 "worker: write: may an older batch still write? (accept lock, chunks)",

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from importer import orgs, reports
 from importer.db import Database
+from importer.models import OBJECT_TABLES
 from tests.factories import VENDOR_MAPPING
 from tests.integration.stack import Api, Stack
 
@@ -74,3 +75,20 @@ def waiting_on_a_lock(db) -> bool:
                 )
             )
         )
+
+
+def object_rows(
+    db: Database, org: Any, table: sa.Table = OBJECT_TABLES["vendor"]
+) -> dict[str, Any]:
+    """The org's rows by external_id, with their row version (xmin, ctid)."""
+    with db.session() as session:
+        found = session.execute(
+            sa.select(
+                table,
+                sa.literal_column("xmin::text").label("xmin"),
+                sa.literal_column("ctid::text").label("ctid"),
+            )
+            .where(table.c.org_id == org.id)
+            .order_by(table.c.external_id)
+        )
+        return {row.external_id: row for row in found}

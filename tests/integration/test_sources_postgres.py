@@ -15,8 +15,8 @@ from importer.models import ImportBatch
 from importer.notify import PollingNotifier
 from importer.outcomes import page
 from tests.factories import VENDOR_MAPPING, accept_records, recording_outbox
+from tests.integration.factories import object_rows as rows
 from tests.integration.factories import vendor_report
-from tests.integration.test_upsert_postgres import rows
 from worker.tasks import run_chunk
 
 pytestmark = pytest.mark.integration

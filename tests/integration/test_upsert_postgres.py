@@ -21,6 +21,7 @@ from importer.outcomes import page
 from importer.upsert import write_records
 from importer.validation import validate_records
 from tests.factories import SERVICE_MAPPING, VENDOR_MAPPING, accept_records, recording_outbox
+from tests.integration.factories import object_rows as rows
 from tests.integration.factories import vendor_report, wait_until, waiting_on_a_lock
 from worker.tasks import run_chunk
 
@@ -47,21 +48,6 @@ def write(session, org, seq, records, base_object="vendor", mapping=VENDOR_MAPPI
 def committed_write(db, org, seq, records, **options):
     with db.session() as session:
         return write(session, org, seq, records, **options)
-
-
-def rows(db, org, table=VENDORS):
-    """The org's rows by external_id, with their row version (xmin, ctid)."""
-    with db.session() as session:
-        found = session.execute(
-            sa.select(
-                table,
-                sa.literal_column("xmin::text").label("xmin"),
-                sa.literal_column("ctid::text").label("ctid"),
-            )
-            .where(table.c.org_id == org.id)
-            .order_by(table.c.external_id)
-        )
-        return {row.external_id: row for row in found}
 
 
 def in_thread(target):
