@@ -411,8 +411,8 @@ def _failed_at_accept(chunk: ImportChunk) -> set[int]:
 
 
 # A chunk's payload, validated values, stored rows and results are tens of thousands of
-# objects without cycles: collected in the middle of the write, they cost a third of an
-# unchanged chunk's time (0.165 against 0.105 s median, docs/benchmarks.md section 12).
+# objects without cycles: collected in the middle of the write, they cost about a third
+# of a chunk's time (docs/benchmarks.md, section 12).
 @gc_paused()
 def write_chunk(session: Session, chunk_id: int) -> ChunkFinished | None:
     """Validate (when the web left it to the workers) and write a chunk's records,
