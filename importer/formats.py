@@ -32,7 +32,7 @@ class FormatError(ValueError):
     """The text as a whole cannot be read (no header row, a repeated column...)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Row:
     #: Line where the record starts (1 = the first line; a CSV's header is line 1).
     line: int
@@ -246,10 +246,10 @@ def csv_rows(text: Iterable[str], id_field: str | None = None) -> Iterator[Row]:
         line, last_line = last_line + 1, reader.line_num
         if not "".join(fields).strip():  # blank, or every cell empty or spaces
             continue
-        external_id = None
-        if id_column is not None and id_column < len(fields):
-            external_id = fields[id_column].strip() or None
         if len(fields) > len(names):
+            external_id = None  # read only for a row that is not a record: it is reported
+            if id_column is not None:
+                external_id = fields[id_column].strip() or None
             yield Row(
                 line,
                 None,
@@ -263,4 +263,4 @@ def csv_rows(text: Iterable[str], id_field: str | None = None) -> Iterator[Row]:
         record = (
             dict(cells) if every_column_named else {name: value for name, value in cells if name}
         )
-        yield Row(line, record, external_id=external_id)
+        yield Row(line, record)
