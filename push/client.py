@@ -505,11 +505,12 @@ class Api:
             ) as error:
                 problem = f"cannot reach {self.url} ({type(error).__name__})"
             else:
+                # Only an answer that may be retried is read here (a results stream or a
+                # batch is read once, by the caller).
+                if response.status_code not in RETRY_STATUSES and response.status_code != 409:
+                    return response
                 code, message = _detail(response)
-                retry = response.status_code in RETRY_STATUSES or (
-                    response.status_code == 409 and code == "request_in_progress"
-                )
-                if not retry:
+                if response.status_code == 409 and code != "request_in_progress":
                     return response
                 problem = f"{response.status_code} {code or response.reason}: {message}".strip()
                 response.close()
@@ -526,8 +527,11 @@ class Api:
         while True:
             wait = self._wait
             response = self.call("GET", f"/v1/import/batches/{batch_id}", params={"wait": wait})
-            code, _message = _detail(response)
-            if response.status_code == 422 and code == "invalid_parameter" and wait > 0:
+            if (
+                response.status_code == 422
+                and wait > 0
+                and _detail(response)[0] == "invalid_parameter"
+            ):
                 # The service caps the wait lower: remember the next step for every chunk.
                 with self._lock:
                     if self._wait == wait:
