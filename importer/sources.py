@@ -4,10 +4,10 @@ An integration that pushes its whole list every night sends mostly the very reco
 sent the night before. Each row remembers the digest of the record whose values it
 holds (``source_digest``): the record's JSON, as sent, and everything its validation
 depends on besides (the base object, the mapping, the required fields, the org's
-choices, and the rules themselves, as the compiled validator's text). Validation is a
-function of those alone, so a record with the stored digest would give the stored
-values: it is answered ``updated``, ``changed: false`` with no validation, no compare
-and no write.
+choices, and the rules themselves: the compiled validator's text and the releases of
+this service and of marshmallow). Validation is a function of those alone, so a record
+with the stored digest would give the stored values: it is answered ``updated``,
+``changed: false`` with no validation, no compare and no write.
 
 Only a record that gives no warning takes part (an unmapped field warns on every
 import), and only while no older batch of the org may still write the objects
@@ -21,6 +21,7 @@ compared value by value, as before.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,17 @@ from sqlalchemy.orm import Session
 
 from importer import upsert
 from importer.validation import raw_external_id, validator_for
+
+
+def _release(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - not installed
+        return "unknown"
+
+
+#: The releases whose code decides the values: the service's and marshmallow's.
+_RELEASES = [_release(name) for name in ("bulk-importer", "marshmallow")]
 
 #: Bumped when what a digest covers changes; the digests stored before then no longer
 #: match anything, so those records are validated and compared once more.
@@ -48,7 +60,16 @@ class SourceDigests:
         self._mapped = frozenset(mapping.values())
         rules = validator_for(base_object, mapping, required, org_choices)
         context = orjson.dumps(
-            [base_object, sorted(mapping.items()), sorted(required), org_choices, rules.__doc__],
+            [
+                base_object,
+                sorted(mapping.items()),
+                sorted(required),
+                org_choices,
+                rules.__doc__,
+                # The rules the text only names (marshmallow's validators) and those of
+                # this release: a new version of either validates every record once more.
+                _RELEASES,
+            ],
             option=orjson.OPT_SORT_KEYS,
         )
         self._context = hashlib.blake2b(_DIGEST_FORMAT, digest_size=16)
