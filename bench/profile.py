@@ -28,7 +28,7 @@ from bench.stack import deployment
 from importer import catalog, orgs
 from importer.config import normalize_database_url
 from importer.db import Database, utcnow
-from importer.sources import SourceDigests, unchanged_as_sent
+from importer.sources import SourceDigests, sent_before
 from importer.upsert import (
     SOURCE_DIGEST,
     carried_columns,
@@ -53,7 +53,7 @@ STAGES = [
     "worker: sent as before? later-wins check + one read of (id, source_digest)",
     "worker: validate the others (compiled from the catalog)",
     "worker: write: may an older batch still write? (accept lock, chunks)",
-    "worker: write: one key read (existing rows and their values)",
+    "worker: write: one key read (rows not known absent, with their values)",
     "worker: write: sort rows (new, changed, unchanged)",
     "worker: write: binary COPY of the new rows into vendors",
     "worker: write: changed rows: COPY to staging + INSERT ... ON CONFLICT",
@@ -121,10 +121,10 @@ def profile_batch(
             "worker: sent as before? the records' digests",
             lambda p=pairs: sources.digests(p),
         )
-        same = timed(
+        before = timed(
             stages,
             "worker: sent as before? later-wins check + one read of (id, source_digest)",
-            lambda s=session, p=pairs, d=digests: unchanged_as_sent(
+            lambda s=session, p=pairs, d=digests: sent_before(
                 s,
                 org_id=org_id,
                 base_object="vendor",
@@ -134,7 +134,7 @@ def profile_batch(
                 digests=d,
             ),
         )
-        rest = [pair for pair in pairs if pair[0] not in same]
+        rest = [pair for pair in pairs if pair[0] not in before.same]
         checked = timed(
             stages,
             "worker: validate the others (compiled from the catalog)",
@@ -164,9 +164,13 @@ def profile_batch(
             columns = carried_columns(VENDOR, rows)
             stored = timed(
                 stages,
-                "worker: write: one key read (existing rows and their values)",
-                lambda s=session, r=rows, c=columns: stored_rows(
-                    s, "vendor", org_id, (row["external_id"] for row in r), c
+                "worker: write: one key read (rows not known absent, with their values)",
+                lambda s=session, r=rows, c=columns, a=before.absent: stored_rows(
+                    s,
+                    "vendor",
+                    org_id,
+                    (row["external_id"] for row in r if row["external_id"] not in a),
+                    c,
                 ),
             )
             _, new, to_upsert = timed(

@@ -41,7 +41,7 @@ from importer.models import (
     Org,
 )
 from importer.problems import ErrorCode, Problem, problem
-from importer.sources import SourceDigests, unchanged_as_sent
+from importer.sources import SentBefore, SourceDigests, sent_before
 from importer.upsert import SOURCE_DIGEST, hold_accepts_of_org, plan_records, write_records
 from importer.validation import ValidationOutcome, validate_records
 
@@ -430,8 +430,9 @@ def write_chunk(session: Session, chunk_id: int) -> ChunkFinished | None:
     payload = [(index, record) for index, record in orjson.loads(chunk.payload or b"[]")]
     done = _ChunkOutcome(processed=len(payload))
     new_problems: list[Problem] = []
-    # Records re-sent exactly as their object's last write: no validation, no write.
-    same: dict[int, tuple[str, str]] = {}
+    # Records re-sent exactly as their object's last write (no validation, no write),
+    # and the external_ids known absent (the write need not read them).
+    before = SentBefore()
     if chunk.validated:
         to_write = payload
     else:
@@ -444,7 +445,7 @@ def write_chunk(session: Session, chunk_id: int) -> ChunkFinished | None:
         if not batch.dry_run and session.get_bind().dialect.name == "postgresql":
             sources = SourceDigests(batch.base_object, batch.mapping, batch.required, choices)
             digests = sources.digests([item for item in payload if item[0] not in already_failed])
-            same = unchanged_as_sent(
+            before = sent_before(
                 session,
                 org_id=batch.org_id,
                 base_object=batch.base_object,
@@ -453,6 +454,7 @@ def write_chunk(session: Session, chunk_id: int) -> ChunkFinished | None:
                 payload=payload,
                 digests=digests,
             )
+        same = before.same
         to_check = [item for item in payload if item[0] not in same] if same else payload
         checked = validate_records(
             [record for _, record in to_check],
@@ -477,16 +479,18 @@ def write_chunk(session: Session, chunk_id: int) -> ChunkFinished | None:
         chunk.invalid_count += len(newly_failed)
         chunk.warnings, chunk.warning_count = _merge(chunk.warnings, checked.warnings)
 
-    write = plan_records if batch.dry_run else write_records
-    outcome = write(
-        session,
-        org_id=batch.org_id,
-        base_object=batch.base_object,
-        mapping=batch.mapping,
-        seq=batch.seq,
-        records=to_write,
-    )
-    outcome.add_unchanged(same)
+    common: dict[str, Any] = {
+        "org_id": batch.org_id,
+        "base_object": batch.base_object,
+        "mapping": batch.mapping,
+        "seq": batch.seq,
+        "records": to_write,
+    }
+    if batch.dry_run:
+        outcome = plan_records(session, **common)
+    else:
+        outcome = write_records(session, **common, absent=before.absent)
+    outcome.add_unchanged(before.same)
     new_problems.extend(outcome.errors)
     done.created, done.updated, done.unchanged = outcome.created, outcome.updated, outcome.unchanged
     done.rejected += outcome.rejected

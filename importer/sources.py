@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -94,7 +95,18 @@ class SourceDigests:
         return found
 
 
-def unchanged_as_sent(
+@dataclass
+class SentBefore:
+    """What one read of a chunk's external_ids found, before validation."""
+
+    #: ``{index: (external_id, object id)}`` of the records whose object holds the
+    #: values of that very record (its stored digest is the record's).
+    same: dict[int, tuple[str, str]] = field(default_factory=dict)
+    #: The external_ids read and not found: the write need not read them again.
+    absent: frozenset[str] = frozenset()
+
+
+def sent_before(
     session: Session,
     *,
     org_id: str,
@@ -103,28 +115,20 @@ def unchanged_as_sent(
     external_id_field: str | None,
     payload: Sequence[tuple[int, Any]],
     digests: Mapping[int, str],
-) -> dict[int, tuple[str, str]]:
-    """``{index: (external_id, object id)}`` of the records whose object holds the
-    values of that very record (its stored digest is the record's). Empty while an
-    older batch of the org may still write these objects: then every record is
-    written, so that batch loses against this one (later wins). PostgreSQL only."""
-    if not digests or upsert.older_writes_pending(session, org_id, base_object, seq):
-        return {}
-    external_ids = {
-        index: raw_external_id(record, external_id_field)
-        for index, record in payload
-        if index in digests
-    }
-    stored = upsert.stored_rows(
-        session,
-        base_object,
-        org_id,
-        (external_id for external_id in external_ids.values() if external_id is not None),
-        [upsert.SOURCE_DIGEST],
-    )
+) -> SentBefore:
+    """One read of the chunk's external_ids with their stored digests. Nothing is read
+    (and nothing found) while an older batch of the org may still write these objects:
+    then every record is written, so that batch loses against this one (later wins).
+    PostgreSQL only."""
+    if not payload or upsert.older_writes_pending(session, org_id, base_object, seq):
+        return SentBefore()
+    external_ids = {index: raw_external_id(record, external_id_field) for index, record in payload}
+    wanted = {external_id for external_id in external_ids.values() if external_id is not None}
+    stored = upsert.stored_rows(session, base_object, org_id, wanted, [upsert.SOURCE_DIGEST])
     same: dict[int, tuple[str, str]] = {}
-    for index, external_id in external_ids.items():
+    for index, digest in digests.items():
+        external_id = external_ids.get(index)
         found = stored.get(external_id) if external_id is not None else None
-        if external_id is not None and found is not None and found[1] == digests[index]:
+        if external_id is not None and found is not None and found[1] == digest:
             same[index] = (external_id, found[0])
-    return same
+    return SentBefore(same, frozenset(wanted - stored.keys()))

@@ -14,6 +14,7 @@ from importer import batches, reports
 from importer.models import ImportBatch
 from importer.notify import PollingNotifier
 from importer.outcomes import page
+from importer.upsert import write_records
 from tests.factories import VENDOR_MAPPING, accept_records, recording_outbox
 from tests.integration.factories import object_rows as rows
 from tests.integration.factories import vendor_report
@@ -132,3 +133,36 @@ def test_a_record_with_an_unmapped_field_still_warns_every_time(pg, validated):
         (1, "unmapped_field"),
     ]
     assert len([r for batch in validated for r in batch]) == 2
+
+
+def test_a_record_another_batch_creates_meanwhile_is_updated_not_duplicated(pg, monkeypatch):
+    """The chunk's read finds V-1 absent, so the write does not read it again; another
+    batch creates V-1 before the write: the COPY of the new rows fails on the unique
+    key and falls back to the upsert, which updates V-1 (one object, the later values)."""
+    org, report = vendor_report(pg, f"race-{uuid.uuid4().hex[:6]}")
+    validate = batches.validate_records
+
+    def another_batch_creates_it_meanwhile(records, **options):
+        with pg.session() as session:
+            write_records(
+                session,
+                org_id=org.id,
+                base_object="vendor",
+                mapping=VENDOR_MAPPING,
+                seq=0,  # accepted before this batch
+                records=[(0, {"external_id": "V-1", "name": "Meanwhile"})],
+            )
+        return validate(records, **options)
+
+    monkeypatch.setattr(batches, "validate_records", another_batch_creates_it_meanwhile)
+
+    counts, results, _ = import_deferred(pg, org, report, vendors(1, 2))
+
+    assert counts == (1, 1, 0)
+    stored = rows(pg, org)
+    assert sorted(stored) == ["V-1", "V-2"]
+    assert [(r["external_id"], r["action"], r["coverbase_id"]) for r in results] == [
+        ("V-1", "updated", stored["V-1"].id),
+        ("V-2", "created", stored["V-2"].id),
+    ]
+    assert stored["V-1"].name == "Vendor 1"
