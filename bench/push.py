@@ -20,8 +20,13 @@ posting at 22,100 records/s run after a push, 32,700 run first).
 
 Prints the figures and the ratio (target: push >= 0.9 x the baseline).
 
+With ``--flood``, another org posts 100,000-record batches back to back (every other
+one changing every value, so each is real work) for the whole run, as in the issue's
+report of a push during another org's flood: both sides then get the share of the
+workers the scheduler gives an org.
+
     python -m bench.push [--records 300000] [--batch-size 100000] [--chunk-size 5000]
-                         [--concurrency 4] [--window 16]
+                         [--concurrency 4] [--window 16] [--flood]
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import argparse
 import csv
 import resource
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -97,6 +103,25 @@ def push(
     return summary.read / summary.seconds, lines
 
 
+def flood_until(api: Api, slug: str, stop: threading.Event) -> int:
+    """Another org's 100,000-record batches, back to back, each waited for, until
+    ``stop``: how many it posted."""
+    bodies = [orjson.dumps({"data": records(60_000_000, 100_000, generation=g)}) for g in (0, 1)]
+    posted = 0
+    while not stop.is_set():
+        response = api.post(
+            f"/v1/import/{slug}",
+            data=bodies[posted % 2],
+            headers={"Content-Type": "application/json", "Prefer": "respond-async"},
+            timeout=600,
+        )
+        if response.status_code != 202:
+            raise RuntimeError(f"flood answered {response.status_code}: {response.text[:300]}")
+        api.wait_done(response.json()["batch_id"], timeout=1800)
+        posted += 1
+    return posted
+
+
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -109,7 +134,12 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--window", type=int, default=16)
+    parser.add_argument(
+        "--flood", action="store_true", help="another org floods the service meanwhile"
+    )
     args = parser.parse_args()
+    stop = threading.Event()
+    floods: list[int] = []
 
     with deployment(IMPORTER_WEB_WORKERS="2") as stack, tempfile.TemporaryDirectory() as folder:
         worker = stack.start_worker(concurrency=2)
@@ -131,6 +161,14 @@ def main() -> None:
 
         url = stack.env["DATABASE_URL"]
         vacuums = Vacuums()
+        flooder = None
+        if args.flood:
+            other = new_org(stack)
+            other_slug = other.create_report("vendor", MAPPING)
+            flooder = threading.Thread(
+                target=lambda: floods.append(flood_until(other, other_slug, stop)), daemon=True
+            )
+            flooder.start()
         # Warm-up, not measured: the deployment's first import (pools, caches), and as
         # many rows as a phase adds, so no phase starts on a table it will multiply
         # (the planner's statistics lag behind growth until autovacuum comes by).
@@ -149,6 +187,9 @@ def main() -> None:
             "plain posting, after",
             lambda: post_back_to_back(api, slug, 30_000_000, args.records, args.batch_size),
         )
+        stop.set()
+        if flooder is not None:
+            flooder.join()
     baseline = (before + after) / 2
     if lines != args.records:
         raise RuntimeError(f"results.csv has {lines:,} lines for {args.records:,} records")
@@ -156,6 +197,12 @@ def main() -> None:
     print(
         f"Push vs plain posting: {args.records:,} new vendor records each, one org, "
         "2 worker processes, 2 web processes"
+        + (
+            f"; another org flooding all along ({floods[0] if floods else 0} batches of "
+            "100,000 records)"
+            if args.flood
+            else ""
+        )
     )
     print(
         f"  posted as {args.batch_size:,}-record batches back to back, nothing read back: "
