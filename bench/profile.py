@@ -26,6 +26,7 @@ import orjson
 from bench.data import MAPPING, records
 from bench.stack import deployment
 from importer import catalog, orgs
+from importer.collector import gc_paused
 from importer.config import normalize_database_url
 from importer.db import Database, utcnow
 from importer.sources import SourceDigests, sent_before
@@ -112,8 +113,11 @@ def profile_batch(
             for start in range(0, count, size)
         ],
     )
-    # The workers: per chunk, read the payload, validate, write, commit.
-    for payload in payloads:
+
+    # The workers: per chunk, read the payload, set aside the records sent as before,
+    # validate the others, write, commit; with the cyclic GC paused, as write_chunk is.
+    @gc_paused()
+    def one_chunk(payload: bytes) -> None:
         pairs = timed(stages, "worker: read the chunk payload", lambda p=payload: orjson.loads(p))
         session = db.new_session()
         digests = timed(
@@ -154,7 +158,7 @@ def profile_batch(
         try:
             if not rows:  # every record sent as before: nothing to write
                 timed(stages, "worker: commit", session.commit)
-                continue
+                return
             pending = timed(
                 stages,
                 "worker: write: may an older batch still write? (accept lock, chunks)",
@@ -196,6 +200,9 @@ def profile_batch(
             timed(stages, "worker: commit", session.commit)
         finally:
             session.close()
+
+    for payload in payloads:
+        one_chunk(payload)
     return stages
 
 
