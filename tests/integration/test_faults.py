@@ -290,15 +290,34 @@ def test_kill_9_of_a_worker_holding_an_orgs_bulk_chunks_leaves_nothing_stuck(
         body = api.get(f"/v1/import/batches/{batch_ids[api.org_id]}").json()
         return int(body["progress"]["processed"])
 
+    def a_write_waits_on_the_lock() -> bool:
+        with psycopg.connect(fault_stack.env["DATABASE_URL"]) as conn:
+            (waiting,) = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()
+        return bool(waiting)
+
     wait_until(
-        lambda: being_written(flooding.org_id) > 0 and processed(flooding) >= 4_000,
+        lambda: processed(flooding) >= 4_000,
         timeout=120,
-        what="the flooding org's chunks being written",
+        what="the flooding org's first chunks written",
         every=0.02,
     )
-    first_worker.kill(signal.SIGKILL)
-    held = being_written(flooding.org_id)  # left "processing" by the dead worker
-    assert held >= 1, "the chunk finished between the look and the kill"
+    # The next writes into vendors wait (a SHARE lock lets their reads through, not their
+    # rows), so the worker is surely in the middle of a chunk when it is killed.
+    with psycopg.connect(fault_stack.env["DATABASE_URL"]) as blocker:
+        blocker.execute("LOCK TABLE vendors IN SHARE MODE")
+        wait_until(
+            lambda: being_written(flooding.org_id) > 0 and a_write_waits_on_the_lock(),
+            timeout=120,
+            what="a flooding org's chunk waiting to write",
+            every=0.02,
+        )
+        first_worker.kill(signal.SIGKILL)
+        held = being_written(flooding.org_id)  # left "processing" by the dead worker
+        blocker.rollback()
+    assert held >= 1
     fault_stack.start_worker(concurrency=2)
 
     done = {
