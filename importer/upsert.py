@@ -369,7 +369,7 @@ def stored_rows(
     columns: Sequence[str] = (),
 ) -> dict[str, tuple[Any, ...]]:
     """``{external_id: (id, *columns)}`` of the org's objects among ``external_ids``."""
-    wanted = sorted(set(external_ids))
+    wanted = list(set(external_ids))  # one lookup each; the order does not matter
     rows = rows_with_keys(
         session, OBJECT_TABLES[base_name], "external_id", wanted, ["id", *columns], org_id
     )
@@ -634,7 +634,7 @@ def insert_new_rows(
     table = OBJECT_TABLES[base.name]
     columns = _row_columns(base)
     constants = [org_id, now, now, seq, seq]
-    written = [*_written_columns(base), SOURCE_DIGEST]
+    carried = _chunk_columns(base)  # the head of ``columns``; each row has its id
     driver.execute("SAVEPOINT new_rows")
     try:
         _copy_rows(
@@ -642,7 +642,7 @@ def insert_new_rows(
             table,
             table.name,
             columns,
-            ([row["id"], *(row.get(name) for name in written), *constants] for row in rows),
+            ([*(row.get(name) for name in carried), *constants] for row in rows),
         )
     except psycopg.errors.UniqueViolation:
         driver.execute("ROLLBACK TO SAVEPOINT new_rows")
