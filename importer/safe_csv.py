@@ -15,7 +15,7 @@ from defusedcsv import csv as defused_csv
 
 #: A cell starting with one of these may be run as a formula (defusedcsv's list, plus a
 #: tab or a carriage return, which some spreadsheets skip before reading a formula).
-_RISKY_STARTS = tuple("\x00" + character for character in "=+-@|%\t\r")
+_RISKY_STARTS = frozenset("=+-@|%\t\r")
 #: Cells written as they are by both writers (defusedcsv leaves numbers and None alone).
 _PLAIN_TYPES = frozenset((int, float, type(None)))
 
@@ -27,12 +27,15 @@ class CsvWriter:
     like ``-5`` excepted); a cell that starts with a tab or a carriage return (which
     some spreadsheets skip before reading a formula) gets the same ``'`` here.
 
-    ``writerows`` looks at a block of rows at once: when no text cell in it starts with
-    one of those characters (the usual case: ids, actions, messages), the block goes to
-    the plain ``csv`` writer in one call; otherwise row by row through defusedcsv.
+    ``writerows`` looks at a block of rows at once, column by column: when no cell needs
+    quoting or defusing (the usual case: row numbers, ids, actions), its lines are
+    joined in one go; when no text cell starts with a risky character (messages with
+    commas, say), the block goes to the plain ``csv`` writer in one call; otherwise row
+    by row through defusedcsv. All three write the same text.
     """
 
     def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
         self._writer = defused_csv.writer(stream)
         self._plain = csv.writer(stream)
 
@@ -47,11 +50,41 @@ class CsvWriter:
 
     def writerows(self, rows: Iterable[Sequence[Any]]) -> None:
         block = rows if isinstance(rows, list) else list(rows)
-        if all(map(_plain_column, itertools.zip_longest(*block))):
+        if not block:
+            return
+        columns = list(itertools.zip_longest(*block))
+        if len(columns) > 1 and len(set(map(len, block))) == 1:
+            cells = [_bare_cells(column) for column in columns]
+            if all(column is not None for column in cells):
+                # Nothing to quote or defuse: the lines the csv module would write.
+                self._stream.write("\r\n".join(map(",".join, zip(*cells, strict=True))) + "\r\n")
+                return
+        if all(map(_plain_column, columns)):
             self._plain.writerows(block)
             return
         for row in block:
             self.writerow(row)
+
+
+#: Characters that make the csv module quote a cell (the excel dialect's delimiter,
+#: quote character and line breaks).
+_QUOTED = (",", '"', "\r", "\n")
+
+
+def _bare_cells(column: tuple[Any, ...]) -> list[str] | None:
+    """The column's cells as the csv module writes them when none is quoted nor
+    defused (ints, None as empty, text with no character to quote and no risky
+    start); None when some cell is not so plain."""
+    kinds = set(map(type, column))
+    if kinds == {int}:
+        return list(map(str, column))
+    if not kinds <= {str, type(None)}:
+        return None
+    texts = [value or "" for value in column] if type(None) in kinds else list(column)
+    if _risky(texts):
+        return None
+    joined = "".join(texts)
+    return None if any(character in joined for character in _QUOTED) else texts
 
 
 def _plain_column(column: tuple[Any, ...]) -> bool:
@@ -62,5 +95,9 @@ def _plain_column(column: tuple[Any, ...]) -> bool:
     if kinds - _PLAIN_TYPES != {str}:
         return False
     texts = column if kinds == {str} else [value for value in column if type(value) is str]
-    joined = "\x00" + "\x00".join(texts)  # each cell after a NUL: one scan per character
-    return not any(start in joined for start in _RISKY_STARTS)
+    return not _risky(texts)
+
+
+def _risky(texts: Iterable[str]) -> bool:
+    """Whether a cell starts with a character that may make it a formula."""
+    return not _RISKY_STARTS.isdisjoint({text[:1] for text in texts})
