@@ -53,17 +53,30 @@ class CsvWriter:
         if not block:
             return
         columns = list(itertools.zip_longest(*block))
-        if len(columns) > 1 and len(set(map(len, block))) == 1:
-            cells = [_bare_cells(column) for column in columns]
-            if all(column is not None for column in cells):
-                # Nothing to quote or defuse: the lines the csv module would write.
-                self._stream.write("\r\n".join(map(",".join, zip(*cells, strict=True))) + "\r\n")
-                return
+        if len(set(map(len, block))) == 1 and self._write_bare(columns):
+            return
         if all(map(_plain_column, columns)):
             self._plain.writerows(block)
             return
         for row in block:
             self.writerow(row)
+
+    def write_columns(self, columns: Sequence[Sequence[Any]]) -> None:
+        """Rows given column by column (every column as long), written as
+        :meth:`writerows` writes them; cheaper when they come as columns."""
+        if columns and columns[0] and not self._write_bare(columns):
+            self.writerows(list(zip(*columns, strict=True)))
+
+    def _write_bare(self, columns: Sequence[Sequence[Any]]) -> bool:
+        """Write the rows of ``columns`` when no cell needs quoting or defusing (the lines
+        the csv module would write, joined in one go); False, writing nothing, if not."""
+        if len(columns) < 2:  # the csv module quotes a row's only cell when it is empty
+            return False
+        cells = [_bare_cells(column) for column in columns]
+        if any(column is None for column in cells):
+            return False
+        self._stream.write("\r\n".join(map(",".join, zip(*cells, strict=True))) + "\r\n")
+        return True
 
 
 #: Characters that make the csv module quote a cell (the excel dialect's delimiter,
@@ -71,7 +84,7 @@ class CsvWriter:
 _QUOTED = (",", '"', "\r", "\n")
 
 
-def _bare_cells(column: tuple[Any, ...]) -> list[str] | None:
+def _bare_cells(column: Sequence[Any]) -> list[str] | None:
     """The column's cells as the csv module writes them when none is quoted nor
     defused (ints, None as empty, text with no character to quote and no risky
     start); None when some cell is not so plain."""

@@ -34,6 +34,7 @@ import dataclasses
 import hashlib
 import heapq
 import itertools
+import operator
 import os
 import random
 import secrets
@@ -581,10 +582,15 @@ def refusal(response: requests.Response, slug: str) -> PushError:
 # --- the outcome of a chunk -----------------------------------------------------------
 
 
+#: A chunk's lines of ``results.csv``, column by column (RESULT_COLUMNS): built and
+#: written a column at a time, at C speed, for the 300,000 lines of a large push.
+ResultColumns = tuple[list[int], list[str | None], list[str], list[str], list[str]]
+
+
 @dataclasses.dataclass(slots=True)
 class ChunkOutcome:
     position: int
-    results: list[tuple[int, str | None, str, str, str]] = dataclasses.field(default_factory=list)
+    results: ResultColumns = dataclasses.field(default_factory=lambda: ([], [], [], [], []))
     errors: list[ErrorLine] = dataclasses.field(default_factory=list)
     created: int = 0
     updated: int = 0
@@ -616,10 +622,21 @@ class Tally:
             self._on_change(self)
 
 
-def _changed(result: dict[str, Any]) -> str:
+def _changed(changed: Any) -> str:
     """``true``/``false`` as in the API; empty from a service that does not say."""
-    changed = result.get("changed")
     return "" if changed is None else str(bool(changed)).lower()
+
+
+def result_columns(rows: list[int], items: list[dict[str, Any]]) -> ResultColumns:
+    """The lines of ``results.csv`` of a chunk whose records are on ``rows``."""
+    column = operator.itemgetter
+    return (
+        list(map(rows.__getitem__, map(column("index"), items))),
+        list(map(column("external_id"), items)),
+        list(map(column("coverbase_id"), items)),
+        list(map(column("action"), items)),
+        list(map(_changed, map(operator.methodcaller("get", "changed"), items))),
+    )
 
 
 @dataclasses.dataclass(slots=True)
@@ -682,11 +699,7 @@ def read_outcome(api: Api, slug: str, sent: Sent) -> ChunkOutcome:
     outcome.updated = batch["updated_count"]
     outcome.replayed = sent.replayed
     outcome.batch_id = batch["batch_id"]
-    for item in all_items(api, slug, batch, "results"):
-        row = chunk.rows[item["index"]]
-        outcome.results.append(
-            (row, item["external_id"], item["coverbase_id"], item["action"], _changed(item))
-        )
+    outcome.results = result_columns(chunk.rows, all_items(api, slug, batch, "results"))
     for item in all_items(api, slug, batch, "errors"):
         row = chunk.rows[item["index"]]
         outcome.errors.append(
@@ -758,9 +771,9 @@ class OutcomeFiles:
         self._waiting[outcome.position] = outcome
         while self._next in self._waiting:
             ready = self._waiting.pop(self._next)
-            self._results.writerows(ready.results)
+            self._results.write_columns(ready.results)
             self._errors.writerows(ready.errors)
-            self.result_lines += len(ready.results)
+            self.result_lines += len(ready.results[0])
             self.error_lines += len(ready.errors)
             self._next += 1
 

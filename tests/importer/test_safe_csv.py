@@ -74,6 +74,10 @@ def test_any_block_is_written_as_row_by_row(
     ]
 
     assert as_block(block) == one_by_one(block)
+    if not ragged:
+        stream = io.StringIO()
+        CsvWriter(stream).write_columns([list(column) for column in zip(*block, strict=True)])
+        assert stream.getvalue() == one_by_one(block)
 
 
 def test_a_plain_block_is_the_csv_modules_text() -> None:
