@@ -616,11 +616,29 @@ class BatchWaitQuerySchema(QuerySchema):
         },
     )
 
+    inline = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=0),
+        metadata={
+            "description": "At most this many `results`, `errors` and `warnings` each in the "
+            "body (at most IMPORTER_INLINE_ITEMS, 1,000 by default, which is also the "
+            "default); the `*_total` counts are always there. A client that reads the "
+            "lists from their own endpoints (a long-poll for the status alone, say) asks "
+            "for 0."
+        },
+    )
+
     @validates("wait")
     def _at_most_the_synchronous_wait(self, value: int, **_: Any) -> None:
         longest = int(services().settings.sync_wait_seconds)
         if value > longest:
             raise ValidationError(f"Must be at most {longest} (IMPORTER_SYNC_WAIT_SECONDS).")
+
+    @validates("inline")
+    def _at_most_the_inline_items(self, value: int | None, **_: Any) -> None:
+        most = services().settings.inline_items
+        if value is not None and value > most:
+            raise ValidationError(f"Must be at most {most} (IMPORTER_INLINE_ITEMS).")
 
 
 class ObjectListQuerySchema(PageQuerySchema):

@@ -345,8 +345,9 @@ def batch_body(session: Session, batch: ImportBatch, inline_items: int) -> dict[
     each; ``*_total`` and ``links`` say where the rest is.
     """
     body = _head(batch)
-    if batch.details_purged_at is not None:
-        # Deleted by the retention purge: the counts stay, the lists are gone.
+    if batch.details_purged_at is not None or not inline_items:
+        # Deleted by the retention purge (the counts stay, the lists are gone), or
+        # the counts alone were asked for: nothing to read.
         body.update({kind: [] for kind in KINDS})
     elif batch.chunk_count == 1:
         # The common small batch: its three lists in one read.

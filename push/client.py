@@ -527,7 +527,10 @@ class Api:
         """The batch, once done or after the longest wait the service allows."""
         while True:
             wait = self._wait
-            response = self.call("GET", f"/v1/import/batches/{batch_id}", params={"wait": wait})
+            # The status and counts alone: the lists are read whole once it is done.
+            response = self.call(
+                "GET", f"/v1/import/batches/{batch_id}", params={"wait": wait, "inline": 0}
+            )
             if (
                 response.status_code == 422
                 and wait > 0

@@ -130,7 +130,8 @@ def get_batch(args: dict[str, Any], batch_id: str) -> Response:
     ---
     ``?wait=N`` long-polls, so a client need not poll in a tight loop. Without a free
     waiting slot (app.waiting) it answers at once, with ``Retry-After`` while the
-    batch runs.
+    batch runs. ``?inline=N`` lists at most N results, errors and warnings each
+    (``?inline=0``: the status and counts alone).
     """
     batch = _batch_or_404(batch_id)
     svc = services()
@@ -140,7 +141,8 @@ def get_batch(args: dict[str, Any], batch_id: str) -> Response:
         with svc.waiting.claim() as may_wait:
             if may_wait:
                 wait_until_done(db_session(), batch, wait)
-    response = jsonify(outcomes.batch_body(db_session(), batch, svc.settings.inline_items))
+    inline = svc.settings.inline_items if args["inline"] is None else args["inline"]
+    response = jsonify(outcomes.batch_body(db_session(), batch, inline))
     if not may_wait and not BatchStatus(batch.status).is_done:
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response

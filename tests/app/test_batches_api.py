@@ -64,6 +64,24 @@ def test_wait_long_polls_until_the_batch_is_done(client, auth, make_report, work
     assert body["created_count"] == 1
 
 
+def test_inline_caps_the_lists_of_the_body_and_keeps_the_counts(client, auth, app, make_report):
+    batch = _mixed_batch(client, auth, app, make_report)  # 197 results, 33 errors; inline 5
+    url = f"/v1/import/batches/{batch['batch_id']}"
+
+    for chunks, inline in ((5, "5"), (2, "2"), (0, "0")):
+        body = client.get(f"{url}?inline={inline}", headers=auth).json
+        assert [len(body[kind]) for kind in ("results", "errors")] == [chunks, chunks]
+        assert (body["results_total"], body["errors_total"]) == (197, 33)
+        assert body["results"] == batch["results"][:chunks]
+    single = post(client, auth, [vendor(1000), {"Supplier ID": "x"}]).json["batch_id"]
+    bare = client.get(f"/v1/import/batches/{single}?inline=0", headers=auth).json
+    assert (bare["results"], bare["errors"], bare["results_total"]) == ([], [], 1)
+    for bad in ("6", "-1", "x"):
+        refused = client.get(f"{url}?inline={bad}", headers=auth)
+        assert (refused.status_code, refused.json["detail"]["code"]) == (422, "invalid_parameter")
+        assert "inline" in refused.json["detail"]["message"]
+
+
 def test_batches_of_another_org_are_not_found(client, auth, make_org, make_report):
     make_report()
     batch_id = post(client, auth, [vendor(1)]).json["batch_id"]
