@@ -82,21 +82,29 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / _TICK
 
 
-def service_cpu(stack: Stack, url: str) -> float:
-    """CPU seconds used so far by the web and worker processes and by this database's
-    PostgreSQL backends: unlike the wall clock, not inflated by whatever else the
-    machine runs."""
+def service_pids(stack: Stack) -> list[int]:
+    """The stack's web and worker processes and their children."""
     pids = [process.popen.pid for process in stack.processes]
-    pids += [child for process in stack.processes for child in children(process)]
+    return pids + [child for process in stack.processes for child in children(process)]
+
+
+def backend_pids(url: str) -> list[int]:
+    """This database's PostgreSQL backends (but the one asking)."""
     with psycopg.connect(url) as conn:
-        pids += [
+        return [
             row[0]
             for row in conn.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
                 "AND pid <> pg_backend_pid()"
             ).fetchall()
         ]
-    return cpu_seconds(pids)
+
+
+def service_cpu(stack: Stack, url: str) -> float:
+    """CPU seconds used so far by the web and worker processes and by this database's
+    PostgreSQL backends: unlike the wall clock, not inflated by whatever else the
+    machine runs."""
+    return cpu_seconds(service_pids(stack) + backend_pids(url))
 
 
 # --- autovacuum, as the server would run it (this machine's runs with it off) ---------
