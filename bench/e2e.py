@@ -27,7 +27,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import re
+import resource
 import subprocess
 import threading
 import time
@@ -41,7 +43,15 @@ from marshmallow import Schema, fields
 from sqlalchemy.orm import Session
 
 from bench.data import COLUMNS, MAPPING, records
-from bench.stack import children, deployment, new_org, rss_bytes
+from bench.stack import (
+    backend_pids,
+    children,
+    cpu_seconds,
+    deployment,
+    new_org,
+    rss_bytes,
+    service_pids,
+)
 from importer import catalog
 from importer.config import normalize_database_url
 from importer.db import Base, utcnow
@@ -205,7 +215,9 @@ def end_to_end(
             result["worker_growth_small"] = small_peak.max_growth()
             pids = children(web) + children(worker)
             with Peak(pids) as peak:
+                cpu = cpu_split(stack)
                 accepted, seconds = import_and_wait(api, slug, body)
+                result["cpu"] = {k: v - cpu[k] for k, v in cpu_split(stack).items()}
             web_pids = children(web)
             result["web_peak"] = max(peak.peak[pid] for pid in web_pids)
             result["web_growth"] = max(peak.peak[pid] - peak.idle[pid] for pid in web_pids)
@@ -213,7 +225,9 @@ def end_to_end(
                 peak.peak[pid] - peak.idle[pid] for pid in children(worker)
             )
         else:
+            cpu = cpu_split(stack)
             accepted, seconds = import_and_wait(api, slug, body)
+            result["cpu"] = {k: v - cpu[k] for k, v in cpu_split(stack).items()}
         result["accepted_seconds"] = accepted
         result["seconds"] = seconds
         result["rate"] = count / seconds
@@ -232,6 +246,18 @@ def end_to_end(
                 result["identical_own_wal"],
             ) = timed_import(api, slug, snapshot, database_url)
         return result
+
+
+def cpu_split(stack: Any) -> dict[str, float]:
+    """CPU seconds so far of the web and worker processes, of this database's
+    PostgreSQL backends, and of this process (the load generator). PostgreSQL's own
+    background processes (WAL writer, checkpointer) are not counted."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "service": cpu_seconds(service_pids(stack)),
+        "postgres": cpu_seconds(backend_pids(stack.env["DATABASE_URL"])),
+        "client": usage.ru_utime + usage.ru_stime,
+    }
 
 
 def copy_ceiling(count: int) -> tuple[float, float]:
@@ -381,6 +407,17 @@ def main() -> None:
     print(
         f"  the same COPY, the table also with vendors' foreign key to orgs: {with_fk_rate:,.0f} "
         f"records/s -> e2e / COPY with the key = {e2e / with_fk_rate:.2f}",
+        file=out,
+    )
+    cpu = main_run["cpu"]
+    spent = cpu["service"] + cpu["postgres"]
+    cores = os.cpu_count() or 1
+    best = args.records / (spent / cores)
+    print(
+        f"  CPU of the batch: web and workers {cpu['service']:.1f} s, this database's "
+        f"PostgreSQL backends {cpu['postgres']:.1f} s (the load generator {cpu['client']:.1f} s "
+        f"more); on {cores} cores that alone takes at least {spent / cores:.2f} s: "
+        f"{best:,.0f} records/s at best -> e2e / COPY <= {best / ceiling_rate:.2f} for this CPU",
         file=out,
     )
     print(
