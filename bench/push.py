@@ -53,6 +53,28 @@ from push.client import PushOptions, push_file
 from tests.integration.stack import Api
 
 
+def post_async(api: Api, slug: str, body: bytes) -> str:
+    """POST one batch, answered 202 at once (``Prefer: respond-async``): its batch_id."""
+    response = api.post(
+        f"/v1/import/{slug}",
+        data=body,
+        headers={"Content-Type": "application/json", "Prefer": "respond-async"},
+        timeout=600,
+    )
+    if response.status_code != 202:
+        raise RuntimeError(f"import answered {response.status_code}: {response.text[:300]}")
+    batch_id: str = response.json()["batch_id"]
+    return batch_id
+
+
+def wait_completed(api: Api, batch_ids: list[str]) -> None:
+    """Wait for each batch; every record must have been written."""
+    for batch_id in batch_ids:
+        done = api.wait_done(batch_id, timeout=1800)
+        if done["status"] != "completed" or done["failed_count"]:
+            raise RuntimeError(f"batch {batch_id}: {done['status']}, {done['failed_count']} failed")
+
+
 def post_back_to_back(api: Api, slug: str, start: int, count: int, batch_size: int) -> float:
     """Records/s of the records posted as back-to-back batches, nothing read back."""
     bodies = [
@@ -60,21 +82,7 @@ def post_back_to_back(api: Api, slug: str, start: int, count: int, batch_size: i
         for first in range(start, start + count, batch_size)
     ]
     began = time.perf_counter()
-    batch_ids = []
-    for body in bodies:
-        response = api.post(
-            f"/v1/import/{slug}",
-            data=body,
-            headers={"Content-Type": "application/json", "Prefer": "respond-async"},
-            timeout=600,
-        )
-        if response.status_code != 202:
-            raise RuntimeError(f"import answered {response.status_code}: {response.text[:300]}")
-        batch_ids.append(response.json()["batch_id"])
-    for batch_id in batch_ids:
-        done = api.wait_done(batch_id, timeout=1800)
-        if done["status"] != "completed" or done["failed_count"]:
-            raise RuntimeError(f"batch {batch_id}: {done['status']}, {done['failed_count']} failed")
+    wait_completed(api, [post_async(api, slug, body) for body in bodies])
     return count / (time.perf_counter() - began)
 
 
@@ -89,19 +97,8 @@ def post_file_back_to_back(api: Api, slug: str, path: Path, batch_size: int) -> 
         rows = csv.DictReader(stream)
         while batch := list(itertools.islice(rows, batch_size)):
             count += len(batch)
-            response = api.post(
-                f"/v1/import/{slug}",
-                data=orjson.dumps({"data": batch}),
-                headers={"Content-Type": "application/json", "Prefer": "respond-async"},
-                timeout=600,
-            )
-            if response.status_code != 202:
-                raise RuntimeError(f"import answered {response.status_code}: {response.text[:300]}")
-            batch_ids.append(response.json()["batch_id"])
-    for batch_id in batch_ids:
-        done = api.wait_done(batch_id, timeout=1800)
-        if done["status"] != "completed" or done["failed_count"]:
-            raise RuntimeError(f"batch {batch_id}: {done['status']}, {done['failed_count']} failed")
+            batch_ids.append(post_async(api, slug, orjson.dumps({"data": batch})))
+    wait_completed(api, batch_ids)
     return count / (time.perf_counter() - began)
 
 
@@ -140,15 +137,7 @@ def flood_until(api: Api, slug: str, stop: threading.Event) -> int:
     bodies = [orjson.dumps({"data": records(60_000_000, 100_000, generation=g)}) for g in (0, 1)]
     posted = 0
     while not stop.is_set():
-        response = api.post(
-            f"/v1/import/{slug}",
-            data=bodies[posted % 2],
-            headers={"Content-Type": "application/json", "Prefer": "respond-async"},
-            timeout=600,
-        )
-        if response.status_code != 202:
-            raise RuntimeError(f"flood answered {response.status_code}: {response.text[:300]}")
-        api.wait_done(response.json()["batch_id"], timeout=1800)
+        wait_completed(api, [post_async(api, slug, bodies[posted % 2])])
         posted += 1
     return posted
 
