@@ -14,9 +14,11 @@ per record. On PostgreSQL (driver-level psycopg, binary ``COPY``):
 
 The records whose values equal the stored ones write nothing at all (no row version,
 no index entry, no WAL); :func:`hold_accepts_of_org` and :func:`older_writes_pending`
-say when that is safe (see "Later wins" below). On SQLite (the embedded default) the
-chunk's rows come from one JSON parameter (``json_each``) into the same
-``INSERT ... ON CONFLICT`` statement.
+say when that is safe (see "Later wins" below). When it is not (an older batch of the
+org may still write), nothing is read first: a chunk whose records are all new is
+``COPY``-ed as a whole (step 2), and any other goes to step 3 whole. On SQLite (the
+embedded default) the chunk's rows come from one JSON parameter (``json_each``) into
+the same ``INSERT ... ON CONFLICT`` statement.
 
 The write carries these guarantees:
 
@@ -572,8 +574,16 @@ def _write_postgresql(
     # First, before reading anything: may an older batch still write these objects?
     # (After the read, one could finish in between and the read would miss its values.)
     if older_writes_pending(session, org_id, base.name, seq):
-        # No row may be skipped, so nothing is worth reading first: one statement
-        # writes every row (an unchanged one gets this batch's written_seq).
+        # No row may be skipped, so nothing is worth reading first. A chunk of new
+        # records (a feed posted as many batches, whose chunks overlap) goes in by
+        # COPY as a whole; if one of them exists, the COPY stops at it (in external_id
+        # order, usually the first rows) and is rolled back, and one statement writes
+        # every row (an unchanged one gets this batch's written_seq).
+        new = sorted(rows, key=lambda row: row["external_id"])
+        for row in new:
+            row["id"] = ids.new_id(base.id_prefix)
+        if insert_new_rows(session, base, org_id, seq, now, new):
+            return {row["external_id"]: (row["id"], "created", True) for row in new}
         return upsert_rows(session, base, org_id, seq, now, rows, touch=True)
     columns = carried_columns(base, rows)
     wanted = (row["external_id"] for row in rows if row["external_id"] not in absent)

@@ -268,6 +268,52 @@ def test_an_unchanged_newer_batch_still_wins_over_a_changed_older_one(pg, order,
         assert outcome(pg, newer) == ((1, 0), [True])
 
 
+def test_new_records_of_a_batch_behind_an_older_pending_one_still_let_the_later_win(pg):
+    """A feed posted as many batches: M's chunk runs while the older N's is pending.
+    M's new records go in as a whole (created, M's seq); its chunk with a record that
+    exists falls back to the upsert (created and updated from the write). N, run
+    afterwards on the same external_ids, loses against M on every one of them."""
+    org, report = vendor_report(pg, f"feed-{uuid.uuid4().hex[:6]}")
+    _, seed = accept_one(pg, org, report, vendor_record("lyon.example"))
+    run(pg, seed)
+
+    def feed(hq: str, ids: list[str]) -> list[dict]:
+        return [vendor_record(hq) | {"Supplier ID": external_id} for external_id in ids]
+
+    older, older_chunks = accept_records(
+        pg, org, report, feed("old.example", ["N-1", "N-2", "N-3", "V-1"]), chunk_size=2
+    )
+    newer, newer_chunks = accept_records(
+        pg, org, report, feed("new.example", ["N-2", "N-1", "V-1", "N-3"]), chunk_size=2
+    )
+    for chunk_id in [*newer_chunks, *older_chunks]:
+        run(pg, chunk_id)
+
+    stored = rows(pg, org)
+    with pg.session() as session:
+        newer_seq = session.scalar(sa.select(ImportBatch.seq).where(ImportBatch.id == newer))
+    assert {key: (row.website, row.written_seq) for key, row in stored.items()} == {
+        key: ("https://new.example", newer_seq) for key in ("N-1", "N-2", "N-3", "V-1")
+    }
+    assert [stored[key].created_seq for key in ("N-1", "N-2", "N-3")] == [newer_seq] * 3
+    with pg.session() as session:
+        made = [
+            (r["external_id"], r["coverbase_id"], r["action"], r["changed"])
+            for r in page(session, newer, "results", 0, 10)
+        ]
+        lost = [
+            (r["external_id"], r["action"], r["changed"])
+            for r in page(session, older, "results", 0, 10)
+        ]
+    assert made == [
+        ("N-2", stored["N-2"].id, "created", True),
+        ("N-1", stored["N-1"].id, "created", True),
+        ("V-1", stored["V-1"].id, "updated", True),
+        ("N-3", stored["N-3"].id, "created", True),
+    ]
+    assert lost == [(key, "updated", False) for key in ("N-1", "N-2", "N-3", "V-1")]
+
+
 def test_an_older_batch_still_being_accepted_is_not_missed(pg):
     """N takes its seq and is not committed yet when M (newer, unchanged) is written:
     M's worker finds an accept of the org in progress (its lock held), so it moves
