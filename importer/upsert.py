@@ -579,9 +579,7 @@ def _write_postgresql(
         # COPY as a whole; if one of them exists, the COPY stops at it (in external_id
         # order, usually the first rows) and is rolled back, and one statement writes
         # every row (an unchanged one gets this batch's written_seq).
-        new = sorted(rows, key=lambda row: row["external_id"])
-        for row in new:
-            row["id"] = ids.new_id(base.id_prefix)
+        new = as_new_rows(base, rows)
         if insert_new_rows(session, base, org_id, seq, now, new):
             return {row["external_id"]: (row["id"], "created", True) for row in new}
         return upsert_rows(session, base, org_id, seq, now, rows, touch=True)
@@ -622,10 +620,16 @@ def sort_rows(
             unchanged[row["external_id"]] = (found[0], "updated", False)
         else:
             to_upsert.append(row | {"id": found[0]})
-    new.sort(key=lambda row: row["external_id"])
+    return unchanged, as_new_rows(base, new), to_upsert
+
+
+def as_new_rows(base: BaseObject, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows to insert, each given a new id, in external_id order (the order every
+    writer locks in, so two chunks inserting the same keys never deadlock)."""
+    new = sorted(rows, key=lambda row: row["external_id"])
     for row in new:
         row["id"] = ids.new_id(base.id_prefix)
-    return unchanged, new, to_upsert
+    return new
 
 
 def insert_new_rows(

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 
 from importer import orgs, reports
@@ -64,17 +65,25 @@ def vendor_report(db: Database, org_name: str) -> tuple[Any, Any]:
     return org, report
 
 
+#: Sessions of the current database waiting on a lock now.
+_WAITING_ON_A_LOCK = (
+    "SELECT count(*) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+
+
 def waiting_on_a_lock(db) -> bool:
     """Whether a session of ``db``'s PostgreSQL database waits on a lock now."""
     with db.engine.connect() as conn:
-        return bool(
-            conn.scalar(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            )
-        )
+        return bool(conn.scalar(sa.text(_WAITING_ON_A_LOCK)))
+
+
+def sessions_waiting_on_a_lock(database_url: str) -> int:
+    """How many sessions of the database at ``database_url`` (a running stack's) wait
+    on a lock now."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(_WAITING_ON_A_LOCK).fetchone()
+    return int(row[0]) if row else 0
 
 
 def object_rows(

@@ -14,7 +14,12 @@ import pytest
 import redis
 
 from tests.factories import VENDOR_MAPPING, vendor
-from tests.integration.factories import FAST_RECOVERY, new_org, wait_until
+from tests.integration.factories import (
+    FAST_RECOVERY,
+    new_org,
+    sessions_waiting_on_a_lock,
+    wait_until,
+)
 from tests.integration.private_services import PrivatePostgres
 from tests.integration.stack import Stack
 
@@ -290,14 +295,6 @@ def test_kill_9_of_a_worker_holding_an_orgs_bulk_chunks_leaves_nothing_stuck(
         body = api.get(f"/v1/import/batches/{batch_ids[api.org_id]}").json()
         return int(body["progress"]["processed"])
 
-    def a_write_waits_on_the_lock() -> bool:
-        with psycopg.connect(fault_stack.env["DATABASE_URL"]) as conn:
-            (waiting,) = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            ).fetchone()
-        return bool(waiting)
-
     wait_until(
         lambda: processed(flooding) >= 4_000,
         timeout=120,
@@ -309,7 +306,10 @@ def test_kill_9_of_a_worker_holding_an_orgs_bulk_chunks_leaves_nothing_stuck(
     with psycopg.connect(fault_stack.env["DATABASE_URL"]) as blocker:
         blocker.execute("LOCK TABLE vendors IN SHARE MODE")
         wait_until(
-            lambda: being_written(flooding.org_id) > 0 and a_write_waits_on_the_lock(),
+            lambda: (
+                being_written(flooding.org_id) > 0
+                and sessions_waiting_on_a_lock(fault_stack.env["DATABASE_URL"]) > 0
+            ),
             timeout=120,
             what="a flooding org's chunk waiting to write",
             every=0.02,

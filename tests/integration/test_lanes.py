@@ -8,7 +8,7 @@ import threading
 import psycopg
 
 from tests.factories import VENDOR_MAPPING, vendor
-from tests.integration.factories import new_org, wait_until
+from tests.integration.factories import new_org, sessions_waiting_on_a_lock, wait_until
 
 BULK_SLOTS = 2
 
@@ -23,16 +23,6 @@ def started(stack, org_id: str) -> list[tuple]:
                 (org_id,),
             )
         )
-
-
-def writes_waiting(stack) -> int:
-    """Sessions of the stack's database waiting on a lock."""
-    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
-        (count,) = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        ).fetchone()
-    return int(count)
 
 
 def test_a_small_batch_is_claimed_before_another_orgs_queued_flood(fault_stack):
@@ -62,7 +52,7 @@ def test_a_small_batch_is_claimed_before_another_orgs_queued_flood(fault_stack):
         # releases nothing more while the small batch comes, however fast chunks are.
         blocker.execute("LOCK TABLE vendors IN SHARE MODE")
         wait_until(
-            lambda: writes_waiting(stack) >= BULK_SLOTS,
+            lambda: sessions_waiting_on_a_lock(stack.env["DATABASE_URL"]) >= BULK_SLOTS,
             timeout=120,
             what="every bulk slot's chunk waiting to write",
             every=0.02,
