@@ -14,6 +14,7 @@ marshmallow's own errors and messages.
 from __future__ import annotations
 
 import functools
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -153,7 +154,9 @@ def validator_for(
 
 
 def raw_external_id(record: Any, incoming: str | None) -> str | None:
-    """The external_id as sent, trimmed, for error reports and duplicate detection."""
+    """The external_id as sent, read as the field stores it (``importer.fields.Text``:
+    trimmed, a number as its text), for error reports, duplicate detection, and the push
+    client's ``results.csv``. None: absent, blank, or of a type no external_id is."""
     if incoming is None or not isinstance(record, dict):
         return None
     value = record.get(incoming)
@@ -161,8 +164,8 @@ def raw_external_id(record: Any, incoming: str | None) -> str | None:
         return value.strip() or None
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+    if isinstance(value, float) and math.isfinite(value):
+        return str(int(value)) if value.is_integer() else repr(value)
     return None
 
 

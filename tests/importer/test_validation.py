@@ -188,6 +188,19 @@ def test_screening_finds_only_batch_wide_problems():
     assert unknown.failed_count == 3 and unknown.valid == []
 
 
+def test_an_external_id_sent_as_a_number_is_the_same_key_as_its_text():
+    # 1.5 is stored as "1.5" and 7.0 as "7": sent once as a number and once as text,
+    # they would be one object written twice by one batch.
+    records = [{"id": 1.5}, {"id": "1.5"}, {"id": 7.0}, {"id": " 7 "}, {"id": 8}]
+    outcome = screen_records(records, base_object="vendor", mapping=MAPPING)
+    assert [e["index"] for e in outcome.errors] == [0, 1, 2, 3]
+    assert {e["external_id"] for e in outcome.errors} == {"1.5", "7"}
+    stored = validate_records(
+        [{"id": 1.5, "name": "n"}], base_object="vendor", mapping=MAPPING
+    ).valid
+    assert [record["external_id"] for _, record in stored] == ["1.5"]
+
+
 def test_one_compiled_schema_and_validator_per_report_version():
     compiled_validator.cache_clear()
     compiled_schema.cache_clear()
