@@ -517,9 +517,10 @@ OUTCOME_STREAMS = {
         "csv": {
             "type": "string",
             "description": f"Every one of the batch's {kind}, in index order: a header "
-            f"row ({', '.join(columns)}), then one row per item. A cell that a "
-            "spreadsheet would run as a formula (starting with = + - @ | % , a tab or a "
-            "carriage return; a number excepted) is written with a leading '.",
+            f"row ({', '.join(columns)}, or the `fields` asked for), then one row per "
+            "item. A cell that a spreadsheet would run as a formula (starting with = + - @ "
+            "| % , a tab or a carriage return; a number excepted) is written with a "
+            "leading '.",
             "example": example,
         },
     }
@@ -527,9 +528,9 @@ OUTCOME_STREAMS = {
         (
             "results",
             "ResultItem",
-            ("index", "external_id", "coverbase_id", "action", "status"),
-            "index,external_id,coverbase_id,action,status\r\n"
-            "0,V-001,ven_0190f6a1c2d34e5f8a9b0c1d2e3f4a5b,created,success\r\n",
+            ("index", "external_id", "coverbase_id", "action", "changed", "status"),
+            "index,external_id,coverbase_id,action,changed,status\r\n"
+            "0,V-001,cbvndr_0190f6a1c2d34e5f8a9b0c1d2e3f4a5b,created,true,success\r\n",
         ),
         (
             "errors",
@@ -595,6 +596,51 @@ class PageQuerySchema(QuerySchema):
             raise ValidationError(
                 "Give either 'offset' or 'cursor', not both: the cursor knows its position."
             )
+
+
+class ItemFieldNames(fields.Field[tuple[str, ...]]):
+    """A comma-separated list of item field names, each one of ``names`` and named once:
+    loaded as a tuple, in the order given."""
+
+    def __init__(self, names: tuple[str, ...], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.names = names
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> tuple[str, ...]:
+        if not isinstance(value, str):
+            raise ValidationError("Not a comma-separated list of field names.")
+        chosen = tuple(part.strip() for part in value.split(","))
+        unknown = [name for name in chosen if name not in self.names]
+        if unknown:
+            raise ValidationError(
+                f"No item field {unknown[0]!r}: name some of {', '.join(self.names)}, "
+                "separated by commas."
+            )
+        if len(set(chosen)) < len(chosen):
+            raise ValidationError("Name each field once.")
+        return chosen
+
+
+def outcome_query_schema(kind: str, names: tuple[str, ...]) -> type[PageQuerySchema]:
+    """The query string of ``GET /v1/import/batches/{id}/<kind>``: a page, or the fields
+    of a stream."""
+    item_fields = ItemFieldNames(
+        names,
+        data_key="fields",
+        metadata={
+            "type": "string",
+            "description": f"Streams only (NDJSON, CSV): the fields of each item, in this "
+            f"order, as a comma-separated list of {', '.join(names)} (default: all, in "
+            "that order)."
+            + (
+                " A results stream without external_id costs less: the service reads "
+                "each result's external_id from its object."
+                if "external_id" in names and kind == "results"
+                else ""
+            ),
+        },
+    )
+    return type(f"{kind.title()}QuerySchema", (PageQuerySchema,), {"item_fields": item_fields})
 
 
 class BatchListQuerySchema(PageQuerySchema):

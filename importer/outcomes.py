@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Literal
 
@@ -265,15 +265,21 @@ def stream(
     chunk_ids: Sequence[int],
     kind: Kind,
     fmt: StreamFormat,
+    names: Sequence[str] | None = None,
 ) -> Iterator[bytes]:
     """The whole list, as NDJSON lines or CSV (a header, then a row per item), in index
     order. Each chunk's list is read once, in a short session of its own, and turned
     into one piece of the body: memory is bounded by one chunk whatever the batch's
-    size, and no transaction stays open while a slow client reads."""
+    size, and no transaction stays open while a slow client reads.
+
+    ``names``: the item fields to send, in this order (default: all of ``FIELDS``).
+    Results without ``external_id`` skip reading the objects' external_ids.
+    """
+    chosen = tuple(names) if names else FIELDS[kind]
     if fmt == "csv":
-        yield _csv_rows([FIELDS[kind]])
+        yield _csv_rows([chosen])
     for chunk_id in chunk_ids:
-        piece = _stream_piece(open_session, chunk_id, kind, fmt)
+        piece = _stream_piece(open_session, chunk_id, kind, fmt, chosen)
         if piece:
             yield piece
         del piece
@@ -291,38 +297,47 @@ def _stream_piece(
     chunk_id: int,
     kind: Kind,
     fmt: StreamFormat,
+    names: tuple[str, ...],
 ) -> bytes | None:
     """One chunk's part of a stream, read in a short session of its own."""
-    results = None
     with open_session() as session:
         blob = session.scalar(sa.select(_BLOB_COLUMNS[kind]).where(ImportChunk.id == chunk_id))
-        if blob and kind == "results":
+        if not blob:
+            return None
+        if kind != "results":
+            items = None if names == FIELDS[kind] else stored_items(blob)
+        elif "external_id" in names:
             # Their external_ids from the objects, in the same short session.
-            results = with_external_ids(session, stored_items(blob))
-    if not blob:
-        return None
-    return _ndjson(blob, kind, results) if fmt == "ndjson" else _csv(blob, kind, results)
+            items = [_result_item(item) for item in with_external_ids(session, stored_items(blob))]
+        else:
+            items = [_result_item(item) for item in stored_items(blob)]
+    if items is None:  # every field of each problem
+        return (
+            _problem_lines(blob) if fmt == "ndjson" else _csv_rows(_rows(stored_items(blob), names))
+        )
+    if fmt == "ndjson":
+        if names != FIELDS[kind]:
+            items = [{name: item.get(name) for name in names} for item in items]
+        return b"".join(orjson.dumps(item) + b"\n" for item in items)
+    return _csv_rows(_rows(items, names))
 
 
-def _ndjson(blob: bytes, kind: Kind, results: list[Any] | None) -> bytes:
-    if results is not None:
-        return b"".join(orjson.dumps(_result_item(item)) + b"\n" for item in results)
+def _problem_lines(blob: bytes) -> bytes:
+    """A stored list of problems as NDJSON: copied line by line, not decoded (a problem
+    is stored as the JSON the stream sends), unless stored in the layout before that."""
     if blob.startswith(_LINES_START):
-        # A problem is stored as the JSON the stream sends: copied, not decoded.
         return b"\n".join(line.rstrip(b",") for line in _item_lines(blob, 0, None)) + b"\n"
     return b"".join(orjson.dumps(item) + b"\n" for item in stored_items(blob))
 
 
-def _csv(blob: bytes, kind: Kind, results: list[Any] | None) -> bytes:
-    if results is not None:
-        return _csv_rows(_csv_result(item) for item in results)
-    return _csv_rows([item.get(name) for name in PROBLEM_FIELDS] for item in stored_items(blob))
-
-
-def _csv_result(stored: list[Any]) -> list[Any]:
-    result = _result_item(stored)
-    result["changed"] = "true" if result["changed"] else "false"  # as in the JSON
-    return [result[name] for name in RESULT_FIELDS]
+def _rows(items: Iterable[dict[str, Any]], names: tuple[str, ...]) -> Iterator[list[Any]]:
+    """Items as CSV rows of ``names``; ``changed`` as ``true``/``false``, as in the JSON."""
+    changed = names.index("changed") if "changed" in names else -1
+    for item in items:
+        row = [item.get(name) for name in names]
+        if changed >= 0:
+            row[changed] = "true" if row[changed] else "false"
+        yield row
 
 
 def _csv_rows(rows: Any) -> bytes:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.api import api
 from app.auth import current_org
 from app.blueprint import sends
-from app.errors import BatchNotDone, BatchNotFound, DetailsExpired
+from app.errors import BatchNotDone, BatchNotFound, DetailsExpired, InvalidParameter
 from app.extensions import db_session, services
 from app.pagination import Key, PageRequest, paged, query_page, scope_digest
 from app.schemas import (
@@ -26,9 +26,9 @@ from app.schemas import (
     BatchSchema,
     BatchSummaryPageSchema,
     BatchWaitQuerySchema,
-    PageQuerySchema,
     ProblemItemPageSchema,
     ResultItemPageSchema,
+    outcome_query_schema,
 )
 from app.waiting import RETRY_AFTER_SECONDS
 from importer import listing, logs, outcomes
@@ -165,6 +165,12 @@ def _outcome_list(
             f"GET /v1/import/batches/{batch.id}."
         )
     media = request.accept_mimetypes.best_match(_OUTCOME_TYPES, default=JSON)
+    names = args.get("item_fields")
+    if media == JSON and names:
+        raise InvalidParameter(
+            "Query parameter 'fields' chooses the fields of a stream (Accept: "
+            "application/x-ndjson or text/csv); a JSON page always holds every field."
+        )
     if media == JSON:
         session = db_session()
 
@@ -190,7 +196,7 @@ def _outcome_list(
         )
     chunk_ids = outcomes.chunks_holding(db_session(), batch.id, kind)
     fmt: outcomes.StreamFormat = "csv" if media == outcomes.CSV else "ndjson"
-    body = outcomes.stream(services().db.session, chunk_ids, kind, fmt)
+    body = outcomes.stream(services().db.session, chunk_ids, kind, fmt, names)
     response = Response(body, mimetype=media)
     response.headers["X-Total-Count"] = str(outcomes.total(batch, kind))
     if fmt == "csv":
@@ -214,7 +220,7 @@ def _outcome_view(kind: outcomes.Kind, item_page: type) -> None:
     }
 
     @api.path_parameters(BatchPathSchema)
-    @api.arguments(PageQuerySchema, location="query")
+    @api.arguments(outcome_query_schema(kind, outcomes.FIELDS[kind]), location="query")
     @api.answers(
         200,
         item_page,

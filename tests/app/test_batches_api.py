@@ -8,6 +8,7 @@ import io
 import orjson
 
 from importer import outcomes
+from importer.outcomes import KINDS
 from tests.factories import vendor
 
 
@@ -167,6 +168,72 @@ def test_results_and_errors_stream_whole_as_csv(client, auth, app, make_report):
     assert [(int(index), field, code) for index, _id, field, code, _ in lines[1:]] == [
         (n, "Website", "invalid_field_value") for n in range(0, 230, 7)
     ]
+
+
+def test_a_stream_answers_the_fields_asked_for_in_their_order(
+    client, auth, app, make_report, monkeypatch
+):
+    batch = _mixed_batch(client, auth, app, make_report)
+    url = f"/v1/import/batches/{batch['batch_id']}"
+    pages = {kind: _all_pages(client, auth, batch["batch_id"], kind) for kind in KINDS}
+    looked_up = []
+    monkeypatch.setattr(
+        outcomes, "with_external_ids", lambda session, items: looked_up.append(items) or items
+    )
+
+    results = client.get(
+        f"{url}/results?fields=coverbase_id, index,changed",
+        headers={**auth, "Accept": "application/x-ndjson"},
+    )
+    assert results.status_code == 200
+    lines = [orjson.loads(line) for line in results.data.splitlines()]
+    assert [list(line) for line in lines[:1]] == [["coverbase_id", "index", "changed"]]
+    assert lines == [
+        {"coverbase_id": p["coverbase_id"], "index": p["index"], "changed": p["changed"]}
+        for p in pages["results"]
+    ]
+    assert looked_up == []  # no external_id asked for: the objects are not read
+
+    errors = client.get(
+        f"{url}/errors?fields=error_code,index", headers={**auth, "Accept": "text/csv"}
+    )
+    rows = list(csv.reader(io.StringIO(errors.get_data(as_text=True))))
+    assert rows == [["error_code", "index"]] + [
+        [p["error_code"], str(p["index"])] for p in pages["errors"]
+    ]
+    as_ndjson = client.get(
+        f"{url}/errors?fields=message", headers={**auth, "Accept": "application/x-ndjson"}
+    )
+    assert [orjson.loads(line) for line in as_ndjson.data.splitlines()] == [
+        {"message": p["message"]} for p in pages["errors"]
+    ]
+
+
+def test_fields_are_checked_and_only_for_streams(client, auth, app, make_report):
+    batch = _mixed_batch(client, auth, app, make_report, count=20)
+    url = f"/v1/import/batches/{batch['batch_id']}/results"
+    ndjson = {**auth, "Accept": "application/x-ndjson"}
+
+    for query, names in (
+        ("fields=index,name", "'name'"),
+        ("fields=index,,action", "''"),
+        ("fields=index,index", "once"),
+    ):
+        refused = client.get(f"{url}?{query}", headers=ndjson)
+        assert refused.status_code == 422, query
+        assert refused.json["detail"]["code"] == "invalid_parameter"
+        assert "fields" in refused.json["detail"]["message"]
+        assert names in refused.json["detail"]["message"]
+    on_a_page = client.get(f"{url}?fields=index", headers=auth)
+    assert on_a_page.status_code == 422
+    assert "stream" in on_a_page.json["detail"]["message"]
+    # The errors' fields are the errors' own.
+    assert (
+        client.get(
+            f"/v1/import/batches/{batch['batch_id']}/errors?fields=coverbase_id", headers=ndjson
+        ).status_code
+        == 422
+    )
 
 
 def test_csv_cells_a_spreadsheet_would_run_are_written_inert(client, auth, make_report):
