@@ -6,7 +6,8 @@ anything is sent, and finds the external_ids it holds more than once; then the r
 are sent in chunks of ``--chunk-size`` records. Sending, waiting and reading back
 overlap (:func:`_run`): ``--concurrency`` chunks are sent at once while up to
 ``--window`` sent chunks are waited for (one long-poll at a time, the oldest) and read
-back (each done batch's results and errors whole, one NDJSON stream a list).
+back (each done batch's results and errors whole, one NDJSON stream a list; a result's
+external_id is taken from the chunk, not asked of the service).
 Each request carries an ``Idempotency-Key`` made from the slug, the chunk's number and
 the chunk's bytes, so running the same push again (after a crash, a kill, a lost answer)
 sends nothing twice: the service replays the answer it gave the first time.
@@ -101,6 +102,12 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 WAIT_STEPS = (20, 10, 5, 2, 1, 0)
 #: How a batch's results and errors are read whole (one stream per list).
 NDJSON = "application/x-ndjson"
+#: The fields each stream is asked for: a result's external_id is the chunk's own (the
+#: service would read it back from the object, one lookup per record).
+STREAMED_FIELDS = {
+    "results": "index,coverbase_id,action,changed",
+    "errors": "index,external_id,field,error_code,message",
+}
 #: (connect, read) seconds; a synchronous import may take the service's whole wait.
 TIMEOUT = (10.0, 300.0)
 MAX_DELAY = 300.0
@@ -322,6 +329,8 @@ class Chunk:
 
     ``position`` orders every chunk (the outcome files are written in that order);
     ``index`` numbers the chunks that are sent (it goes into the Idempotency-Key).
+    ``ids`` keeps each record's external_id, as the service reads and stores it, for
+    ``results.csv`` once the records are let go.
     """
 
     position: int
@@ -329,6 +338,7 @@ class Chunk:
     rows: list[int]
     records: list[dict[str, Any]]
     problems: list[ErrorLine]
+    ids: list[str | None]
 
 
 def not_sent(
@@ -366,12 +376,24 @@ def iter_chunks(
             chunk_rows.append(item.line)
             records.append(item.record)
         if len(records) == size or len(problems) == size:
-            yield Chunk(position, index if records else -1, chunk_rows, records, problems)
+            yield _chunk(position, index, chunk_rows, records, problems, id_field)
             position += 1
             index += 1 if records else 0
             chunk_rows, records, problems = [], [], []
     if records or problems:
-        yield Chunk(position, index if records else -1, chunk_rows, records, problems)
+        yield _chunk(position, index, chunk_rows, records, problems, id_field)
+
+
+def _chunk(
+    position: int,
+    index: int,
+    rows: list[int],
+    records: list[dict[str, Any]],
+    problems: list[ErrorLine],
+    id_field: str | None,
+) -> Chunk:
+    ids = [external_id(record, id_field) for record in records]
+    return Chunk(position, index if records else -1, rows, records, problems, ids)
 
 
 def idempotency_key(slug: str, index: int, body: bytes) -> str:
@@ -389,7 +411,8 @@ def chunk_body(chunk: Chunk) -> bytes:
         return orjson.dumps({"data": chunk.records})
     except TypeError:
         kept_rows, kept = [], []
-        for row, record in zip(chunk.rows, chunk.records, strict=True):
+        kept_ids: list[str | None] = []
+        for row, record, value in zip(chunk.rows, chunk.records, chunk.ids, strict=True):
             try:
                 orjson.dumps(record)
             except TypeError as error:
@@ -399,7 +422,8 @@ def chunk_body(chunk: Chunk) -> bytes:
             else:
                 kept_rows.append(row)
                 kept.append(record)
-        chunk.rows, chunk.records = kept_rows, kept
+                kept_ids.append(value)
+        chunk.rows, chunk.records, chunk.ids = kept_rows, kept, kept_ids
         return orjson.dumps({"data": chunk.records})
 
 
@@ -630,12 +654,16 @@ def _changed(changed: Any) -> str:
     return "" if changed is None else str(bool(changed)).lower()
 
 
-def result_columns(rows: list[int], items: list[dict[str, Any]]) -> ResultColumns:
-    """The lines of ``results.csv`` of a chunk whose records are on ``rows``."""
+def result_columns(
+    rows: list[int], ids: list[str | None], items: list[dict[str, Any]]
+) -> ResultColumns:
+    """The lines of ``results.csv`` of a chunk whose records are on ``rows``, with
+    ``ids`` as their external_ids."""
     column = operator.itemgetter
+    indexes = list(map(column("index"), items))
     return (
-        list(map(rows.__getitem__, map(column("index"), items))),
-        list(map(column("external_id"), items)),
+        list(map(rows.__getitem__, indexes)),
+        list(map(ids.__getitem__, indexes)),
         list(map(column("coverbase_id"), items)),
         list(map(column("action"), items)),
         list(map(_changed, map(operator.methodcaller("get", "changed"), items))),
@@ -702,7 +730,7 @@ def read_outcome(api: Api, slug: str, sent: Sent) -> ChunkOutcome:
     outcome.updated = batch["updated_count"]
     outcome.replayed = sent.replayed
     outcome.batch_id = batch["batch_id"]
-    outcome.results = result_columns(chunk.rows, all_items(api, slug, batch, "results"))
+    outcome.results = result_columns(chunk.rows, chunk.ids, all_items(api, slug, batch, "results"))
     for item in all_items(api, slug, batch, "errors"):
         row = chunk.rows[item["index"]]
         outcome.errors.append(
@@ -720,6 +748,7 @@ def all_items(api: Api, slug: str, batch: dict[str, Any], kind: str) -> list[dic
     response = api.call(
         "GET",
         f"/v1/import/batches/{batch['batch_id']}/{kind}",
+        params={"fields": STREAMED_FIELDS[kind]},
         headers={"Accept": NDJSON},
     )
     if response.status_code != 200 or not response.headers.get("Content-Type", "").startswith(

@@ -363,8 +363,9 @@ def test_duplicate_numbers_and_strings_in_ndjson_match_the_service(
         {"Supplier ID": "8", "Supplier Name": "string"},
         {"Supplier ID": 8.0, "Supplier Name": "integral float"},
         {"Supplier ID": "7", "Supplier Name": "string"},
-        {"Supplier ID": 7.5, "Supplier Name": "not an id"},
-        {"Supplier ID": 7.5, "Supplier Name": "not an id either"},
+        {"Supplier ID": 7.5, "Supplier Name": "float"},
+        {"Supplier ID": "7.5", "Supplier Name": "its text"},
+        {"Supplier ID": 9.25, "Supplier Name": "once"},
     ]
     path = tmp_path / "vendors.ndjson"
     path.write_bytes(b"\n".join(orjson.dumps(record) for record in records))
@@ -383,7 +384,8 @@ def test_duplicate_numbers_and_strings_in_ndjson_match_the_service(
         if code == "duplicate_external_id"
     ]
     assert duplicates == expected
-    assert [row for row, _id, _message in duplicates] == [1, 2, 3, 4]
+    assert [row for row, _id, _message in duplicates] == [1, 2, 3, 4, 5, 6]
+    assert [line["external_id"] for line in read_csv(tmp_path / "results.csv")] == ["9.25"]
 
 
 @pytest.mark.parametrize(
@@ -560,7 +562,12 @@ def test_a_202_is_followed_to_completion_and_each_list_read_in_one_stream(
     # for the status and counts alone (the lists are read whole once done).
     assert polls[:3] == ["wait=20&inline=0", "wait=10&inline=0", "wait=5&inline=0"]
     lists = [path.rsplit("/", 1)[1] + query for path, query in gets if "wait=" not in query]
-    assert lists == ["vendors", "results", "errors"]  # the report, then one read a list
+    # The report, then one read a list; a result's external_id is the push's own.
+    assert lists == [
+        "vendors",
+        "resultsfields=index%2Ccoverbase_id%2Caction%2Cchanged",
+        "errorsfields=index%2Cexternal_id%2Cfield%2Cerror_code%2Cmessage",
+    ]
     assert "441 written (441 created, 0 updated), 9 failed" in result.output
 
 
