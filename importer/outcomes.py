@@ -184,12 +184,67 @@ def with_external_ids(session: Session, stored: list[list[Any]]) -> list[list[An
         return stored
     found: dict[str, str] = {}
     for base, object_ids in missing.items():
-        rows = rows_with_keys(session, OBJECT_TABLES[base], "id", object_ids, ["external_id"])
-        found.update(rows)
+        found.update(_external_ids(session, base, object_ids))
     for item in stored:
         if item[1] is None and item[2]:
             item[1] = found.get(item[2])
     return stored
+
+
+def _external_ids(session: Session, base: str, object_ids: list[str]) -> dict[str, str]:
+    """The external_ids of these objects of ``base``, by object id (one indexed read)."""
+    return dict(rows_with_keys(session, OBJECT_TABLES[base], "id", object_ids, ["external_id"]))
+
+
+def _packed_columns(session: Session, blob: bytes, names: tuple[str, ...]) -> list[list[Any]]:
+    """A chunk's packed results as the columns ``names`` (the values each item of the
+    API holds), built column by column; the external_ids, when asked for, read from the
+    objects."""
+    size = blob[1]
+    head = blob[2 : 2 + size].decode()
+    rows = list(_RESULT_ROW.iter_unpack(memoryview(blob)[2 + size :]))
+    ids = [f"{head}_{raw.hex()}" for _index, _did, raw in rows]
+    columns: dict[str, list[Any]] = {"coverbase_id": ids}
+    for name in names:
+        if name == "index":
+            columns[name] = [row[0] for row in rows]
+        elif name == "action":
+            columns[name] = ["created" if row[1] == _CREATED else "updated" for row in rows]
+        elif name == "changed":
+            columns[name] = [row[1] != _UNCHANGED for row in rows]
+        elif name == "status":
+            columns[name] = ["success"] * len(rows)
+        elif name == "external_id":
+            base = _BASE_BY_PREFIX.get(head)
+            found = _external_ids(session, base, ids) if base is not None else {}
+            columns[name] = list(map(found.get, ids))
+    return [columns[name] for name in names]
+
+
+def _packed_ndjson(columns: list[list[Any]], names: tuple[str, ...]) -> bytes:
+    """NDJSON lines of result columns, each as ``orjson`` would write its item."""
+    rendered = []
+    for name, column in zip(names, columns, strict=True):
+        if name == "index":
+            rendered.append(list(map(str, column)))
+        elif name == "changed":
+            rendered.append(["true" if value else "false" for value in column])
+        elif name == "external_id":  # any text: escaped as JSON
+            rendered.append([orjson.dumps(value).decode() for value in column])
+        else:  # ids, actions and statuses: letters, digits and _ only
+            rendered.append([f'"{value}"' for value in column])
+    line = "{" + ",".join(f'"{name}":%s' for name in names) + "}\n"
+    return "".join([line % values for values in zip(*rendered, strict=True)]).encode()
+
+
+def _packed_csv(columns: list[list[Any]], names: tuple[str, ...]) -> bytes:
+    """CSV rows of result columns (``changed`` as ``true``/``false``, as in the JSON)."""
+    if "changed" in names:
+        at = names.index("changed")
+        columns[at] = ["true" if value else "false" for value in columns[at]]
+    text = io.StringIO()
+    CsvWriter(text).write_columns(columns)
+    return text.getvalue().encode()
 
 
 def _result_item(stored: list[Any]) -> dict[str, Any]:
@@ -306,6 +361,11 @@ def _stream_piece(
             return None
         if kind != "results":
             items = None if names == FIELDS[kind] else stored_items(blob)
+        elif blob.startswith(_PACKED):
+            columns = _packed_columns(session, blob, names)
+            return (
+                _packed_ndjson(columns, names) if fmt == "ndjson" else _packed_csv(columns, names)
+            )
         elif "external_id" in names:
             # Their external_ids from the objects, in the same short session.
             items = [_result_item(item) for item in with_external_ids(session, stored_items(blob))]

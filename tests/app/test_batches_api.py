@@ -177,9 +177,13 @@ def test_a_stream_answers_the_fields_asked_for_in_their_order(
     url = f"/v1/import/batches/{batch['batch_id']}"
     pages = {kind: _all_pages(client, auth, batch["batch_id"], kind) for kind in KINDS}
     looked_up = []
-    monkeypatch.setattr(
-        outcomes, "with_external_ids", lambda session, items: looked_up.append(items) or items
-    )
+    external_ids = outcomes._external_ids
+
+    def counting(session, base, object_ids):
+        looked_up.extend(object_ids)
+        return external_ids(session, base, object_ids)
+
+    monkeypatch.setattr(outcomes, "_external_ids", counting)
 
     results = client.get(
         f"{url}/results?fields=coverbase_id, index,changed",
@@ -193,6 +197,15 @@ def test_a_stream_answers_the_fields_asked_for_in_their_order(
         for p in pages["results"]
     ]
     assert looked_up == []  # no external_id asked for: the objects are not read
+    with_ids = client.get(
+        f"{url}/results?fields=external_id", headers={**auth, "Accept": "text/csv"}
+    )
+    assert with_ids.get_data(as_text=True).split("\r\n") == [
+        "external_id",
+        *(p["external_id"] for p in pages["results"]),
+        "",
+    ]
+    assert len(looked_up) == len(pages["results"])
 
     errors = client.get(
         f"{url}/errors?fields=error_code,index", headers={**auth, "Accept": "text/csv"}
