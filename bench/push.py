@@ -31,7 +31,7 @@ one changing every value, so each is real work) for the whole run, as in the iss
 report of a push during another org's flood: both sides then get the share of the
 workers the scheduler gives an org.
 
-    python -m bench.push [--records 300000] [--batch-size 100000] [--chunk-size 5000]
+    python -m bench.push [--records 300000] [--batch-size 100000] [--chunk-size 20000]
                          [--concurrency 4] [--window 16] [--rounds 3] [--flood]
 """
 
@@ -62,7 +62,7 @@ from bench.stack import (
     deployment,
     new_org,
 )
-from push.client import PushOptions, push_file
+from push.client import CHUNK_SIZE, PushOptions, push_file
 from tests.integration.stack import Api
 
 
@@ -164,7 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=300_000)
     parser.add_argument("--batch-size", type=int, default=100_000)
-    parser.add_argument("--chunk-size", type=int, default=5000)
+    parser.add_argument("--chunk-size", type=int, default=CHUNK_SIZE)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--window", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)

@@ -96,6 +96,14 @@ DUPLICATE = "duplicate_external_id"
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
 
+#: Records per request by default. Each request costs the service bookkeeping whatever
+#: its size (accepting a batch, a release pass, a long-poll, a results stream): for the
+#: same 300,000 records, the web spent 3.0-4.0 s of CPU on 60 requests of 5,000, 1.9-2.3 s
+#: on 15 of 20,000, 1.0-1.4 s on a plain script's 3 of 100,000 (docs/benchmarks.md,
+#: section 7). The service still splits each into chunks of IMPORTER_CHUNK_SIZE for its
+#: workers.
+CHUNK_SIZE = 20_000
+
 #: Answers worth the same request again, later (with the same Idempotency-Key).
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 #: Long-poll lengths tried in turn: the service refuses a wait above its own limit.
@@ -942,7 +950,7 @@ class PushOptions:
     url: str
     api_key: str
     fmt: str | None = None
-    chunk_size: int = 5000
+    chunk_size: int = CHUNK_SIZE
     concurrency: int = 4
     #: Chunks sent and not yet read back, at most.
     window: int = 16
@@ -1172,7 +1180,7 @@ def _run(
 @click.option(
     "--chunk-size",
     type=click.IntRange(1, 100_000),
-    default=5000,
+    default=CHUNK_SIZE,
     show_default=True,
     help="Records per request.",
 )
