@@ -160,11 +160,11 @@ def read_rows(path: Path, fmt: str, external_id_field: str | None = None) -> Ite
         if fmt == "csv":
             with _csv_text(path) as text:
                 for row in csv_rows(text, external_id_field):
-                    yield _not_sent(row, "row")
+                    yield row if row.problem is None else _not_sent(row, "row")
         elif fmt == "ndjson":
             with path.open("rb") as binary:
                 for row in ndjson_rows(binary):
-                    yield _not_sent(row, "line")
+                    yield row if row.problem is None else _not_sent(row, "line")
         elif fmt == "json":
             with path.open("rb") as binary:
                 yield from json_rows(binary)
@@ -203,8 +203,6 @@ def _reading(path: Path) -> Iterator[None]:
 
 
 def _not_sent(row: Row, what: str) -> Row:
-    if row.problem is None:
-        return row
     return dataclasses.replace(row, problem=f"{row.problem}; the {what} was not sent.")
 
 
@@ -377,7 +375,12 @@ def iter_chunks(
     records: list[dict[str, Any]] = []
     problems: list[ErrorLine] = []
     for item in rows:
-        problem = not_sent(item, id_field, duplicate_ids)
+        # The usual row, sent, is known without a call.
+        problem = (
+            None
+            if item.record is not None and not duplicate_ids
+            else not_sent(item, id_field, duplicate_ids)
+        )
         if problem is not None:
             problems.append(problem)
         elif item.record is not None:
