@@ -7,6 +7,7 @@ Used for every CSV the project writes for people to open: the push client's
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
@@ -66,6 +67,22 @@ class CsvWriter:
         :meth:`writerows` writes them; cheaper when they come as columns."""
         if columns and columns[0] and not self._write_bare(columns):
             self.writerows(list(zip(*columns, strict=True)))
+
+    @staticmethod
+    def cells(column: Sequence[Any]) -> list[str]:
+        """Each value as the text this writer writes for it as one cell of a row of
+        several (quoted or made inert as needed): lines can then be assembled from
+        cells written apart."""
+        bare = _bare_cells(column)
+        if bare is not None:
+            return bare
+        texts = []
+        for value in column:
+            line = io.StringIO()
+            # A second, empty cell: a row's only cell is quoted when it is empty.
+            CsvWriter(line).writerow([value, None])
+            texts.append(line.getvalue()[: -len(",\r\n")])
+        return texts
 
     def _write_bare(self, columns: Sequence[Sequence[Any]]) -> bool:
         """Write the rows of ``columns`` when no cell needs quoting or defusing (the lines

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import heapq
+import io
 import itertools
 import operator
 import os
@@ -110,12 +111,15 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 WAIT_STEPS = (20, 10, 5, 2, 1, 0)
 #: How a batch's results and errors are read whole (one stream per list).
 NDJSON = "application/x-ndjson"
-#: The fields each stream is asked for: a result's external_id is the chunk's own (the
-#: service would read it back from the object, one lookup per record).
-STREAMED_FIELDS = {
-    "results": "index,coverbase_id,action,changed",
-    "errors": "index,external_id,field,error_code,message",
-}
+CSV = "text/csv"
+#: The fields of a done chunk's results, read as one CSV stream: each line is spliced
+#: after its record's row and external_id (the chunk's own: the service would read it
+#: back from the object, one lookup per record) to make its line of results.csv. The
+#: service writes them with the same CsvWriter; the index, an integer, ends at the
+#: first comma.
+RESULT_STREAM_FIELDS = "index,coverbase_id,action,changed"
+#: The fields of a done chunk's errors, read as one NDJSON stream.
+ERROR_STREAM_FIELDS = "index,external_id,field,error_code,message"
 #: (connect, read) seconds; a synchronous import may take the service's whole wait.
 TIMEOUT = (10.0, 300.0)
 MAX_DELAY = 300.0
@@ -628,7 +632,9 @@ ResultColumns = tuple[list[int], list[str | None], list[str], list[str], list[st
 @dataclasses.dataclass(slots=True)
 class ChunkOutcome:
     position: int
-    results: ResultColumns = dataclasses.field(default_factory=lambda: ([], [], [], [], []))
+    #: The chunk's lines of results.csv, as written, and how many.
+    results: str = ""
+    result_lines: int = 0
     errors: list[ErrorLine] = dataclasses.field(default_factory=list)
     created: int = 0
     updated: int = 0
@@ -733,7 +739,7 @@ def follow(api: Api, slug: str, sent: Sent, tally: Tally) -> Sent:
 
 def read_outcome(api: Api, slug: str, sent: Sent) -> ChunkOutcome:
     """The done batch's results and errors, by row: from its body when they all fit,
-    else each list whole in one NDJSON stream."""
+    else each list whole in one stream."""
     chunk, batch = sent.chunk, sent.batch
     outcome = ChunkOutcome(chunk.position, errors=list(chunk.problems))
     outcome.failed = len(chunk.problems) + batch["failed_count"]
@@ -741,8 +747,8 @@ def read_outcome(api: Api, slug: str, sent: Sent) -> ChunkOutcome:
     outcome.updated = batch["updated_count"]
     outcome.replayed = sent.replayed
     outcome.batch_id = batch["batch_id"]
-    outcome.results = result_columns(chunk.rows, chunk.ids, all_items(api, slug, batch, "results"))
-    for item in all_items(api, slug, batch, "errors"):
+    outcome.results, outcome.result_lines = result_lines(api, slug, batch, chunk)
+    for item in error_items(api, slug, batch):
         row = chunk.rows[item["index"]]
         outcome.errors.append(
             (row, item["external_id"], item.get("field"), item["error_code"], item["message"])
@@ -751,29 +757,65 @@ def read_outcome(api: Api, slug: str, sent: Sent) -> ChunkOutcome:
     return outcome
 
 
-def all_items(api: Api, slug: str, batch: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    inline: list[dict[str, Any]] = batch[kind]
-    total = batch[f"{kind}_total"]
+def result_lines(api: Api, slug: str, batch: dict[str, Any], chunk: Chunk) -> tuple[str, int]:
+    """The chunk's lines of results.csv, and how many: built from the batch body's
+    results when they all fit, else spliced from the results stream's lines."""
+    inline: list[dict[str, Any]] = batch["results"]
+    total: int = batch["results_total"]
+    if len(inline) >= total:
+        text = io.StringIO()
+        CsvWriter(text).write_columns(result_columns(chunk.rows, chunk.ids, inline))
+        return text.getvalue(), len(inline)
+    response = _stream(api, slug, batch, "results", CSV, RESULT_STREAM_FIELDS)
+    lines = response.content.decode().split("\r\n")
+    if lines[0] != RESULT_STREAM_FIELDS or lines[-1]:
+        raise ValueError(f"a results stream that is not CSV of {RESULT_STREAM_FIELDS}")
+    _check_count(len(lines) - 2, total, "results", batch)
+    starts = [
+        f"{row},{cell}," for row, cell in zip(chunk.rows, CsvWriter.cells(chunk.ids), strict=True)
+    ]
+    spliced = [
+        starts[int(index)] + rest
+        for index, _, rest in map(operator.methodcaller("partition", ","), lines[1:-1])
+    ]
+    return "".join(line + "\r\n" for line in spliced), total
+
+
+def error_items(api: Api, slug: str, batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """The done batch's errors: from its body when they all fit, else the errors stream."""
+    inline: list[dict[str, Any]] = batch["errors"]
+    total: int = batch["errors_total"]
     if len(inline) >= total:
         return inline
+    lines = _stream(api, slug, batch, "errors", NDJSON, ERROR_STREAM_FIELDS).content.splitlines()
+    _check_count(len(lines), total, "errors", batch)
+    items: list[dict[str, Any]] = orjson.loads(b"[" + b",".join(lines) + b"]")
+    return items
+
+
+def _stream(
+    api: Api, slug: str, batch: dict[str, Any], kind: str, media: str, fields: str
+) -> requests.Response:
+    """A done batch's list of ``kind`` whole, in one response of ``media``."""
     response = api.call(
         "GET",
         f"/v1/import/batches/{batch['batch_id']}/{kind}",
-        params={"fields": STREAMED_FIELDS[kind]},
-        headers={"Accept": NDJSON},
+        params={"fields": fields},
+        headers={"Accept": media},
     )
     if response.status_code != 200 or not response.headers.get("Content-Type", "").startswith(
-        NDJSON
+        media
     ):
         raise refusal(response, slug)
-    lines = response.content.splitlines()
-    if len(lines) != total:
+    return response
+
+
+def _check_count(received: int, total: int, kind: str, batch: dict[str, Any]) -> None:
+    if received != total:
         raise PushError(
-            f"The service sent {len(lines):,} of the {total:,} {kind} of batch "
+            f"The service sent {received:,} of the {total:,} {kind} of batch "
             f"{batch['batch_id']}; run the same push again (nothing is sent twice)."
         )
-    items: list[dict[str, Any]] = orjson.loads(b"[" + b",".join(lines) + b"]")
-    return items
 
 
 # --- the outcome files ----------------------------------------------------------------
@@ -792,7 +834,8 @@ class OutcomeFiles:
         self.results_path = folder / RESULTS_CSV
         self.errors_path = folder / ERRORS_CSV
         self._files: list[tuple[IO[str], Path]] = []
-        self._results = self._open(folder, RESULT_COLUMNS)
+        self._open(folder, RESULT_COLUMNS)
+        self._results_text = self._files[0][0]  # lines written whole, as CsvWriter writes
         self._errors = self._open(folder, ERROR_COLUMNS)
         self._waiting: dict[int, ChunkOutcome] = {}
         self._next = 0
@@ -814,9 +857,9 @@ class OutcomeFiles:
         self._waiting[outcome.position] = outcome
         while self._next in self._waiting:
             ready = self._waiting.pop(self._next)
-            self._results.write_columns(ready.results)
+            self._results_text.write(ready.results)
             self._errors.writerows(ready.errors)
-            self.result_lines += len(ready.results[0])
+            self.result_lines += ready.result_lines
             self.error_lines += len(ready.errors)
             self._next += 1
 

@@ -75,9 +75,14 @@ def test_any_block_is_written_as_row_by_row(
 
     assert as_block(block) == one_by_one(block)
     if not ragged:
+        columns = [list(column) for column in zip(*block, strict=True)]
         stream = io.StringIO()
-        CsvWriter(stream).write_columns([list(column) for column in zip(*block, strict=True)])
+        CsvWriter(stream).write_columns(columns)
         assert stream.getvalue() == one_by_one(block)
+        if width > 1:  # lines assembled from cells written apart
+            cells = [CsvWriter.cells(column) for column in columns]
+            lines = "".join(",".join(row) + "\r\n" for row in zip(*cells, strict=True))
+            assert lines == one_by_one(block)
 
 
 def test_a_plain_block_is_the_csv_modules_text() -> None:

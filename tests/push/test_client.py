@@ -456,12 +456,20 @@ def test_outcome_files_follow_the_umask(live: Live, tmp_path: Path, umask: int) 
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
 
 
-def test_cells_a_spreadsheet_would_run_are_written_inert(live: Live, tmp_path: Path) -> None:
-    ids = ['=HYPERLINK("http://x.example")', "+1+2", "@SUM(A1)", "-2+3", "-12", "F-1"]
+@pytest.mark.parametrize("streamed", [False, True], ids=["inline", "streamed"])
+def test_cells_a_spreadsheet_would_run_are_written_inert(
+    live: Live, app: Flask, tmp_path: Path, streamed: bool
+) -> None:
+    ids = ['=HYPERLINK("http://x.example")', "+1+2", "@SUM(A1)", "-2+3", "-12", "F-1", 'a,"b"']
     rows = [[value, "Vendor", "", "", ""] for value in ids] + [["%BAD", "", "", "", ""]]
     path = write_csv(tmp_path / "vendors.csv", rows)
+    options: tuple[str, ...] = ()
+    if streamed:  # chunks whose results are read from the results stream, not the body
+        services = app.extensions["importer"]
+        services.settings = services.settings.replace(inline_items=1)
+        options = ("--chunk-size", "4")
 
-    result = live.push(path)
+    result = live.push(path, *options)
 
     assert result.exit_code == 1, result.output
     assert [external_id for _row, external_id, _action in results(tmp_path)] == [
@@ -471,7 +479,11 @@ def test_cells_a_spreadsheet_would_run_are_written_inert(live: Live, tmp_path: P
         "'-2+3",
         "-12",  # a number stays a number
         "F-1",
+        'a,"b"',
     ]
+    assert [row for row, _id, _action in results(tmp_path)] == list(range(2, 9))
+    streams = [path for method, path, _query in live.gate.requests if path.endswith("/results")]
+    assert len(streams) == (2 if streamed else 0)
     assert [external_id for _row, external_id, _field, _code in errors(tmp_path)] == ["'%BAD"]
     stored = live.client.get("/v1/vendors?external_id=%2B1%2B2", headers=live.auth)
     assert stored.json["total"] == 1  # type: ignore[index]  # the value itself is unchanged
