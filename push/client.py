@@ -36,6 +36,7 @@ import hashlib
 import heapq
 import io
 import itertools
+import multiprocessing
 import operator
 import os
 import random
@@ -45,7 +46,7 @@ import threading
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
@@ -96,6 +97,12 @@ INVALID = "invalid_field_value"
 DUPLICATE = "duplicate_external_id"
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
+
+#: Whether the survey runs in a child process while the first chunks are read
+#: (:func:`surveyed_chunks`): where a process can fork (POSIX).
+SURVEY_APART = "fork" in multiprocessing.get_all_start_methods()
+#: Request bodies made ahead while the survey runs, at most.
+READ_AHEAD_BYTES = 64 * 1024 * 1024
 
 #: Records per request by default. Each request costs the service bookkeeping whatever
 #: its size (accepting a batch, a release pass, a long-poll, a results stream): for the
@@ -349,6 +356,9 @@ class Chunk:
     records: list[dict[str, Any]]
     problems: list[ErrorLine]
     ids: list[str | None]
+    #: The request body, when made before the chunk is sent (read ahead, see
+    #: :func:`surveyed_chunks`); its records are let go then.
+    body: bytes | None = None
 
 
 def not_sent(
@@ -370,7 +380,7 @@ def iter_chunks(
     *,
     id_field: str | None = None,
     duplicate_ids: frozenset[str] = frozenset(),
-) -> Iterator[Chunk]:
+) -> Generator[Chunk, None, None]:
     """Group records ``size`` at a time, lazily (one chunk in memory at a time); a row
     that is not sent (unreadable, or its external_id one of ``duplicate_ids``) goes to
     its chunk's problems."""
@@ -711,7 +721,7 @@ class Sent:
 def send_chunk(api: Api, slug: str, chunk: Chunk, tally: Tally, respond_async: bool) -> Sent:
     """POST one chunk (with its Idempotency-Key); its records are let go once sent."""
     before = len(chunk.problems)
-    body = chunk_body(chunk)
+    body = chunk.body if chunk.body is not None else chunk_body(chunk)
     if len(chunk.problems) > before:
         tally.add(failed=len(chunk.problems) - before)
     headers = {
@@ -724,8 +734,8 @@ def send_chunk(api: Api, slug: str, chunk: Chunk, tally: Tally, respond_async: b
     batch = api.json(response, slug, (200, 202, 400))
     if "batch_id" not in batch:  # a 400 of the request itself, not a batch
         raise refusal(response, slug)
-    tally.add(sent=len(chunk.records))
-    chunk.records = []
+    tally.add(sent=len(chunk.rows))
+    chunk.records, chunk.body = [], None
     sent = Sent(chunk, batch, replayed=response.headers.get("Idempotent-Replayed") == "true")
     sent.show(batch, tally)
     return sent
@@ -1018,6 +1028,8 @@ class PushSummary:
     error_lines: int = 0
     chunks: int = 0
     replayed: int = 0
+    #: Chunks read and encoded while the survey ran (see :func:`surveyed_chunks`).
+    read_ahead: int = 0
     seconds: float = 0.0
     batch_ids: list[str] = dataclasses.field(default_factory=list)
 
@@ -1076,7 +1088,7 @@ def push_file(options: PushOptions, display: Display | None = None) -> PushSumma
     try:
         report = check_report(api, options.slug)
         id_field = report.get("mapping", {}).get("external_id")
-        found = survey(path, fmt, id_field)
+        found, chunks, read_ahead = surveyed_chunks(path, fmt, id_field, options)
         tally = Tally(found.rows, display.update)
         try:
             files = OutcomeFiles(folder)
@@ -1084,12 +1096,7 @@ def push_file(options: PushOptions, display: Display | None = None) -> PushSumma
             raise PushError(f"Cannot write the outcome files in {folder}: {error}.") from None
         summary = PushSummary(path, files.results_path, files.errors_path)
         summary.duplicates = found.duplicate_rows
-        chunks = iter_chunks(
-            read_rows(path, fmt, id_field),
-            options.chunk_size,
-            id_field=id_field,
-            duplicate_ids=found.duplicate_ids,
-        )
+        summary.read_ahead = read_ahead
         display.start(tally)
         try:
             # One batch for a file of one chunk (answered when done, in the interactive
@@ -1112,6 +1119,56 @@ def push_file(options: PushOptions, display: Display | None = None) -> PushSumma
     summary.error_lines = files.error_lines
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def surveyed_chunks(
+    path: Path, fmt: str, id_field: str | None, options: PushOptions
+) -> tuple[Survey, Iterator[Chunk], int]:
+    """The survey's findings, the file's chunks, and how many of them were read ahead.
+
+    Where this process can fork, the survey runs in a child process while this one
+    reads the first chunks and makes their request bodies, as if no external_id repeated
+    (at most ``window`` chunks, READ_AHEAD_BYTES of bodies): the two passes over the file
+    overlap on two cores, and the first chunks are ready to send when the survey ends,
+    which is when sending may start. When the survey finds repeated external_ids, the
+    chunks read ahead are dropped and the file is read again from its start, so the
+    chunks are always the file's alone. Elsewhere the survey runs first, here.
+    """
+    size = options.chunk_size
+    if not SURVEY_APART:
+        found = survey(path, fmt, id_field)
+        rows = read_rows(path, fmt, id_field)
+        return (
+            found,
+            iter_chunks(rows, size, id_field=id_field, duplicate_ids=found.duplicate_ids),
+            0,
+        )
+    # The child only reads the file (no lock another thread may hold), and is ended
+    # with the pool whatever happens here (Ctrl-C included).
+    pool = multiprocessing.get_context("fork").Pool(1)
+    try:
+        surveying = pool.apply_async(survey, (path, fmt, id_field))
+        ahead = iter_chunks(read_rows(path, fmt, id_field), size, id_field=id_field)
+        read: list[Chunk] = []
+        held = 0
+        while not surveying.ready() and len(read) < options.window and held < READ_AHEAD_BYTES:
+            chunk = next(ahead, None)
+            if chunk is None:
+                break
+            if chunk.records:
+                chunk.body = chunk_body(chunk)
+                chunk.records = []
+                held += len(chunk.body)
+            read.append(chunk)
+        found = surveying.get()
+    finally:
+        pool.terminate()
+        pool.join()
+    if not found.duplicate_ids:
+        return found, itertools.chain(read, ahead), len(read)
+    ahead.close()
+    rows = read_rows(path, fmt, id_field)
+    return found, iter_chunks(rows, size, id_field=id_field, duplicate_ids=found.duplicate_ids), 0
 
 
 def _run(
@@ -1166,7 +1223,7 @@ def _run(
                     break
                 # Counted a chunk at a time (not a row at a time: the display's lock).
                 tally.add(read=len(chunk.rows) + len(chunk.problems), failed=len(chunk.problems))
-                if not chunk.records:
+                if not chunk.rows:
                     collect(
                         ChunkOutcome(
                             chunk.position, errors=list(chunk.problems), failed=len(chunk.problems)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import inspect
 import io
+import multiprocessing
 import os
 import stat
 import threading
@@ -845,6 +846,7 @@ def test_a_50000_row_file_is_sent_while_it_is_read(
 
     monkeypatch.setattr(push, "read_external_ids", survey_pass)
     monkeypatch.setattr(push, "read_rows", push_pass)
+    monkeypatch.setattr(push, "SURVEY_APART", False)  # both passes in this process
 
     result = live.push(path, "--chunk-size", "5000", "--concurrency", "2")
 
@@ -857,6 +859,77 @@ def test_a_50000_row_file_is_sent_while_it_is_read(
     lines = read_csv(tmp_path / "results.csv")
     assert len(lines) == 50_000
     assert lines[-1]["row"] == "50001" and lines[-1]["external_id"] == "L-049999"
+
+
+def _survey_held_until_chunks_are_read_ahead(monkeypatch: pytest.MonkeyPatch, chunks: int) -> None:
+    """The survey (in its child process) starts reading only once this process has made
+    the bodies of ``chunks`` chunks: chunks are then surely read ahead."""
+    bodies_made = multiprocessing.get_context("fork").Event()
+    read_ids, chunk_body = push.read_external_ids, push.chunk_body
+    made = 0
+
+    def held_survey_pass(*args: Any, **kwargs: Any) -> Iterator[str | None]:
+        assert bodies_made.wait(30), "no chunk was read ahead"
+        yield from read_ids(*args, **kwargs)
+
+    def counted(chunk: push.Chunk) -> bytes:
+        nonlocal made
+        made += 1
+        if made == chunks:
+            bodies_made.set()
+        return chunk_body(chunk)
+
+    monkeypatch.setattr(push, "read_external_ids", held_survey_pass)
+    monkeypatch.setattr(push, "chunk_body", counted)
+
+
+@pytest.mark.skipif(not push.SURVEY_APART, reason="no fork on this platform")
+def test_chunks_read_while_the_survey_runs_are_the_files_own(
+    live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [[f"R-{n:05d}", f"Vendor {n}", "", "" if n % 97 else "bad", ""] for n in range(2000)]
+    path = write_csv(tmp_path / "vendors.csv", rows)
+    _survey_held_until_chunks_are_read_ahead(monkeypatch, 3)
+    options = push.PushOptions("vendors", path, live.url, live.key, chunk_size=300, window=8)
+
+    summary = push.push_file(options)
+
+    assert summary.read_ahead >= 3
+    assert (summary.read, summary.written, summary.failed) == (2000, 1979, 21)
+    first = (tmp_path / "results.csv").read_bytes(), (tmp_path / "errors.csv").read_bytes()
+    # The survey first, then every chunk read in this process: the very same chunks (by
+    # their Idempotency-Keys, every one replayed) and the same outcome files.
+    monkeypatch.setattr(push, "SURVEY_APART", False)
+    again = push.push_file(options)
+    assert (again.read_ahead, again.chunks, again.replayed) == (0, 7, 7)
+    assert live.batches() == 7
+    assert (
+        (tmp_path / "results.csv").read_bytes(),
+        (tmp_path / "errors.csv").read_bytes(),
+    ) == first
+
+
+@pytest.mark.skipif(not push.SURVEY_APART, reason="no fork on this platform")
+def test_chunks_read_ahead_are_dropped_when_the_survey_finds_a_repeated_id(
+    live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [[f"D-{n:05d}", f"Vendor {n}", "", "", ""] for n in range(1200)]
+    rows.append(["D-00001", "Again", "", "", ""])  # the last row repeats the second's id
+    path = write_csv(tmp_path / "vendors.csv", rows)
+    _survey_held_until_chunks_are_read_ahead(monkeypatch, 2)
+    options = push.PushOptions("vendors", path, live.url, live.key, chunk_size=300, window=8)
+
+    summary = push.push_file(options)
+
+    assert (summary.read_ahead, summary.duplicates, summary.written) == (0, 2, 1199)
+    assert [(row, code) for row, _id, _field, code in errors(tmp_path)] == [
+        (3, "duplicate_external_id"),
+        (1202, "duplicate_external_id"),
+    ]
+    assert "D-00001" not in {external_id for _row, external_id, _action in results(tmp_path)}
+    stored = live.client.get("/v1/vendors?external_id=D-00001", headers=live.auth)
+    assert stored.json["total"] == 0  # type: ignore[index]  # neither occurrence was sent
+    assert live.batches() == 4  # 1,199 records, 300 a chunk
 
 
 # --- pieces ---------------------------------------------------------------------------
