@@ -3,7 +3,8 @@
 The file is never loaded whole. It is read at least twice, streaming every time: a
 first pass (:func:`survey`) counts its records, which also proves it readable before
 anything is sent, and finds the external_ids it holds more than once; then the records
-are sent in chunks of ``--chunk-size`` records. Sending, waiting and reading back
+are sent in chunks of ``--chunk-size`` records. On Linux the first pass runs in a child
+process while the first chunks are read (:func:`surveyed_chunks`). Sending, waiting and reading back
 overlap (:func:`_run`): ``--concurrency`` chunks are sent at once while up to
 ``--window`` sent chunks are waited for (one long-poll at a time, the oldest) and read
 back (each done batch's results and errors whole, one NDJSON stream a list; a result's
@@ -99,8 +100,9 @@ DUPLICATE = "duplicate_external_id"
 EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
 
 #: Whether the survey runs in a child process while the first chunks are read
-#: (:func:`surveyed_chunks`): where a process can fork (POSIX).
-SURVEY_APART = "fork" in multiprocessing.get_all_start_methods()
+#: (:func:`surveyed_chunks`): on Linux, where a forked child can safely go on (macOS's
+#: system libraries may not survive a fork once the process has used the network).
+SURVEY_APART = sys.platform.startswith("linux")
 #: Request bodies made ahead while the survey runs, at most.
 READ_AHEAD_BYTES = 64 * 1024 * 1024
 
@@ -1126,7 +1128,7 @@ def surveyed_chunks(
 ) -> tuple[Survey, Iterator[Chunk], int]:
     """The survey's findings, the file's chunks, and how many of them were read ahead.
 
-    Where this process can fork, the survey runs in a child process while this one
+    On Linux, the survey runs in a forked child process while this one
     reads the first chunks and makes their request bodies, as if no external_id repeated
     (at most ``window`` chunks, READ_AHEAD_BYTES of bodies): the two passes over the file
     overlap on two cores, and the first chunks are ready to send when the survey ends,

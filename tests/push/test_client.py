@@ -883,7 +883,7 @@ def _survey_held_until_chunks_are_read_ahead(monkeypatch: pytest.MonkeyPatch, ch
     monkeypatch.setattr(push, "chunk_body", counted)
 
 
-@pytest.mark.skipif(not push.SURVEY_APART, reason="no fork on this platform")
+@pytest.mark.skipif(not push.SURVEY_APART, reason="the survey runs apart on Linux only")
 def test_chunks_read_while_the_survey_runs_are_the_files_own(
     live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -909,7 +909,7 @@ def test_chunks_read_while_the_survey_runs_are_the_files_own(
     ) == first
 
 
-@pytest.mark.skipif(not push.SURVEY_APART, reason="no fork on this platform")
+@pytest.mark.skipif(not push.SURVEY_APART, reason="the survey runs apart on Linux only")
 def test_chunks_read_ahead_are_dropped_when_the_survey_finds_a_repeated_id(
     live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
