@@ -1056,7 +1056,12 @@ class PushSummary:
                 f"{self.duplicates:,} of the records share their external_id with another "
                 "record of the file: none of those was sent (duplicate_external_id)."
             )
-        if self.replayed:
+        if self.replayed == 1 == self.chunks:
+            lines.append(
+                "The chunk had already been accepted by an earlier run and was not imported "
+                "again (the service replayed its answer)."
+            )
+        elif self.replayed:
             lines.append(
                 f"{self.replayed:,} of the chunks had already been accepted by an earlier run "
                 "and were not imported again (the service replayed its answers)."

@@ -416,6 +416,19 @@ def test_a_push_with_duplicates_run_again_sends_nothing_twice(live: Live, tmp_pa
     assert "3 of the chunks had already been accepted by an earlier run" in again.output
 
 
+def test_a_one_chunk_push_run_again_says_its_chunk_was_replayed(live: Live, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "vendors.csv", [["O-1", "One", "", "", ""]])
+    assert live.push(path).exit_code == 0
+
+    again = live.push(path)
+
+    assert again.exit_code == 0, again.output
+    assert live.batches() == 1
+    assert "The chunk had already been accepted by an earlier run and was not imported " in (
+        again.output.replace("\n", " ")
+    )
+
+
 def test_the_survey_keeps_a_few_bytes_per_external_id(tmp_path: Path) -> None:
     count = 200_000
     path = tmp_path / "ids.ndjson"
