@@ -14,7 +14,9 @@ layout (one line) is still read, decoded whole.
 A chunk's results are packed in 21 bytes a record (:func:`pack_results`): the index,
 the action and the object id's 128 bits. Rows of one size, so a page unpacks only its
 own; the external_id is the object's own, read back from the object table for the
-items being answered (one indexed read per page or per streamed chunk). A dry run,
+items being answered (one indexed read per page or per streamed chunk; none for a
+stream asked for without it, ``?fields=``). A stream of packed results is built column
+by column, each line from a template. A dry run,
 whose records may have no object, keeps its results as :func:`encode` lists of
 ``[index, external_id, coverbase_id, action]``, as every chunk did before.
 """
@@ -355,6 +357,8 @@ def _stream_piece(
     names: tuple[str, ...],
 ) -> bytes | None:
     """One chunk's part of a stream, read in a short session of its own."""
+    columns: list[list[Any]] | None = None  # packed results
+    items: list[Any] | None = None  # anything else: None for every field of each problem
     with open_session() as session:
         blob = session.scalar(sa.select(_BLOB_COLUMNS[kind]).where(ImportChunk.id == chunk_id))
         if not blob:
@@ -363,15 +367,14 @@ def _stream_piece(
             items = None if names == FIELDS[kind] else stored_items(blob)
         elif blob.startswith(_PACKED):
             columns = _packed_columns(session, blob, names)
-            return (
-                _packed_ndjson(columns, names) if fmt == "ndjson" else _packed_csv(columns, names)
-            )
         elif "external_id" in names:
             # Their external_ids from the objects, in the same short session.
             items = [_result_item(item) for item in with_external_ids(session, stored_items(blob))]
         else:
             items = [_result_item(item) for item in stored_items(blob)]
-    if items is None:  # every field of each problem
+    if columns is not None:
+        return _packed_ndjson(columns, names) if fmt == "ndjson" else _packed_csv(columns, names)
+    if items is None:
         return (
             _problem_lines(blob) if fmt == "ndjson" else _csv_rows(_rows(stored_items(blob), names))
         )

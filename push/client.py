@@ -4,11 +4,12 @@ The file is never loaded whole. It is read at least twice, streaming every time:
 first pass (:func:`survey`) counts its records, which also proves it readable before
 anything is sent, and finds the external_ids it holds more than once; then the records
 are sent in chunks of ``--chunk-size`` records. On Linux the first pass runs in a child
-process while the first chunks are read (:func:`surveyed_chunks`). Sending, waiting and reading back
-overlap (:func:`_run`): ``--concurrency`` chunks are sent at once while up to
-``--window`` sent chunks are waited for (one long-poll at a time, the oldest) and read
-back (each done batch's results and errors whole, one NDJSON stream a list; a result's
-external_id is taken from the chunk, not asked of the service).
+process while the first chunks are read (:func:`surveyed_chunks`). Sending, waiting and
+reading back overlap (:func:`_run`): ``--concurrency`` chunks are sent at once while up
+to ``--window`` sent chunks are waited for (one long-poll at a time, the oldest) and
+read back (each done batch's results and errors whole, one stream a list: the results
+as CSV, each line spliced after its record's row and external_id, which the chunk
+keeps; the errors as NDJSON).
 Each request carries an ``Idempotency-Key`` made from the slug, the chunk's number and
 the chunk's bytes, so running the same push again (after a crash, a kill, a lost answer)
 sends nothing twice: the service replays the answer it gave the first time.
