@@ -94,8 +94,10 @@ def recent_batches(
             )
         ).all(),
     ]
-    rows.sort(key=lambda pair: pair[0].seq, reverse=True)
-    return [batch_row(batch, org_name, now) for batch, org_name in rows]
+    # Two reads: a batch that finished between them is in both (once is enough).
+    unique = {batch.id: (batch, org_name) for batch, org_name in rows}.values()
+    ordered = sorted(unique, key=lambda pair: pair[0].seq, reverse=True)
+    return [batch_row(batch, org_name, now) for batch, org_name in ordered]
 
 
 def failed_batches(

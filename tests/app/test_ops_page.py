@@ -8,6 +8,7 @@ import datetime as dt
 import re
 
 import pytest
+import sqlalchemy as sa
 
 from app import create_app
 from importer.db import utcnow
@@ -189,6 +190,35 @@ def test_recent_batches_keep_every_running_one(client, db, org_and_key, make_rep
     with db.session() as session:
         shown = [b["batch_id"] for b in opsdata.recent_batches(session, running=5, finished=1)]
     assert shown == [done[-1], running_id]  # the running one is kept, newest first
+
+
+def test_a_batch_that_ends_while_the_list_is_read_is_shown_once(
+    client, db, org_and_key, make_report
+):
+    # The running batches and the finished ones are two reads: a batch that finishes
+    # between them is found by both.
+    from importer import opsdata
+    from importer.models import BatchStatus, ImportBatch
+
+    report = make_report()
+    batch_id, _ = accept(db, org_and_key[0], report, n=2)
+    with db.session() as session:
+        execute = session.execute
+
+        def finishing_after_the_first_read(*args, **kwargs):
+            result = execute(*args, **kwargs)
+            session.execute = execute
+            execute(
+                sa.update(ImportBatch)
+                .where(ImportBatch.id == batch_id)
+                .values(status=BatchStatus.FAILED)
+                .execution_options(synchronize_session=False)
+            )
+            return result
+
+        session.execute = finishing_after_the_first_read
+        shown = [b["batch_id"] for b in opsdata.recent_batches(session)]
+    assert shown == [batch_id]
 
 
 def run_all(db, batch_chunks):
