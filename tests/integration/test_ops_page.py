@@ -121,6 +121,13 @@ def stop_slowing_down(database_url: str) -> None:
         conn.execute("DROP TRIGGER ops_test_slow ON vendors; DROP FUNCTION ops_test_slow();")
 
 
+def worker_log(stack: Stack) -> str:
+    """The last lines of the worker processes' output, for a failure's message."""
+    return "\n".join(
+        process.tail(60) for process in stack.processes if process.name.startswith("worker")
+    )
+
+
 def bar_value(page, batch_id: str) -> int:
     return int(
         page.locator(
@@ -223,6 +230,8 @@ def test_the_ops_page_shows_progress_and_retries_a_failed_batch(ops_stack, fault
             expect(page.locator("#notice")).to_contain_text(
                 "1 failed chunk(s) (100 records) put back to pending"
             )
+            retried = api.wait_done(failed_id)
+            assert retried["status"] == "completed", (retried["errors"][:3], worker_log(ops_stack))
             retried_row = page.locator(f'#batches tr[data-batch-id="{failed_id}"]')
             expect(retried_row.locator('[data-f="status"]')).to_have_text("completed")
             expect(retried_row.locator('[data-f="failed"]')).to_have_text("0")
