@@ -635,7 +635,7 @@ def outcome_query_schema(kind: str, names: tuple[str, ...]) -> type[PageQuerySch
             + (
                 " A results stream without external_id costs less: the service reads "
                 "each result's external_id from its object."
-                if "external_id" in names and kind == "results"
+                if kind == "results"
                 else ""
             ),
         },
