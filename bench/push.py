@@ -196,11 +196,14 @@ def main() -> None:
 
         def measure(name: str, run: Callable[[], Any]) -> Any:
             backends = backend_pids(url)
-            before = {k: cpu_seconds(v) for k, v in pids.items()}
-            before |= {"client": own_cpu_seconds(), "postgres": cpu_seconds(backends)}
+
+            def spent() -> dict[str, float]:
+                so_far = {k: cpu_seconds(v) for k, v in pids.items()}
+                return so_far | {"client": own_cpu_seconds(), "postgres": cpu_seconds(backends)}
+
+            before = spent()
             result = run()
-            after = {k: cpu_seconds(v) for k, v in pids.items()}
-            after |= {"client": own_cpu_seconds(), "postgres": cpu_seconds(backends)}
+            after = spent()
             cpu.append((name, {k: after[k] - before[k] for k in after}))
             autovacuum_pass(url, vacuums)
             return result

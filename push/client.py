@@ -847,20 +847,20 @@ class OutcomeFiles:
         self.results_path = folder / RESULTS_CSV
         self.errors_path = folder / ERRORS_CSV
         self._files: list[tuple[IO[str], Path]] = []
-        self._open(folder, RESULT_COLUMNS)
-        self._results_text = self._files[0][0]  # lines written whole, as CsvWriter writes
-        self._errors = self._open(folder, ERROR_COLUMNS)
+        # A chunk's results come as the lines CsvWriter writes; its errors as rows.
+        self._results = self._open(folder, RESULT_COLUMNS)
+        self._errors = CsvWriter(self._open(folder, ERROR_COLUMNS))
         self._waiting: dict[int, ChunkOutcome] = {}
         self._next = 0
         self.result_lines = self.error_lines = 0
 
-    def _open(self, folder: Path, columns: tuple[str, ...]) -> CsvWriter:
+    def _open(self, folder: Path, columns: tuple[str, ...]) -> IO[str]:
+        """A temporary outcome file, its header row written."""
         temporary = folder / f".push-{secrets.token_hex(8)}.csv"
         stream = temporary.open("x", encoding="utf-8", newline="")
         self._files.append((stream, temporary))
-        writer = CsvWriter(stream)
-        writer.writerow(columns)
-        return writer
+        CsvWriter(stream).writerow(columns)
+        return stream
 
     @property
     def backlog(self) -> int:
@@ -870,7 +870,7 @@ class OutcomeFiles:
         self._waiting[outcome.position] = outcome
         while self._next in self._waiting:
             ready = self._waiting.pop(self._next)
-            self._results_text.write(ready.results)
+            self._results.write(ready.results)
             self._errors.writerows(ready.errors)
             self.result_lines += ready.result_lines
             self.error_lines += len(ready.errors)
@@ -1143,20 +1143,20 @@ def surveyed_chunks(
     chunks are always the file's alone. Elsewhere the survey runs first, here.
     """
     size = options.chunk_size
+
+    def the_files_chunks(duplicate_ids: frozenset[str]) -> Generator[Chunk, None, None]:
+        rows = read_rows(path, fmt, id_field)
+        return iter_chunks(rows, size, id_field=id_field, duplicate_ids=duplicate_ids)
+
     if not SURVEY_APART:
         found = survey(path, fmt, id_field)
-        rows = read_rows(path, fmt, id_field)
-        return (
-            found,
-            iter_chunks(rows, size, id_field=id_field, duplicate_ids=found.duplicate_ids),
-            0,
-        )
+        return found, the_files_chunks(found.duplicate_ids), 0
     # The child only reads the file (no lock another thread may hold), and is ended
     # with the pool whatever happens here (Ctrl-C included).
     pool = multiprocessing.get_context("fork").Pool(1)
     try:
         surveying = pool.apply_async(survey, (path, fmt, id_field))
-        ahead = iter_chunks(read_rows(path, fmt, id_field), size, id_field=id_field)
+        ahead = the_files_chunks(frozenset())  # as if no external_id repeated
         read: list[Chunk] = []
         held = 0
         while not surveying.ready() and len(read) < options.window and held < READ_AHEAD_BYTES:
@@ -1175,8 +1175,7 @@ def surveyed_chunks(
     if not found.duplicate_ids:
         return found, itertools.chain(read, ahead), len(read)
     ahead.close()
-    rows = read_rows(path, fmt, id_field)
-    return found, iter_chunks(rows, size, id_field=id_field, duplicate_ids=found.duplicate_ids), 0
+    return found, the_files_chunks(found.duplicate_ids), 0
 
 
 def _run(
