@@ -106,6 +106,10 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
 SURVEY_APART = sys.platform.startswith("linux")
 #: Request bodies made ahead while the survey runs, at most.
 READ_AHEAD_BYTES = 64 * 1024 * 1024
+#: A file this large at most is read once: every chunk is made (its body held) before
+#: anything is sent, and the repeated external_ids are found among the chunks' own,
+#: with no survey pass (:func:`surveyed_chunks`).
+ONE_PASS_BYTES = 64 * 1024 * 1024
 
 #: Records per request by default. Each request costs the service bookkeeping whatever
 #: its size (accepting a batch, a release pass, a long-poll, a results stream): for the
@@ -1134,13 +1138,15 @@ def surveyed_chunks(
 ) -> tuple[Survey, Iterator[Chunk], int]:
     """The survey's findings, the file's chunks, and how many of them were read ahead.
 
-    On Linux, the survey runs in a forked child process while this one
+    A file of at most ONE_PASS_BYTES is read once (:func:`read_once`). A larger one is
+    surveyed first; on Linux, the survey runs in a forked child process while this one
     reads the first chunks and makes their request bodies, as if no external_id repeated
     (at most ``window`` chunks, READ_AHEAD_BYTES of bodies): the two passes over the file
     overlap on two cores, and the first chunks are ready to send when the survey ends,
-    which is when sending may start. When the survey finds repeated external_ids, the
-    chunks read ahead are dropped and the file is read again from its start, so the
-    chunks are always the file's alone. Elsewhere the survey runs first, here.
+    which is when sending may start. Elsewhere the survey runs first, here.
+
+    Whenever repeated external_ids are found, the chunks read ahead are dropped and the
+    file is read again from its start, so the chunks are always the file's alone.
     """
     size = options.chunk_size
 
@@ -1148,9 +1154,48 @@ def surveyed_chunks(
         rows = read_rows(path, fmt, id_field)
         return iter_chunks(rows, size, id_field=id_field, duplicate_ids=duplicate_ids)
 
-    if not SURVEY_APART:
+    if path.stat().st_size <= ONE_PASS_BYTES:
+        found, read = read_once(the_files_chunks(frozenset()))
+    elif not SURVEY_APART:
         found = survey(path, fmt, id_field)
         return found, the_files_chunks(found.duplicate_ids), 0
+    else:
+        found, read, ahead = _survey_apart(path, fmt, id_field, options, the_files_chunks)
+        if not found.duplicate_ids:
+            return found, itertools.chain(read, ahead), len(read)
+        ahead.close()
+    if not found.duplicate_ids:
+        return found, iter(read), len(read)
+    return found, the_files_chunks(found.duplicate_ids), 0
+
+
+def read_once(chunks: Iterator[Chunk]) -> tuple[Survey, list[Chunk]]:
+    """Every chunk of a file read as if no external_id repeated, with its body made, and
+    what a survey would find, from the chunks' own external_ids (counted before a record
+    that cannot be sent as JSON leaves its chunk, as the survey counts it)."""
+    read: list[Chunk] = []
+    counts: Counter[str | None] = Counter()
+    rows = 0
+    for chunk in chunks:
+        counts.update(chunk.ids)
+        rows += len(chunk.rows) + len(chunk.problems)
+        if chunk.records:
+            chunk.body = chunk_body(chunk)
+            chunk.records = []
+        read.append(chunk)
+    repeated = {value: count for value, count in counts.items() if count > 1 and value is not None}
+    return Survey(rows, frozenset(repeated), sum(repeated.values())), read
+
+
+def _survey_apart(
+    path: Path,
+    fmt: str,
+    id_field: str | None,
+    options: PushOptions,
+    the_files_chunks: Callable[[frozenset[str]], Generator[Chunk, None, None]],
+) -> tuple[Survey, list[Chunk], Generator[Chunk, None, None]]:
+    """The survey made in a forked child, and the chunks read meanwhile (with the rest
+    of the file's, to read on)."""
     # The child only reads the file (no lock another thread may hold), and is ended
     # with the pool whatever happens here (Ctrl-C included).
     pool = multiprocessing.get_context("fork").Pool(1)
@@ -1168,14 +1213,11 @@ def surveyed_chunks(
                 chunk.records = []
                 held += len(chunk.body)
             read.append(chunk)
-        found = surveying.get()
+        found: Survey = surveying.get()
     finally:
         pool.terminate()
         pool.join()
-    if not found.duplicate_ids:
-        return found, itertools.chain(read, ahead), len(read)
-    ahead.close()
-    return found, the_files_chunks(found.duplicate_ids), 0
+    return found, read, ahead
 
 
 def _run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import inspect
 import io
+import json
 import multiprocessing
 import os
 import stat
@@ -322,9 +323,12 @@ def dry_run_errors(live: Live, records: list[dict[str, Any]]) -> list[tuple[int,
     ]
 
 
+@pytest.mark.parametrize("read", ["once", "after a survey"])
 def test_duplicates_anywhere_in_the_file_fail_every_occurrence_as_one_batch_would(
-    live: Live, tmp_path: Path
+    live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read: str
 ) -> None:
+    if read != "once":
+        monkeypatch.setattr(push, "ONE_PASS_BYTES", 0)
     # 12 rows, chunks of 2: the two "D-1" are 9 rows apart, the two "D-2" differ only by
     # spaces (the service trims), the two "D-3" share a chunk.
     ids = ["D-1", "U-1", "D-3", "D-3", " D-2", "U-2", "U-3", "U-4", "U-5", "U-6", "D-1", "D-2 "]
@@ -841,6 +845,60 @@ def test_readers_stream_the_file(tmp_path: Path, fmt: str) -> None:
         assert raw.count == size
 
 
+def test_a_file_within_the_one_pass_size_is_read_once_then_sent(
+    live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [[f"O-{n:05d}", f"Vendor {n}", "", "" if n % 97 else "bad", ""] for n in range(2000)]
+    path = write_csv(tmp_path / "vendors.csv", rows)
+    read_rows = push.read_rows
+    passes: list[int] = []  # the posts made when each pass over the file ended
+
+    def counted_pass(*args: Any, **kwargs: Any) -> Iterator[push.SourceRow]:
+        yield from read_rows(*args, **kwargs)
+        passes.append(live.gate.posts)
+
+    monkeypatch.setattr(push, "read_rows", counted_pass)
+    monkeypatch.setattr(push, "survey", None)  # no survey pass, in this process or a child
+    options = push.PushOptions("vendors", path, live.url, live.key, chunk_size=300)
+
+    summary = push.push_file(options)
+
+    assert passes == [0]  # one pass over the file, ended before anything was sent
+    assert (summary.chunks, summary.read_ahead) == (7, 7)
+    assert (summary.read, summary.written, summary.failed) == (2000, 1979, 21)
+    assert len(read_csv(tmp_path / "results.csv")) == 1979
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_reading_once_finds_what_the_survey_finds(tmp_path: Path, fmt: str) -> None:
+    # Repeated ids (one of them trimmed alike) and a row that is not a record.
+    ids = ["A", "B", " A", "C", "D", "B", "E", "D"]
+    if fmt == "csv":
+        rows = [[value, f"Vendor {n}", "", "", ""] for n, value in enumerate(ids)]
+        rows.insert(3, ["X", "one", "two", "three", "four", "five", "six"])
+        path = write_csv(tmp_path / "vendors.csv", rows)
+        id_field = "Supplier ID"
+    else:
+        items = [json.dumps({"id": value, "name": f"Vendor {n}"}) for n, value in enumerate(ids)]
+        items.insert(3, '"not a record"')
+        path = tmp_path / "vendors.json"
+        path.write_text("[" + ",".join(items) + "]")
+        id_field = "id"
+    chunks = push.iter_chunks(push.read_rows(path, fmt, id_field), 3, id_field=id_field)
+
+    found, read = push.read_once(chunks)
+
+    assert found == push.survey(path, fmt, id_field)
+    assert (found.rows, found.duplicate_ids, found.duplicate_rows) == (
+        9,
+        frozenset({"A", "B", "D"}),
+        6,
+    )
+    assert all(chunk.records == [] for chunk in read)  # let go once their bodies are made
+    not_a_record = 5 if fmt == "csv" else 4  # a CSV's header is its row 1
+    assert [problem[0] for chunk in read for problem in chunk.problems] == [not_a_record]
+
+
 def test_a_50000_row_file_is_sent_while_it_is_read(
     live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -859,6 +917,7 @@ def test_a_50000_row_file_is_sent_while_it_is_read(
 
     monkeypatch.setattr(push, "read_external_ids", survey_pass)
     monkeypatch.setattr(push, "read_rows", push_pass)
+    monkeypatch.setattr(push, "ONE_PASS_BYTES", 0)  # surveyed, as a file too large to read once
     monkeypatch.setattr(push, "SURVEY_APART", False)  # both passes in this process
 
     result = live.push(path, "--chunk-size", "5000", "--concurrency", "2")
@@ -876,7 +935,9 @@ def test_a_50000_row_file_is_sent_while_it_is_read(
 
 def _survey_held_until_chunks_are_read_ahead(monkeypatch: pytest.MonkeyPatch, chunks: int) -> None:
     """The survey (in its child process) starts reading only once this process has made
-    the bodies of ``chunks`` chunks: chunks are then surely read ahead."""
+    the bodies of ``chunks`` chunks: chunks are then surely read ahead. (The file is
+    surveyed, as one too large to read once.)"""
+    monkeypatch.setattr(push, "ONE_PASS_BYTES", 0)
     bodies_made = multiprocessing.get_context("fork").Event()
     read_ids, chunk_body = push.read_external_ids, push.chunk_body
     made = 0
