@@ -223,6 +223,41 @@ def _packed_columns(session: Session, blob: bytes, names: tuple[str, ...]) -> li
     return [columns[name] for name in names]
 
 
+#: Each field of a packed result in a line of a stream (NDJSON, CSV), as a format
+#: field of the result's values: {0} the index, {1} the object id's hex digits, {2}
+#: the action, {3} changed (``true``/``false``); ``{head}`` is the ids' prefix. None
+#: needs quoting or escaping: numbers, letters, digits and ``_``.
+_PACKED_FIELDS = {
+    "index": ("{0}", "{0}"),
+    "coverbase_id": ('"{head}_{1}"', "{head}_{1}"),
+    "action": ('"{2}"', "{2}"),
+    "changed": ("{3}", "{3}"),
+    "status": ('"success"', "success"),
+}
+#: The action and ``changed`` of each packed ``did`` (_UPDATED, _CREATED, _UNCHANGED).
+_ACTIONS = ("updated", "created", "updated")
+_CHANGED = ("true", "true", "false")
+
+
+def _packed_lines(blob: bytes, names: tuple[str, ...], fmt: StreamFormat) -> bytes:
+    """A chunk's packed results as lines of a stream, the fields ``names`` (none of
+    them ``external_id``) written from each packed row at once: the same bytes as
+    :func:`_packed_ndjson` and :func:`_packed_csv` write, for half their CPU."""
+    size = blob[1]
+    head = blob[2 : 2 + size].decode()
+    at = 0 if fmt == "ndjson" else 1
+    if fmt == "ndjson":
+        fields = ",".join(f'"{name}":{_PACKED_FIELDS[name][at]}' for name in names)
+        line = "{{" + fields + "}}\n"
+    else:
+        line = ",".join(_PACKED_FIELDS[name][at] for name in names) + "\r\n"
+    fill = line.replace("{head}", head).format
+    rows = _RESULT_ROW.iter_unpack(memoryview(blob)[2 + size :])
+    return "".join(
+        [fill(index, raw.hex(), _ACTIONS[did], _CHANGED[did]) for index, did, raw in rows]
+    ).encode()
+
+
 def _packed_ndjson(columns: list[list[Any]], names: tuple[str, ...]) -> bytes:
     """NDJSON lines of result columns, each as ``orjson`` would write its item."""
     rendered = []
@@ -357,7 +392,8 @@ def _stream_piece(
     names: tuple[str, ...],
 ) -> bytes | None:
     """One chunk's part of a stream, read in a short session of its own."""
-    columns: list[list[Any]] | None = None  # packed results
+    packed: bytes | None = None  # packed results without their external_ids
+    columns: list[list[Any]] | None = None  # packed results with them
     items: list[Any] | None = None  # anything else: None for every field of each problem
     with open_session() as session:
         blob = session.scalar(sa.select(_BLOB_COLUMNS[kind]).where(ImportChunk.id == chunk_id))
@@ -365,6 +401,8 @@ def _stream_piece(
             return None
         if kind != "results":
             items = None if names == FIELDS[kind] else stored_items(blob)
+        elif blob.startswith(_PACKED) and "external_id" not in names:
+            packed = blob
         elif blob.startswith(_PACKED):
             columns = _packed_columns(session, blob, names)
         elif "external_id" in names:
@@ -372,6 +410,8 @@ def _stream_piece(
             items = [_result_item(item) for item in with_external_ids(session, stored_items(blob))]
         else:
             items = [_result_item(item) for item in stored_items(blob)]
+    if packed is not None:
+        return _packed_lines(packed, names, fmt)
     if columns is not None:
         return _packed_ndjson(columns, names) if fmt == "ndjson" else _packed_csv(columns, names)
     if items is None:

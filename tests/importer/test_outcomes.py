@@ -3,7 +3,9 @@ own items, a stream reads each chunk once and holds one chunk at a time."""
 
 from __future__ import annotations
 
+import csv
 import gc
+import io
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +13,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from importer import outcomes
 
@@ -148,3 +152,58 @@ def test_a_streams_memory_is_one_chunk_whatever_the_batch_size(
 
     # Ten times the results, the same peak (a list held whole would be ~10x).
     assert large < small * 1.5
+
+
+#: Results of every kind a packed chunk holds: created, updated, unchanged.
+PACKED_RESULTS = [
+    [n, f"EXT-{n}", f"ven_{n * 7919:032x}", "created" if n % 3 == 0 else "updated", n % 3 != 2]
+    for n in range(300)
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    names=st.lists(
+        st.sampled_from(["index", "coverbase_id", "action", "changed", "status"]),
+        unique=True,
+        min_size=1,
+    ),
+    fmt=st.sampled_from(["ndjson", "csv"]),
+)
+def test_a_packed_chunks_stream_holds_the_fields_asked_for_in_their_order(
+    names: list[str], fmt: outcomes.StreamFormat
+) -> None:
+    blob = outcomes.pack_results(PACKED_RESULTS)
+    assert blob.startswith(outcomes._PACKED)
+
+    @contextmanager
+    def session() -> Iterator[Any]:
+        class OneQuery:
+            def scalar(self, _statement: Any) -> bytes:
+                return blob
+
+        yield OneQuery()
+
+    body = b"".join(outcomes.stream(session, [1], "results", fmt, names)).decode()
+
+    expected = [
+        {
+            "index": index,
+            "coverbase_id": coverbase_id,
+            "action": action,
+            "changed": changed,
+            "status": "success",
+        }
+        for index, _external_id, coverbase_id, action, changed in PACKED_RESULTS
+    ]
+    if fmt == "ndjson":
+        assert [orjson.loads(line) for line in body.splitlines()] == [
+            {name: item[name] for name in names} for item in expected
+        ]
+        return
+    rows = list(csv.reader(io.StringIO(body, newline="")))
+    assert rows[0] == names
+    assert rows[1:] == [
+        [str(item[name]).lower() if name == "changed" else str(item[name]) for name in names]
+        for item in expected
+    ]
