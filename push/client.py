@@ -317,13 +317,32 @@ def survey(path: Path, fmt: str, id_field: str | None) -> Survey:
     a second pass, made only when there are candidates, counts the ids themselves whose
     hash is one of them, so the answer is exact.
     """
-    buckets = [array("Q") for _ in range(_BUCKETS)]
+    buckets = _new_buckets()
+    rows = _spread(read_external_ids(path, fmt, id_field), buckets)
+    return _findings(path, fmt, id_field, rows, buckets)
+
+
+def _new_buckets() -> list[array[int]]:
+    return [array("Q") for _ in range(_BUCKETS)]
+
+
+def _spread(values: Iterable[str | None], buckets: list[array[int]]) -> int:
+    """Each external_id's hash into its bucket; returns how many values (rows) came."""
     rows = 0
-    for value in read_external_ids(path, fmt, id_field):
+    for value in values:
         rows += 1
         if value is not None:
             digest = hash(value) & _HASH_BITS
             buckets[digest % _BUCKETS].append(digest)
+    return rows
+
+
+def _findings(
+    path: Path, fmt: str, id_field: str | None, rows: int, buckets: list[array[int]]
+) -> Survey:
+    """The repeated external_ids of a file whose ids' hashes are in ``buckets`` (emptied
+    on the way): equal hashes found by sorting, then, only if there are some, the ids
+    themselves counted in a second pass."""
     candidates: set[int] = set()
     for number in range(_BUCKETS):
         ordered = sorted(buckets[number])
