@@ -323,12 +323,16 @@ def dry_run_errors(live: Live, records: list[dict[str, Any]]) -> list[tuple[int,
     ]
 
 
-@pytest.mark.parametrize("read", ["once", "after a survey"])
+@pytest.mark.parametrize("read", ["once", "after a survey", "cut in two"])
 def test_duplicates_anywhere_in_the_file_fail_every_occurrence_as_one_batch_would(
     live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read: str
 ) -> None:
     if read != "once":
         monkeypatch.setattr(push, "ONE_PASS_BYTES", 0)
+    if read == "cut in two":
+        if not push.SURVEY_APART:
+            pytest.skip("a CSV file is cut in two for its survey on Linux only")
+        monkeypatch.setattr(push, "SPLIT_FROM_BYTES", 0)
     # 12 rows, chunks of 2: the two "D-1" are 9 rows apart, the two "D-2" differ only by
     # spaces (the service trims), the two "D-3" share a chunk.
     ids = ["D-1", "U-1", "D-3", "D-3", " D-2", "U-2", "U-3", "U-4", "U-5", "U-6", "D-1", "D-2 "]
@@ -897,6 +901,107 @@ def test_reading_once_finds_what_the_survey_finds(tmp_path: Path, fmt: str) -> N
     assert all(chunk.records == [] for chunk in read)  # let go once their bodies are made
     not_a_record = 5 if fmt == "csv" else 4  # a CSV's header is its row 1
     assert [problem[0] for chunk in read for problem in chunk.problems] == [not_a_record]
+
+
+#: A CSV file with what makes cutting it hard: a byte-order mark, quoted fields over
+#: several lines, blank lines, a row that is not a record (too many fields), and
+#: external_ids repeated far apart and near each other.
+AWKWARD_CSV = (
+    "\ufeffid,name,notes\r\n"
+    + "".join(
+        f"A-{n},Vendor {n},"
+        + ('"two\r\nlines, and ""quotes"""' if n % 4 == 1 else "plain")
+        + "\r\n"
+        + ("\r\n" if n % 7 == 3 else "")
+        + ("X-1,one,two,three\r\n" if n == 5 else "")
+        for n in range(14)
+    )
+    + 'A-3,again,"ends\nhere"\r\nA-13,last,\r\n'
+)
+
+
+def _sequential(path: Path) -> tuple[push.Survey, list[tuple[Any, ...]]]:
+    """The survey and the chunks of a file read in order, in this process."""
+    chunks = push.iter_chunks(push.read_rows(path, "csv", "id"), 4, id_field="id")
+    return push.survey(path, "csv", "id"), [_chunk_facts(chunk) for chunk in chunks]
+
+
+def _chunk_facts(chunk: push.Chunk) -> tuple[Any, ...]:
+    body = chunk.body if chunk.body is not None else push.chunk_body(chunk)
+    return chunk.position, chunk.index, chunk.rows, chunk.ids, chunk.problems, body
+
+
+@pytest.mark.skipif(not push.SURVEY_APART, reason="a CSV file is cut in two on Linux only")
+def test_a_csv_file_cut_anywhere_is_surveyed_and_read_as_in_one_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "awkward.csv"
+    path.write_bytes(AWKWARD_CSV.encode())
+    expected = _sequential(path)
+    assert expected[0].duplicate_ids == {"A-3", "A-13"}
+    data = path.read_bytes()
+    line_starts = [n + 1 for n, byte in enumerate(data) if byte == ord("\n")][:-1]
+    options = push.PushOptions("vendors", path, "http://unused", "key", chunk_size=4, window=2)
+    whole_surveys = []  # the cuts where the parts did not meet: the file surveyed whole
+    survey = push.survey
+
+    def counted_survey(*args: Any) -> push.Survey:
+        whole_surveys.append(args)
+        return survey(*args)
+
+    monkeypatch.setattr(push, "survey", counted_survey)
+
+    def chunks_of(duplicate_ids: frozenset[str], cut: push.Cut | None = None) -> Any:
+        rows = push.read_rows(path, "csv", "id", cut)
+        return push.iter_chunks(rows, 4, id_field="id", duplicate_ids=duplicate_ids)
+
+    for offset in line_starts:  # every line start, inside a quoted field or not
+        cut = push.Cut(offset, start=3)
+        found, read, ahead = push.survey_split(path, "id", options, cut, chunks_of)
+        assert (found, [_chunk_facts(chunk) for chunk in [*read, *ahead]]) == expected, offset
+    # Cut inside a quoted field, or on a blank line, the file is surveyed whole; on a
+    # row's first line, the two parts meet.
+    assert 0 < len(whole_surveys) < len(line_starts) / 2
+
+
+@pytest.mark.skipif(not push.SURVEY_APART, reason="a CSV file is cut in two on Linux only")
+def test_a_survey_child_that_dies_leaves_the_survey_to_the_push(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "awkward.csv"
+    path.write_bytes(AWKWARD_CSV.encode())
+    monkeypatch.setattr(push, "survey_after", lambda *args: os._exit(1))
+    options = push.PushOptions("vendors", path, "http://unused", "key", chunk_size=4)
+    cut = push.csv_cut(path, path.stat().st_size)
+    assert cut is not None
+
+    found, read, ahead = push.survey_split(
+        path,
+        "id",
+        options,
+        cut,
+        lambda ids, cut: push.iter_chunks(
+            push.read_rows(path, "csv", "id", cut), 4, id_field="id", duplicate_ids=ids
+        ),
+    )
+
+    assert (found, [_chunk_facts(chunk) for chunk in [*read, *ahead]]) == _sequential(path)
+
+
+@pytest.mark.skipif(not push.SURVEY_APART, reason="a CSV file is cut in two on Linux only")
+def test_a_file_that_is_not_utf8_after_the_cut_is_refused(
+    live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [[f"U-{n:05d}", f"Vendor {n}", "", "", ""] for n in range(2000)]
+    path = write_csv(tmp_path / "vendors.csv", rows)
+    path.write_bytes(path.read_bytes() + b"U-99999,Caf\xe9,,,\r\n")  # Latin-1, at the end
+    monkeypatch.setattr(push, "SPLIT_FROM_BYTES", 0)
+
+    result = live.push(path)
+
+    assert result.exit_code == 2
+    assert "is not UTF-8 text" in result.output
+    assert live.batches() == 0
 
 
 def test_a_50000_row_file_is_sent_while_it_is_read(
