@@ -1247,30 +1247,32 @@ def surveyed_chunks(
         rows = read_rows(path, fmt, id_field, cut)
         return iter_chunks(rows, size, id_field=id_field, duplicate_ids=duplicate_ids)
 
-    bytes_ = path.stat().st_size
-    cut = (
-        csv_cut(path, bytes_)
-        if fmt == "csv" and SURVEY_APART and bytes_ > SPLIT_FROM_BYTES
-        else None
-    )
+    file_size = path.stat().st_size
+    split = fmt == "csv" and SURVEY_APART and file_size > SPLIT_FROM_BYTES
+    cut = csv_cut(path, file_size) if split else None
+    rest: Generator[Chunk, None, None] | None = None  # the chunks not read yet
     if cut is not None:
-        found, read, ahead = survey_split(path, id_field, options, cut, the_files_chunks)
-        if not found.duplicate_ids:
-            return found, itertools.chain(read, ahead), len(read)
-        ahead.close()
-    elif bytes_ <= ONE_PASS_BYTES:
+        found, read, rest = survey_split(path, id_field, options, cut, the_files_chunks)
+    elif file_size <= ONE_PASS_BYTES:
         found, read = read_once(the_files_chunks(frozenset()))
-    elif not SURVEY_APART:
-        found = survey(path, fmt, id_field)
-        return found, the_files_chunks(found.duplicate_ids), 0
+    elif SURVEY_APART:
+        found, read, rest = _survey_apart(path, fmt, id_field, options, the_files_chunks)
     else:
-        found, read, ahead = _survey_apart(path, fmt, id_field, options, the_files_chunks)
-        if not found.duplicate_ids:
-            return found, itertools.chain(read, ahead), len(read)
-        ahead.close()
-    if not found.duplicate_ids:
-        return found, iter(read), len(read)
-    return found, the_files_chunks(found.duplicate_ids), 0
+        found, read, rest = survey(path, fmt, id_field), [], the_files_chunks(frozenset())
+    if found.duplicate_ids:
+        if rest is not None:
+            rest.close()
+        return found, the_files_chunks(found.duplicate_ids), 0
+    return found, itertools.chain(read, rest or ()), len(read)
+
+
+def _hold_body(chunk: Chunk) -> int:
+    """Make the chunk's request body now and let its records go; returns its size."""
+    if not chunk.records:
+        return 0
+    chunk.body = chunk_body(chunk)
+    chunk.records = []
+    return len(chunk.body)
 
 
 def read_once(chunks: Iterator[Chunk]) -> tuple[Survey, list[Chunk]]:
@@ -1283,9 +1285,7 @@ def read_once(chunks: Iterator[Chunk]) -> tuple[Survey, list[Chunk]]:
     for chunk in chunks:
         counts.update(chunk.ids)
         rows += len(chunk.rows) + len(chunk.problems)
-        if chunk.records:
-            chunk.body = chunk_body(chunk)
-            chunk.records = []
+        _hold_body(chunk)
         read.append(chunk)
     repeated = {value: count for value, count in counts.items() if count > 1 and value is not None}
     return Survey(rows, frozenset(repeated), sum(repeated.values())), read
@@ -1333,10 +1333,7 @@ def survey_split(
             if first_after is None:
                 before, first_after = _before_the_cut(chunk, cut.line, buckets)
                 rows += before
-            if chunk.records:
-                chunk.body = chunk_body(chunk)
-                chunk.records = []
-                held += len(chunk.body)
+            held += _hold_body(chunk)
             read.append(chunk)
             if first_after is not None and first_after != cut.line:
                 break  # no row starts on the cut's line
@@ -1412,10 +1409,7 @@ def _survey_apart(
             chunk = next(ahead, None)
             if chunk is None:
                 break
-            if chunk.records:
-                chunk.body = chunk_body(chunk)
-                chunk.records = []
-                held += len(chunk.body)
+            held += _hold_body(chunk)
             read.append(chunk)
         found: Survey = surveying.get()
     finally:
