@@ -78,7 +78,6 @@ from rich.progress import (
 from rich.text import Text
 
 from importer.formats import (
-    BOM,
     FormatError,
     Row,
     csv_external_ids,
@@ -181,20 +180,16 @@ def detect_format(path: Path, override: str | None = None) -> str:
     return fmt
 
 
-def read_rows(
-    path: Path, fmt: str, external_id_field: str | None = None, cut: Cut | None = None
-) -> Iterator[SourceRow]:
+def read_rows(path: Path, fmt: str, external_id_field: str | None = None) -> Iterator[SourceRow]:
     """The file's records in order, one at a time (a generator: the file is streamed).
 
     ``external_id_field`` (the report's incoming name of ``external_id``) lets a CSV
-    row that cannot be sent still be reported with its external_id. A CSV file's
-    ``cut`` learns the number of the line that starts at its offset.
+    row that cannot be sent still be reported with its external_id.
     """
     with _reading(path):
         if fmt == "csv":
             with _csv_text(path) as text:
-                lines = cut.lines(text) if cut is not None else text
-                for row in csv_rows(lines, external_id_field):
+                for row in csv_rows(text, external_id_field):
                     yield row if row.problem is None else _not_sent(row, "row")
         elif fmt == "ndjson":
             with path.open("rb") as binary:
@@ -375,41 +370,41 @@ def _findings(
     return Survey(rows, frozenset(repeated), sum(repeated.values()))
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Cut:
     """Where a CSV file is cut in two for its survey: ``offset``, a byte where a line
-    starts; ``line``, that line's number, once the push's read has come to it (0 when
-    no line of the text starts there)."""
+    starts, and ``line``, that line's number (the file's first is 1)."""
 
     offset: int
-    #: Where the text's first line starts (after a byte-order mark).
-    start: int = 0
-    line: int | None = None
-
-    def lines(self, text: Iterable[str]) -> Iterator[str]:
-        """The lines of ``text``, counting bytes up to the offset on the way."""
-        position, number = self.start, 0
-        lines = iter(text)
-        for line in lines:
-            number += 1
-            if position >= self.offset:
-                self.line = number if position == self.offset else 0
-                yield line
-                yield from lines
-                return
-            position += len(line.encode())
-            yield line
+    line: int
 
 
 def csv_cut(path: Path, size: int) -> Cut | None:
-    """The start of the first line from three tenths of a CSV file (at most CUT_MAX_BYTES
-    in), or None when no line starts after it."""
+    """The cut three tenths into a CSV file (at most CUT_MAX_BYTES in), or None."""
+    return cut_at(path, min(size * 3 // 10, CUT_MAX_BYTES))
+
+
+def cut_at(path: Path, near: int) -> Cut | None:
+    """The first line start from byte ``near`` on (None: none), and its number: the line
+    breaks before it, counted as the file is read (``newline=""``: ``\\r\\n``, ``\\r`` and
+    ``\\n`` each end a line)."""
     with path.open("rb") as binary:
-        start = len(BOM) if binary.read(len(BOM)) == BOM else 0
-        binary.seek(max(start, min(size * 3 // 10, CUT_MAX_BYTES)))
-        binary.readline()
+        if near > 0:
+            binary.seek(near - 1)
+            binary.readline()  # to just after the next \n, or the end
         offset = binary.tell()
-    return Cut(offset, start) if offset < size else None
+        if not binary.read(1):
+            return None
+        binary.seek(0)
+        breaks, left, last = 0, offset, b""
+        while left:
+            block = binary.read(min(left, 1024 * 1024))
+            left -= len(block)
+            breaks += block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
+            if last == b"\r" and block.startswith(b"\n"):  # a \r\n over two blocks
+                breaks -= 1
+            last = block[-1:]
+    return Cut(offset, breaks + 1)
 
 
 def survey_after(path: Path, id_field: str | None, offset: int) -> tuple[int, list[array[int]]]:
@@ -1241,10 +1236,8 @@ def surveyed_chunks(
     """
     size = options.chunk_size
 
-    def the_files_chunks(
-        duplicate_ids: frozenset[str], cut: Cut | None = None
-    ) -> Generator[Chunk, None, None]:
-        rows = read_rows(path, fmt, id_field, cut)
+    def the_files_chunks(duplicate_ids: frozenset[str]) -> Generator[Chunk, None, None]:
+        rows = read_rows(path, fmt, id_field)
         return iter_chunks(rows, size, id_field=id_field, duplicate_ids=duplicate_ids)
 
     file_size = path.stat().st_size
@@ -1296,7 +1289,7 @@ def survey_split(
     id_field: str | None,
     options: PushOptions,
     cut: Cut,
-    the_files_chunks: Callable[[frozenset[str], Cut], Generator[Chunk, None, None]],
+    the_files_chunks: Callable[[frozenset[str]], Generator[Chunk, None, None]],
 ) -> tuple[Survey, list[Chunk], Generator[Chunk, None, None]]:
     """The survey of a CSV file cut in two, and the chunks read meanwhile (with the
     rest of the file's, to read on).
@@ -1319,7 +1312,7 @@ def survey_split(
     child.start()
     sending.close()
     try:
-        ahead = the_files_chunks(frozenset(), cut)  # as if no external_id repeated
+        ahead = the_files_chunks(frozenset())  # as if no external_id repeated
         buckets = _new_buckets()
         read: list[Chunk] = []
         rows = held = 0
@@ -1373,15 +1366,10 @@ def _survey_after_into(
     connection.close()
 
 
-def _before_the_cut(
-    chunk: Chunk, line: int | None, buckets: list[array[int]]
-) -> tuple[int, int | None]:
-    """Spread the ids of the chunk's rows before ``line`` (all, when None) over the
-    buckets; returns how many rows that was, and the line of its first row from
-    ``line`` on (None: none)."""
+def _before_the_cut(chunk: Chunk, line: int, buckets: list[array[int]]) -> tuple[int, int | None]:
+    """Spread the ids of the chunk's rows before ``line`` over the buckets; returns how
+    many rows that was, and the line of its first row from ``line`` on (None: none)."""
     problems = [problem[0] for problem in chunk.problems]
-    if line is None:
-        return _spread(chunk.ids, buckets) + len(problems), None
     records = bisect.bisect_left(chunk.rows, line)
     rows = _spread(chunk.ids[:records], buckets) + sum(1 for row in problems if row < line)
     after = chunk.rows[records : records + 1] + [row for row in problems if row >= line]

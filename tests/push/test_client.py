@@ -939,8 +939,6 @@ def test_a_csv_file_cut_anywhere_is_surveyed_and_read_as_in_one_pass(
     path.write_bytes(AWKWARD_CSV.encode())
     expected = _sequential(path)
     assert expected[0].duplicate_ids == {"A-3", "A-13"}
-    data = path.read_bytes()
-    line_starts = [n + 1 for n, byte in enumerate(data) if byte == ord("\n")][:-1]
     options = push.PushOptions("vendors", path, "http://unused", "key", chunk_size=4, window=2)
     whole_surveys = []  # the cuts where the parts did not meet: the file surveyed whole
     survey = push.survey
@@ -951,17 +949,20 @@ def test_a_csv_file_cut_anywhere_is_surveyed_and_read_as_in_one_pass(
 
     monkeypatch.setattr(push, "survey", counted_survey)
 
-    def chunks_of(duplicate_ids: frozenset[str], cut: push.Cut | None = None) -> Any:
-        rows = push.read_rows(path, "csv", "id", cut)
+    def chunks_of(duplicate_ids: frozenset[str]) -> Any:
+        rows = push.read_rows(path, "csv", "id")
         return push.iter_chunks(rows, 4, id_field="id", duplicate_ids=duplicate_ids)
 
-    for offset in line_starts:  # every line start, inside a quoted field or not
-        cut = push.Cut(offset, start=3)
+    # Every line start, inside a quoted field or not.
+    cuts = {push.cut_at(path, near) for near in range(path.stat().st_size)} - {None}
+    assert len(cuts) == AWKWARD_CSV.count("\n")
+    for cut in sorted(cuts, key=lambda cut: cut.offset if cut else 0):
+        assert cut is not None
         found, read, ahead = push.survey_split(path, "id", options, cut, chunks_of)
-        assert (found, [_chunk_facts(chunk) for chunk in [*read, *ahead]]) == expected, offset
-    # Cut inside a quoted field, or on a blank line, the file is surveyed whole; on a
-    # row's first line, the two parts meet.
-    assert 0 < len(whole_surveys) < len(line_starts) / 2
+        assert (found, [_chunk_facts(chunk) for chunk in [*read, *ahead]]) == expected, cut
+    # Cut inside a quoted field, on a blank line or on the header, the file is surveyed
+    # whole; on a row's first line, the two parts meet.
+    assert 0 < len(whole_surveys) < len(cuts) / 2
 
 
 @pytest.mark.skipif(not push.SURVEY_APART, reason="a CSV file is cut in two on Linux only")
@@ -980,8 +981,8 @@ def test_a_survey_child_that_dies_leaves_the_survey_to_the_push(
         "id",
         options,
         cut,
-        lambda ids, cut: push.iter_chunks(
-            push.read_rows(path, "csv", "id", cut), 4, id_field="id", duplicate_ids=ids
+        lambda ids: push.iter_chunks(
+            push.read_rows(path, "csv", "id"), 4, id_field="id", duplicate_ids=ids
         ),
     )
 
