@@ -142,7 +142,8 @@ CSV = "text/csv"
 #: after its record's row and external_id (the chunk's own: the service would read it
 #: back from the object, one lookup per record) to make its line of results.csv. The
 #: service writes them with the same CsvWriter; the index, an integer, ends at the
-#: first comma.
+#: first comma. A chunk whose every record was written is read without the index (the
+#: stream is in index order: its n-th line is the n-th record's).
 RESULT_STREAM_FIELDS = "index,coverbase_id,action,changed"
 #: The fields of a done chunk's errors, read as one NDJSON stream.
 ERROR_STREAM_FIELDS = "index,external_id,field,error_code,message"
@@ -867,19 +868,25 @@ def result_lines(api: Api, slug: str, batch: dict[str, Any], chunk: Chunk) -> tu
         text = io.StringIO()
         CsvWriter(text).write_columns(result_columns(chunk.rows, chunk.ids, inline))
         return text.getvalue(), len(inline)
-    response = _stream(api, slug, batch, "results", CSV, RESULT_STREAM_FIELDS)
+    # Every record written: the stream's n-th line is the n-th record's, and needs no index.
+    every = total == len(chunk.rows)
+    fields = RESULT_STREAM_FIELDS.removeprefix("index,") if every else RESULT_STREAM_FIELDS
+    response = _stream(api, slug, batch, "results", CSV, fields)
     lines = response.content.decode().split("\r\n")
-    if lines[0] != RESULT_STREAM_FIELDS or lines[-1]:
-        raise ValueError(f"a results stream that is not CSV of {RESULT_STREAM_FIELDS}")
+    if lines[0] != fields or lines[-1]:
+        raise ValueError(f"a results stream that is not CSV of {fields}")
     _check_count(len(lines) - 2, total, "results", batch)
     starts = [
         f"{row},{cell}," for row, cell in zip(chunk.rows, CsvWriter.cells(chunk.ids), strict=True)
     ]
-    spliced = [
-        starts[int(index)] + rest
-        for index, _, rest in map(operator.methodcaller("partition", ","), lines[1:-1])
-    ]
-    return "".join(line + "\r\n" for line in spliced), total
+    if every:
+        spliced = list(map(operator.add, starts, lines[1:-1]))
+    else:
+        spliced = [
+            starts[int(index)] + rest
+            for index, _, rest in map(operator.methodcaller("partition", ","), lines[1:-1])
+        ]
+    return "\r\n".join(spliced) + "\r\n", total
 
 
 def error_items(api: Api, slug: str, batch: dict[str, Any]) -> list[dict[str, Any]]:

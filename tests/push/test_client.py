@@ -605,6 +605,29 @@ def test_a_202_is_followed_to_completion_and_each_list_read_in_one_stream(
     assert "441 written (441 created, 0 updated), 9 failed" in result.output
 
 
+def test_a_chunk_written_whole_is_read_back_line_for_line_without_indexes(
+    live: Live, app: Flask, tmp_path: Path
+) -> None:
+    services = app.extensions["importer"]
+    services.settings = services.settings.replace(
+        sync_max_records=10, inline_items=5, chunk_size=100
+    )
+    rows = [[f"B-{n:04d}", f"Vendor {n}", "", "", ""] for n in range(300)]
+    path = write_csv(tmp_path / "vendors.csv", rows)
+
+    result = live.push(path, "--chunk-size", "300")
+
+    assert result.exit_code == 0, result.output
+    streams = [query for _method, path_, query in live.gate.requests if path_.endswith("/results")]
+    assert streams == ["fields=coverbase_id%2Caction%2Cchanged"]
+    lines = read_csv(tmp_path / "results.csv")
+    assert [(line["row"], line["external_id"]) for line in lines] == [
+        (str(n + 2), f"B-{n:04d}") for n in range(300)
+    ]
+    stored = live.client.get("/v1/vendors?external_id=B-0123", headers=live.auth)
+    assert lines[123]["coverbase_id"] == stored.json["items"][0]["id"]  # type: ignore[index]
+
+
 def test_sends_go_on_while_results_are_read_up_to_the_window(
     live: Live, app: Flask, tmp_path: Path
 ) -> None:
