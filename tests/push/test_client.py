@@ -572,14 +572,20 @@ def test_running_the_same_push_again_sends_nothing_twice(live: Live, tmp_path: P
 # --- asynchronous batches -------------------------------------------------------------
 
 
-def test_a_202_is_followed_to_completion_and_each_list_read_in_one_stream(
-    live: Live, app: Flask, tmp_path: Path
-) -> None:
+def _streamed_beyond_5_items(app: Flask) -> None:
+    """More than 10 records a request are answered 202, and a done batch's body holds 5
+    items of each list: the rest is read from the streams."""
     services = app.extensions["importer"]
-    # 450 records a request: answered 202; 5 items inlined, the rest in one stream a list.
     services.settings = services.settings.replace(
         sync_max_records=10, inline_items=5, chunk_size=100
     )
+
+
+def test_a_202_is_followed_to_completion_and_each_list_read_in_one_stream(
+    live: Live, app: Flask, tmp_path: Path
+) -> None:
+    # 450 records a request: answered 202; 5 items inlined, the rest in one stream a list.
+    _streamed_beyond_5_items(app)
     rows = [[f"A-{n:04d}", f"Vendor {n}", "", "" if n % 50 else "bad", ""] for n in range(450)]
     path = write_csv(tmp_path / "vendors.csv", rows)
 
@@ -608,10 +614,7 @@ def test_a_202_is_followed_to_completion_and_each_list_read_in_one_stream(
 def test_a_chunk_written_whole_is_read_back_line_for_line_without_indexes(
     live: Live, app: Flask, tmp_path: Path
 ) -> None:
-    services = app.extensions["importer"]
-    services.settings = services.settings.replace(
-        sync_max_records=10, inline_items=5, chunk_size=100
-    )
+    _streamed_beyond_5_items(app)
     rows = [[f"B-{n:04d}", f"Vendor {n}", "", "", ""] for n in range(300)]
     path = write_csv(tmp_path / "vendors.csv", rows)
 
