@@ -7,7 +7,7 @@ Imports of the same number of new 10-field vendor records into one org:
   ``csv.DictReader``, encoded as JSON and posted; nothing read back), then each batch
   waited for; records/s from the start to the last completion;
 * push: a CSV file of as many records pushed with :func:`push.client.push_file`, as
-  ``importer push`` does (survey pass, chunks sent, waited for and read back,
+  ``importer push`` does (repeated ids found first, chunks sent, waited for and read back,
   results.csv and errors.csv written); records/s from start to end of the push.
 
 After a warm-up import (not measured), the two alternate for ``--rounds`` rounds
