@@ -245,12 +245,10 @@ def _packed_lines(blob: bytes, names: tuple[str, ...], fmt: StreamFormat) -> byt
     :func:`_packed_ndjson` and :func:`_packed_csv` write, for half their CPU."""
     size = blob[1]
     head = blob[2 : 2 + size].decode()
-    at = 0 if fmt == "ndjson" else 1
     if fmt == "ndjson":
-        fields = ",".join(f'"{name}":{_PACKED_FIELDS[name][at]}' for name in names)
-        line = "{{" + fields + "}}\n"
+        line = "{{" + ",".join(f'"{name}":{_PACKED_FIELDS[name][0]}' for name in names) + "}}\n"
     else:
-        line = ",".join(_PACKED_FIELDS[name][at] for name in names) + "\r\n"
+        line = ",".join(_PACKED_FIELDS[name][1] for name in names) + "\r\n"
     fill = line.replace("{head}", head).format
     rows = _RESULT_ROW.iter_unpack(memoryview(blob)[2 + size :])
     return "".join(

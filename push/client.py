@@ -363,11 +363,16 @@ def _findings(
         candidates.update(low for low, high in itertools.pairwise(ordered) if low == high)
     if not candidates:
         return Survey(rows)
-    counts: Counter[str] = Counter()
+    counts: Counter[str | None] = Counter()
     for value in read_external_ids(path, fmt, id_field):
         if value is not None and hash(value) & _HASH_BITS in candidates:
             counts[value] += 1
-    repeated = {value: count for value, count in counts.items() if count > 1}
+    return _survey_of(rows, counts)
+
+
+def _survey_of(rows: int, counts: Counter[str | None]) -> Survey:
+    """The findings from each external_id's count (None, no external_id, is no id)."""
+    repeated = {value: n for value, n in counts.items() if n > 1 and value is not None}
     return Survey(rows, frozenset(repeated), sum(repeated.values()))
 
 
@@ -1287,8 +1292,7 @@ def read_once(chunks: Iterator[Chunk]) -> tuple[Survey, list[Chunk]]:
         rows += len(chunk.rows) + len(chunk.problems)
         _hold_body(chunk)
         read.append(chunk)
-    repeated = {value: count for value, count in counts.items() if count > 1 and value is not None}
-    return Survey(rows, frozenset(repeated), sum(repeated.values())), read
+    return _survey_of(rows, counts), read
 
 
 def survey_split(

@@ -946,9 +946,22 @@ AWKWARD_CSV = (
 )
 
 
+def _awkward_file(tmp_path: Path) -> Path:
+    path = tmp_path / "awkward.csv"
+    path.write_bytes(AWKWARD_CSV.encode())
+    return path
+
+
+def _chunks_of(path: Path) -> Callable[[frozenset[str]], Any]:
+    """The file's chunks of 4 rows, as ``surveyed_chunks`` makes them."""
+    return lambda duplicate_ids: push.iter_chunks(
+        push.read_rows(path, "csv", "id"), 4, id_field="id", duplicate_ids=duplicate_ids
+    )
+
+
 def _sequential(path: Path) -> tuple[push.Survey, list[tuple[Any, ...]]]:
     """The survey and the chunks of a file read in order, in this process."""
-    chunks = push.iter_chunks(push.read_rows(path, "csv", "id"), 4, id_field="id")
+    chunks = _chunks_of(path)(frozenset())
     return push.survey(path, "csv", "id"), [_chunk_facts(chunk) for chunk in chunks]
 
 
@@ -961,8 +974,7 @@ def _chunk_facts(chunk: push.Chunk) -> tuple[Any, ...]:
 def test_a_csv_file_cut_anywhere_is_surveyed_and_read_as_in_one_pass(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "awkward.csv"
-    path.write_bytes(AWKWARD_CSV.encode())
+    path = _awkward_file(tmp_path)
     expected = _sequential(path)
     assert expected[0].duplicate_ids == {"A-3", "A-13"}
     options = push.PushOptions("vendors", path, "http://unused", "key", chunk_size=4, window=2)
@@ -974,17 +986,12 @@ def test_a_csv_file_cut_anywhere_is_surveyed_and_read_as_in_one_pass(
         return survey(*args)
 
     monkeypatch.setattr(push, "survey", counted_survey)
-
-    def chunks_of(duplicate_ids: frozenset[str]) -> Any:
-        rows = push.read_rows(path, "csv", "id")
-        return push.iter_chunks(rows, 4, id_field="id", duplicate_ids=duplicate_ids)
-
     # Every line start, inside a quoted field or not.
     cuts = {push.cut_at(path, near) for near in range(path.stat().st_size)} - {None}
     assert len(cuts) == AWKWARD_CSV.count("\n")
     for cut in sorted(cuts, key=lambda cut: cut.offset if cut else 0):
         assert cut is not None
-        found, read, ahead = push.survey_split(path, "id", options, cut, chunks_of)
+        found, read, ahead = push.survey_split(path, "id", options, cut, _chunks_of(path))
         assert (found, [_chunk_facts(chunk) for chunk in [*read, *ahead]]) == expected, cut
     # Cut inside a quoted field, on a blank line or on the header, the file is surveyed
     # whole; on a row's first line, the two parts meet.
@@ -995,22 +1002,13 @@ def test_a_csv_file_cut_anywhere_is_surveyed_and_read_as_in_one_pass(
 def test_a_survey_child_that_dies_leaves_the_survey_to_the_push(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "awkward.csv"
-    path.write_bytes(AWKWARD_CSV.encode())
+    path = _awkward_file(tmp_path)
     monkeypatch.setattr(push, "survey_after", lambda *args: os._exit(1))
     options = push.PushOptions("vendors", path, "http://unused", "key", chunk_size=4)
     cut = push.csv_cut(path, path.stat().st_size)
     assert cut is not None
 
-    found, read, ahead = push.survey_split(
-        path,
-        "id",
-        options,
-        cut,
-        lambda ids: push.iter_chunks(
-            push.read_rows(path, "csv", "id"), 4, id_field="id", duplicate_ids=ids
-        ),
-    )
+    found, read, ahead = push.survey_split(path, "id", options, cut, _chunks_of(path))
 
     assert (found, [_chunk_facts(chunk) for chunk in [*read, *ahead]]) == _sequential(path)
 
